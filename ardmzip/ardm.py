@@ -1,0 +1,118 @@
+"""The ARDM process (PAPER.md): orders, masks, the training loss, and per-step distributions.
+
+Variables are subpixels. An RGB image has D = H·W·3 variables, each revealed on its own; an L image
+has D = H·W variables, shown to the net as grey replicated into its 3 channels with tied masks.
+Distributions are discretised logistic mixtures over the 256 values of a subpixel.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .nets import ARDMNet
+
+K_VALUES = 256
+LOSS_GRID = 512  # the per-step loss curve is kept on this grid of revealed fractions
+
+
+# ---------------------------------------------------------------------------------------------- orders
+_M1, _M2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
+
+
+def _splitmix64(z: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser on uint64 arrays: a counter-based hash, identical on every platform."""
+    with np.errstate(over="ignore"):
+        z = z + np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * _M1
+        z = (z ^ (z >> np.uint64(27))) * _M2
+        return z ^ (z >> np.uint64(31))
+
+
+def order(seed: int, n: int) -> np.ndarray:
+    """The random order σ of n positions for a seed: positions sorted by hash(seed, position).
+
+    Returns int64 (n,) position indices, first-revealed first. Depends only on (seed, n): stable sort
+    of 64-bit integer keys, no RNG library involved, vectorised for millions of positions.
+    """
+    keys = _splitmix64(np.arange(n, dtype=np.uint64) ^ _splitmix64(np.full(n, seed, dtype=np.uint64)))
+    return np.argsort(keys, kind="stable")
+
+
+# ------------------------------------------------------------------------------ logistic mixture head
+def split_params(p: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(..., 3K, H, W) -> log mixture weights, means (in [-1,1] units), log-scales, each (..., K, H, W)."""
+    logit, mu, log_s = p.split(k, dim=-3)
+    return F.log_softmax(logit, dim=-3), mu, log_s.clamp(min=-7.0)
+
+
+def log_prob(p: torch.Tensor, x: torch.Tensor, k: int) -> torch.Tensor:
+    """Log-probability (nats) of integer subpixels x (..., H, W) in 0..255 under params p (..., 3K, H, W)."""
+    log_w, mu, log_s = split_params(p, k)
+    c = (x.float() / 127.5 - 1.0).unsqueeze(-3)
+    inv_s = torch.exp(-log_s)
+    plus = inv_s * (c - mu + 1 / 255)
+    minus = inv_s * (c - mu - 1 / 255)
+    cdf_delta = torch.sigmoid(plus) - torch.sigmoid(minus)
+    log_cdf_plus = plus - F.softplus(plus)       # log σ(plus), for x = 0
+    log_one_minus_cdf_min = -F.softplus(minus)   # log(1 − σ(minus)), for x = 255
+    mid = inv_s * (c - mu)
+    log_pdf_mid = mid - log_s - 2 * F.softplus(mid) - math.log(127.5)  # fallback in the tails
+    inner = torch.where(cdf_delta > 1e-5, torch.log(cdf_delta.clamp(min=1e-12)), log_pdf_mid)
+    xb = c.expand_as(mu)
+    lp = torch.where(xb < -0.999, log_cdf_plus, torch.where(xb > 0.999, log_one_minus_cdf_min, inner))
+    return torch.logsumexp(lp + log_w, dim=-3)
+
+
+def probabilities(p: np.ndarray, k: int) -> np.ndarray:
+    """Categorical distributions over 0..255 from mixture params p (n, 3K) float: (n, 256) float64.
+
+    Pure numpy float64 so the encoder and decoder compute it the same way from the same params.
+    """
+    p = np.asarray(p, dtype=np.float64)
+    logit, mu, log_s = p[:, :k], p[:, k:2 * k], np.maximum(p[:, 2 * k:], -7.0)
+    w = np.exp(logit - logit.max(1, keepdims=True))
+    w /= w.sum(1, keepdims=True)
+    edges = (np.arange(1, K_VALUES) - 0.5) / 127.5 - 1.0  # 255 inner bin edges in [-1, 1] units
+    z = (edges[None, None, :] - mu[:, :, None]) * np.exp(-log_s)[:, :, None]
+    cdf = np.einsum("nk,nke->ne", w, 0.5 * (1.0 + np.tanh(0.5 * z)))  # σ(z) without overflow
+    cdf = np.concatenate([np.zeros((len(p), 1)), cdf, np.ones((len(p), 1))], axis=1)
+    return np.ascontiguousarray(np.diff(cdf, axis=1))
+
+
+# ----------------------------------------------------------------------------------------- training
+def training_loss(net: ARDMNet, x: torch.Tensor, grey: torch.Tensor, generator: torch.Generator | None = None,
+                  t: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Order-agnostic ARDM loss for a batch.
+
+    x: (B, 3, H, W) uint8-valued subpixels; grey: (B,) bool, True where the image is grey replicated
+    into 3 channels (its variables are the H·W pixels, masks tied across channels); t: (B,) optional
+    fixed numbers of known variables (default: t ~ U{0..D−1}).
+    Returns (loss: scalar, the bound in bits per dimension averaged over the batch;
+             frac: (B,) revealed fraction t/D; lt: (B,) mean nats per masked variable at that t).
+    """
+    B, C, H, W = x.shape
+    dev = x.device
+    n_var = torch.where(grey, H * W, C * H * W)                       # D per example
+    if t is None:
+        t = (torch.rand(B, generator=generator, device=dev) * n_var).long()  # t ~ U{0..D−1}
+    noise = torch.rand(B, C, H, W, generator=generator, device=dev)
+    noise = torch.where(grey.view(B, 1, 1, 1), noise[:, :1].expand(B, C, H, W), noise)
+    # rank of each variable in a uniformly random order; tied channels of grey pixels share a rank
+    flat = noise.reshape(B, -1)
+    rank = flat.argsort(1).argsort(1).reshape(B, C, H, W)
+    rank = torch.where(grey.view(B, 1, 1, 1), rank // C, rank)
+    m = (rank < t.view(B, 1, 1, 1)).float()
+    xs = x.float() / 127.5 - 1.0
+    frac = t.float() / n_var.float()
+    p = net(xs * m, m, frac)
+    nll = -log_prob(p, x, net.cfg.mixtures)                            # (B, C, H, W) nats
+    counted = (1 - m) * torch.where(grey.view(B, 1, 1, 1), (torch.arange(C, device=dev) == 0).view(1, C, 1, 1).float(),
+                                    torch.ones(1, C, 1, 1, device=dev))
+    masked_sum = (nll * counted).sum((1, 2, 3))
+    n_masked = (n_var - t).float()
+    lt = masked_sum / n_masked  # D/(D−t)·Σ_masked/D: per example an unbiased term of the bound (nats/dim)
+    loss = lt.mean() / math.log(2)
+    return loss, frac.detach(), lt.detach()

@@ -1,0 +1,149 @@
+"""The ARDM codec for one plane: walk the schedule, call the net once per step, push/pop the variables
+revealed in that step. Encoder and decoder build every network input with the same function, so the
+decoder sees exactly the tensors the encoder saw.
+
+A plane is (H, W, 3) uint8 "rgb" (D = 3·H·W subpixels, flat index c·H·W + y·W + x) or (H, W) uint8
+"grey" (D = H·W pixels, shown to the net replicated into 3 channels with tied masks).
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+
+from .ardm import order, probabilities
+from .coder import Decoder, Encoder
+from .registry import Model
+from .schedule import step_boundaries
+
+CODING_THREADS = 1  # float32 outputs depend on the thread count: both sides use this many
+TILE = 512   # larger planes are run through the net in tiles of this size ...
+HALO = 64    # ... each with this much context on every side (≥ the net's receptive field)
+
+Progress = Callable[[int], None] | None
+
+
+@dataclass
+class Plan:
+    """Everything both sides derive from (plane shape, model, budget, seed)."""
+    shape: tuple[int, int]
+    grey: bool
+    order: np.ndarray      # (D,) variable indices, first revealed first
+    bounds: np.ndarray     # (S+1,) step boundaries
+
+    @property
+    def n_vars(self) -> int:
+        return len(self.order)
+
+    @property
+    def steps(self) -> int:
+        return len(self.bounds) - 1
+
+
+def make_plan(model: Model, shape: tuple[int, ...], budget: int, seed: int) -> Plan:
+    h, w = shape[:2]
+    grey = len(shape) == 2
+    n = h * w * (1 if grey else 3)
+    return Plan((h, w), grey, order(seed, n), step_boundaries(model.curve, n, budget))
+
+
+def _net_input(values: np.ndarray, known: np.ndarray, plan: Plan) -> tuple[torch.Tensor, torch.Tensor]:
+    """values, known: flat (D,) arrays (values only read where known). Returns x, m of (1, 3, H, W)."""
+    h, w = plan.shape
+    x = np.where(known, values.astype(np.float32) / np.float32(127.5) - np.float32(1.0), np.float32(0.0))
+    m = known.astype(np.float32)
+    shape = (1, 1, h, w) if plan.grey else (1, 3, h, w)
+    xt, mt = torch.from_numpy(x.reshape(shape)), torch.from_numpy(m.reshape(shape))
+    if plan.grey:
+        xt, mt = xt.expand(1, 3, h, w), mt.expand(1, 3, h, w)
+    return xt.contiguous(), mt.contiguous()
+
+
+@torch.inference_mode()
+def _run_net(model: Model, x: torch.Tensor, m: torch.Tensor, frac: float) -> torch.Tensor:
+    """Mixture params (3, 3K, H, W), in tiles with halos for large planes (a fixed tiling per shape)."""
+    f = torch.tensor([frac], dtype=torch.float32)
+    _, _, h, w = x.shape
+    if h <= TILE + 2 * HALO and w <= TILE + 2 * HALO:
+        return model.net(x, m, f)[0]
+    out = torch.empty(3, 3 * model.net.cfg.mixtures, h, w)
+    for y0 in range(0, h, TILE):
+        for x0 in range(0, w, TILE):
+            ya, xa = max(0, y0 - HALO), max(0, x0 - HALO)
+            yb, xb = min(h, y0 + TILE + HALO), min(w, x0 + TILE + HALO)
+            p = model.net(x[:, :, ya:yb, xa:xb], m[:, :, ya:yb, xa:xb], f)[0]
+            y1, x1 = min(h, y0 + TILE), min(w, x0 + TILE)
+            out[:, :, y0:y1, x0:x1] = p[:, :, y0 - ya:y1 - ya, x0 - xa:x1 - xa]
+    return out
+
+
+def _step_probs(model: Model, plan: Plan, values: np.ndarray, known: np.ndarray, start: int,
+                positions: np.ndarray) -> np.ndarray:
+    """(n, 256) float64 distributions of the variables at `positions` given what is known at `start`."""
+    x, m = _net_input(values, known, plan)
+    p = _run_net(model, x, m, start / plan.n_vars)            # (3, 3K, H, W)
+    h, w = plan.shape
+    if plan.grey:
+        params = p[0].reshape(p.shape[1], h * w)[:, positions]
+    else:
+        params = p.permute(1, 0, 2, 3).reshape(p.shape[1], 3 * h * w)[:, positions]
+    return probabilities(params.T.numpy(), model.net.cfg.mixtures)
+
+
+@contextmanager
+def fixed_threads(n: int = CODING_THREADS) -> Iterator[None]:
+    """Run the net with a fixed intra-op thread count (restored afterwards)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _flat(plane: np.ndarray) -> np.ndarray:
+    return plane.reshape(-1) if plane.ndim == 2 else plane.transpose(2, 0, 1).reshape(-1)
+
+
+def _unflat(values: np.ndarray, plan: Plan) -> np.ndarray:
+    h, w = plan.shape
+    return values.reshape(h, w) if plan.grey else values.reshape(3, h, w).transpose(1, 2, 0).copy()
+
+
+def _steps(plan: Plan) -> Iterator[tuple[int, np.ndarray]]:
+    for i in range(plan.steps):
+        yield int(plan.bounds[i]), plan.order[plan.bounds[i]:plan.bounds[i + 1]]
+
+
+def encode_plane(model: Model, plane: np.ndarray, plan: Plan, enc: Encoder, progress: Progress = None) -> float:
+    """Push a plane onto the ANS stack (steps last to first). Returns the model's −log2 p in bits."""
+    values = _flat(plane).astype(np.int64)
+    rank = np.empty(plan.n_vars, dtype=np.int64)
+    rank[plan.order] = np.arange(plan.n_vars)
+    bits = 0.0
+    with fixed_threads():
+        for start, positions in reversed(list(_steps(plan))):
+            probs = _step_probs(model, plan, values, rank < start, start, positions)
+            symbols = values[positions]
+            enc.push(symbols, probs)
+            bits -= float(np.log2(probs[np.arange(len(symbols)), symbols]).sum())
+            if progress:
+                progress(1)
+    return bits
+
+
+def decode_plane(model: Model, plan: Plan, dec: Decoder, progress: Progress = None) -> np.ndarray:
+    """Pop a plane (steps first to last); inverse of encode_plane."""
+    values = np.zeros(plan.n_vars, dtype=np.int64)
+    known = np.zeros(plan.n_vars, dtype=bool)
+    with fixed_threads():
+        for start, positions in _steps(plan):
+            probs = _step_probs(model, plan, values, known, start, positions)
+            values[positions] = dec.pop(probs)
+            known[positions] = True
+            if progress:
+                progress(1)
+    return _unflat(values, plan).astype(np.uint8)

@@ -1,0 +1,99 @@
+"""The shipped models: `models/manifest.json` (ids, files, SHA-256, net configs, loss curves).
+
+The SHA-256 of a weights file is checked on every load; a released id never changes meaning.
+The folder is found in a source checkout (repo/models) and in a normal install (ardmzip/models).
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import ModelError
+from .nets import ARDMNet, NetConfig
+
+_PKG = Path(__file__).resolve().parent
+
+
+def models_dir() -> Path:
+    for candidate in (_PKG / "models", _PKG.parent / "models"):
+        if (candidate / "manifest.json").exists():
+            return candidate
+    raise ModelError("no models/manifest.json found: the installation is incomplete (reinstall ardmzip)")
+
+
+def manifest() -> dict:
+    return json.loads((models_dir() / "manifest.json").read_text())
+
+
+@dataclass
+class Model:
+    """A loaded model: the net (eval mode) plus what the codec needs to reproduce its schedule."""
+    id: str
+    media: str
+    net: ARDMNet
+    curve: tuple[int, ...]    # loss per variable, millibits, on a grid of revealed fractions
+    default_budget: int
+    sha256: str
+    info: dict = field(repr=False)
+
+    @property
+    def hash_prefix(self) -> bytes:
+        return bytes.fromhex(self.sha256[:16])
+
+
+def list_models() -> dict[str, dict]:
+    return manifest()["models"]
+
+
+def default_model_id(media: str) -> str:
+    try:
+        return manifest()["defaults"][media]
+    except KeyError:
+        raise ModelError(f"no default model for {media} in this release") from None
+
+
+@lru_cache(maxsize=8)
+def load_model(model_id: str) -> Model:
+    """Load a shipped model by id, verifying the SHA-256 of its weights against the manifest."""
+    entries = list_models()
+    if model_id not in entries:
+        raise ModelError(f"unknown model '{model_id}' (this release has: {', '.join(sorted(entries))})")
+    e = entries[model_id]
+    path = models_dir() / e["file"]
+    if not path.exists():
+        raise ModelError(f"model '{model_id}': weights file {path} is missing")
+    blob = path.read_bytes()
+    digest = hashlib.sha256(blob).hexdigest()
+    if digest != e["sha256"]:
+        raise ModelError(f"model '{model_id}': {path.name} has SHA-256 {digest[:16]}…, "
+                         f"the manifest says {e['sha256'][:16]}… (damaged or replaced weights)")
+    ck = torch.load(path, map_location="cpu", weights_only=True)
+    net = ARDMNet(NetConfig.from_dict(e["net_config"]))
+    net.load_state_dict(ck["net"])
+    net.eval().requires_grad_(False)
+    return Model(id=model_id, media=e["media"], net=net, curve=tuple(int(v) for v in e["loss_curve"]),
+                 default_budget=int(e["default_budget"]), sha256=digest, info=e)
+
+
+def find_model(model_id: str, hash_prefix: bytes) -> Model:
+    """The model a file names, refusing one whose weights differ from those the file was made with."""
+    model = load_model(model_id)
+    if model.hash_prefix != hash_prefix:
+        raise ModelError(f"file was made with model '{model_id}' weights {hash_prefix.hex()}, "
+                         f"but this release has {model.hash_prefix.hex()}")
+    return model
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def curve_to_ints(curve_bits: np.ndarray) -> list[int]:
+    """Loss curve in bits per variable (float) -> millibits (int), the form stored in the manifest."""
+    return [int(round(v * 1000)) for v in np.asarray(curve_bits, dtype=np.float64)]

@@ -1,0 +1,179 @@
+"""Train an image ARDM. Resumable: the checkpoint lives outside git and may vanish, in which case a run
+starts from the shipped weights given by --init (or from scratch).
+
+    python -m ardmzip.train --run img1 --minutes 120 [--init ardm-img-...] [--threads 1]
+
+Every --eval-every seconds: validation bpd on fixed crops of the validation photos, a line in the run's
+log.jsonl (images seen, wall time, train and validation bpd) and an atomic checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import os
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .ardm import LOSS_GRID, training_loss
+from .data import CACHE, load_images
+from .nets import ARDMNet, NetConfig
+
+
+@dataclass
+class TrainConfig:
+    run: str = "img1"
+    minutes: float = 60.0
+    batch: int = 32
+    crop: int = 32
+    lr: float = 1e-3
+    warmup: int = 300
+    ema: float = 0.999
+    grey_fraction: float = 0.15
+    threads: int = 1
+    eval_every: float = 600.0
+    init: str | None = None
+    seed: int = 0
+
+
+class CropSampler:
+    """Random crops from whole photos (chosen by area), with flips, 90° rotations and grey versions."""
+
+    def __init__(self, images: list[np.ndarray], crop: int, grey_fraction: float, seed: int):
+        self.images = [a for a in images if min(a.shape[:2]) >= crop]
+        area = np.array([a.shape[0] * a.shape[1] for a in self.images], dtype=np.float64)
+        self.p = area / area.sum()
+        self.crop, self.grey_fraction = crop, grey_fraction
+        self.rng = np.random.default_rng(seed)
+
+    def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(n, 3, crop, crop) uint8-valued int64 tensor and (n,) bool grey flags."""
+        c, out = self.crop, np.empty((n, 3, self.crop, self.crop), dtype=np.uint8)
+        grey = self.rng.random(n) < self.grey_fraction
+        for i, k in enumerate(self.rng.choice(len(self.images), n, p=self.p)):
+            a = self.images[k]
+            y, x = self.rng.integers(0, a.shape[0] - c + 1), self.rng.integers(0, a.shape[1] - c + 1)
+            patch = np.rot90(a[y:y + c, x:x + c], self.rng.integers(4)).astype(np.int32)
+            if self.rng.random() < 0.5:
+                patch = patch[:, ::-1]
+            if grey[i]:  # ITU-R 601 luma, the same as PIL's convert("L")
+                lum = (patch[..., 0] * 299 + patch[..., 1] * 587 + patch[..., 2] * 114 + 500) // 1000
+                patch = np.repeat(lum[..., None], 3, axis=2)
+            out[i] = patch.transpose(2, 0, 1)
+        return torch.from_numpy(out).long(), torch.from_numpy(grey)
+
+
+def fixed_crops(images: list[np.ndarray], n: int, crop: int, seed: int = 1234) -> torch.Tensor:
+    """The same n validation crops every time: (n, 3, crop, crop)."""
+    return CropSampler(images, crop, 0.0, seed).batch(n)[0]
+
+
+@torch.inference_mode()
+def evaluate(net: ARDMNet, crops: torch.Tensor, batch: int = 64) -> float:
+    """Validation bound in bpd on fixed crops with a fixed generator (t and orders reproducible)."""
+    g = torch.Generator().manual_seed(0)
+    total = 0.0
+    for i in range(0, len(crops), batch):
+        x = crops[i:i + batch]
+        loss, _, _ = training_loss(net, x, torch.zeros(len(x), dtype=torch.bool), generator=g)
+        total += loss.item() * len(x)
+    return total / len(crops)
+
+
+def save_atomic(obj: dict, path: Path) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    run_dir = CACHE / "runs" / cfg.run
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / "ckpt.pt"
+
+    net = ARDMNet(net_cfg)
+    state = {"step": 0, "images": 0, "seconds": 0.0, "lt_sum": torch.zeros(LOSS_GRID),
+             "lt_n": torch.zeros(LOSS_GRID)}
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path)
+        net_cfg = NetConfig.from_dict(ck["net_config"])
+        net = ARDMNet(net_cfg)
+        net.load_state_dict(ck["net"])
+        state = ck["state"]
+        print(f"resumed {ckpt_path} at step {state['step']}")
+    elif cfg.init:
+        from .registry import load_model
+        net = copy.deepcopy(load_model(cfg.init).net)
+        net_cfg = net.cfg
+        print(f"initialised from shipped model {cfg.init}")
+    ema = copy.deepcopy(net).requires_grad_(False)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    if ckpt_path.exists():
+        ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["opt"])
+
+    data_dir = CACHE / "data"
+    sampler = CropSampler(load_images(data_dir / "images_train.npz"), cfg.crop, cfg.grey_fraction,
+                          cfg.seed + state["step"])
+    val = fixed_crops(load_images(data_dir / "images_val.npz"), 512, cfg.crop)
+    print(f"{sum(p.numel() for p in net.parameters())} parameters, config {net_cfg}")
+
+    start, last_eval, window = time.time(), time.time(), []
+    base_seconds = state["seconds"]
+    while time.time() - start < cfg.minutes * 60:
+        lr = cfg.lr * min(1.0, (state["step"] + 1) / cfg.warmup)
+        for grp in opt.param_groups:
+            grp["lr"] = lr
+        x, grey = sampler.batch(cfg.batch)
+        loss, frac, lt = training_loss(net, x, grey)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), net.parameters()):
+                pe.lerp_(p, 1 - cfg.ema)
+        rgb = ~grey
+        idx = (frac[rgb] * LOSS_GRID).long().clamp(max=LOSS_GRID - 1)
+        state["lt_sum"].index_add_(0, idx, lt[rgb])
+        state["lt_n"].index_add_(0, idx, torch.ones_like(lt[rgb]))
+        state["step"] += 1
+        state["images"] += cfg.batch
+        window.append(loss.item())
+        now = time.time()
+        if now - last_eval > cfg.eval_every or now - start >= cfg.minutes * 60:
+            state["seconds"] = base_seconds + now - start
+            val_bpd = evaluate(ema, val)
+            line = {"step": state["step"], "images": state["images"], "hours": state["seconds"] / 3600,
+                    "train_bpd": float(np.mean(window)), "val_bpd": val_bpd, "lr": lr}
+            print(json.dumps(line), flush=True)
+            with open(run_dir / "log.jsonl", "a") as f:
+                f.write(json.dumps(line) + "\n")
+            window, last_eval = [], time.time()
+            save_atomic({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
+                         "state": state, "net_config": net_cfg.to_dict(), "train_config": asdict(cfg)},
+                        ckpt_path)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for f, v in asdict(TrainConfig()).items():
+        ap.add_argument("--" + f.replace("_", "-"), type=type(v) if v is not None else str, default=v)
+    ap.add_argument("--widths", type=str, default="32,64,128")
+    ap.add_argument("--blocks", type=str, default="2,2,3")
+    ap.add_argument("--mixtures", type=int, default=6)
+    a = vars(ap.parse_args())
+    net_cfg = NetConfig(widths=tuple(int(v) for v in a.pop("widths").split(",")),
+                        blocks=tuple(int(v) for v in a.pop("blocks").split(",")), mixtures=a.pop("mixtures"))
+    train(TrainConfig(**a), net_cfg)
+
+
+if __name__ == "__main__":
+    main()
