@@ -7,6 +7,7 @@ benchmarks all call.
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Callable
 
@@ -17,6 +18,7 @@ from .codec import decode_plane, encode_plane, make_plan
 from .coder import Decoder, Encoder
 from .errors import ChecksumMismatchError, UnsupportedInputError
 from .registry import Model, default_model_id, find_model, load_model
+from .schedule import expected_bits
 
 DEFAULT_SEED = 0
 
@@ -27,6 +29,7 @@ class Report:
     file_bytes: int
     payload_bits: int
     model_bits: float      # Σ −log2 p of the coded values under the model (the ideal code length)
+    predicted_bits: float  # what the schedule predicts from the model's loss curve (validation photos)
     dims: int              # number of coded subpixels / samples
     steps: int             # network calls
 
@@ -49,11 +52,12 @@ def compress_image(img: media.Image, *, budget: int | None = None, model: str | 
                    ) -> tuple[bytes, Report]:
     """Code the planes of an image; returns the .ardm bytes and a Report."""
     m = _model(model, "image")
-    budget = budget or m.default_budget
+    budget = m.default_budget if budget is None else budget
     if budget < 1:
         raise UnsupportedInputError(f"budget must be at least 1 network call (got {budget})")
     plans = [make_plan(m, p.shape, budget, seed) for p in img.planes]
     total = sum(pl.steps for pl in plans)
+    predicted = _predicted_bits(m, plans)
     done = [0]
 
     def tick(n: int) -> None:
@@ -68,21 +72,52 @@ def compress_image(img: media.Image, *, budget: int | None = None, model: str | 
     samples = _samples(img)
     header = container.Header(media="image", method="ardm", arithmetic="float32", model_id=m.id,
                               model_hash=m.hash_prefix, budget=budget, seed=seed,
-                              shape=_shape_of(img), meta=img.meta,
+                              shape=_shape_of(img), meta=_stored_meta(img.meta, _shape_of(img)),
                               content_hash=container.content_hash(samples))
     blob = container.pack(header, words)
-    return blob, Report(len(blob), 32 * len(words), model_bits, samples.size, total)
+    return blob, Report(len(blob), 32 * len(words), model_bits, predicted, samples.size, total)
+
+
+def _predicted_bits(m: Model, plans: list) -> float:
+    return sum(expected_bits(m.curve, pl.bounds, pl.n_vars) for pl in plans)
+
+
+def predict_bits(img: media.Image, *, budget: int | None = None, model: str | None = None) -> float:
+    """Bits the schedule predicts for an image from the model's loss curve, without running the net."""
+    m = _model(model, "image")
+    b = m.default_budget if budget is None else budget
+    return _predicted_bits(m, [make_plan(m, p.shape, b, DEFAULT_SEED) for p in img.planes])
 
 
 def _shape_of(img: media.Image) -> tuple[int, ...]:
+    """(H, W) for one-plane grey/palette images, else (H, W, channels), as FORMAT.md's Dims."""
     h, w = img.planes[0].shape[:2]
-    return (h, w, sum(1 if p.ndim == 2 else p.shape[2] for p in img.planes))
+    c = sum(1 if p.ndim == 2 else p.shape[2] for p in img.planes)
+    return (h, w) if c == 1 else (h, w, c)
+
+
+_MODE_BY_CHANNELS = {2: "LA", 3: "RGB", 4: "RGBA"}
+
+
+def _implied_meta(shape: tuple[int, ...]) -> dict:
+    """Meta a file need not store because Dims imply it (every byte counts on a 32×32 crop)."""
+    mode = "L" if len(shape) == 2 else _MODE_BY_CHANNELS.get(shape[2], "")
+    return {"mode": mode, "format": "PNG", "height": shape[0], "width": shape[1]}
+
+
+def _stored_meta(meta: dict, shape: tuple[int, ...]) -> dict:
+    implied = _implied_meta(shape)
+    return {k: v for k, v in meta.items() if implied.get(k, object()) != v}
+
+
+def _full_meta(stored: dict, shape: tuple[int, ...]) -> dict:
+    return {**_implied_meta(shape), **stored}
 
 
 def _plane_shapes(header: container.Header) -> list[tuple[int, ...]]:
     """The plane shapes media.read_image produces for the stored mode (media.PLANE_LAYOUT)."""
     h, w = header.shape[:2]
-    mode = header.meta.get("mode")
+    mode = _full_meta(header.meta, header.shape)["mode"]
     if mode not in media.PLANE_LAYOUT:
         raise UnsupportedInputError(f"file stores an image of mode {mode!r}, which this release cannot decode")
     return [(h, w, 3) if kind == "rgb" else (h, w) for kind in media.PLANE_LAYOUT[mode]]
@@ -105,11 +140,17 @@ def decompress_image(blob: bytes, *, progress: Callable[[int, int], None] | None
     dec = Decoder(words)
     planes = [decode_plane(m, plan, dec, tick) for plan in plans]
     dec.finish()
-    img = media.Image(planes=planes, meta=header.meta)
+    img = media.Image(planes=planes, meta=_full_meta(header.meta, header.shape))
     if container.content_hash(_samples(img)) != header.content_hash:
         raise ChecksumMismatchError("decoded pixels do not match the checksum of the original: "
                                     "the file is corrupt or this machine computes the model differently")
     return img
+
+
+def read_info(blob: bytes) -> container.Header:
+    """The header of an .ardm file with its meta completed (mode, format, size), for `ardmzip info`."""
+    h = container.read_header(blob)
+    return dataclasses.replace(h, meta=_full_meta(h.meta, h.shape))
 
 
 def compress(data: bytes | np.ndarray, *, name: str = "<input>", **kw) -> bytes:

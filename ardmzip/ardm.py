@@ -66,20 +66,26 @@ def log_prob(p: torch.Tensor, x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.logsumexp(lp + log_w, dim=-3)
 
 
-def probabilities(p: np.ndarray, k: int) -> np.ndarray:
-    """Categorical distributions over 0..255 from mixture params p (n, 3K) float: (n, 256) float64.
+_EDGES = (torch.arange(1, K_VALUES, dtype=torch.float32) - 0.5) / 127.5 - 1.0  # inner bin edges, [-1, 1] units
 
-    Pure numpy float64 so the encoder and decoder compute it the same way from the same params.
+
+def probabilities(p: torch.Tensor, k: int) -> np.ndarray:
+    """Categorical distributions over 0..255 from mixture params p (n, 3K): (n, 256) float64, C order.
+
+    Each row is Σ_j w_j·(σ((e_{v+1} − μ_j)/s_j) − σ((e_v − μ_j)/s_j)) with e_0 = −∞, e_256 = +∞, computed in
+    float32 in place (about 5 µs per variable; call it on chunks of a few thousand rows to stay in
+    cache). float32 suffices: constriction quantises to 24-bit fixed point, and both sides compute
+    the same floats from the same params.
     """
-    p = np.asarray(p, dtype=np.float64)
-    logit, mu, log_s = p[:, :k], p[:, k:2 * k], np.maximum(p[:, 2 * k:], -7.0)
-    w = np.exp(logit - logit.max(1, keepdims=True))
-    w /= w.sum(1, keepdims=True)
-    edges = (np.arange(1, K_VALUES) - 0.5) / 127.5 - 1.0  # 255 inner bin edges in [-1, 1] units
-    z = (edges[None, None, :] - mu[:, :, None]) * np.exp(-log_s)[:, :, None]
-    cdf = np.einsum("nk,nke->ne", w, 0.5 * (1.0 + np.tanh(0.5 * z)))  # σ(z) without overflow
-    cdf = np.concatenate([np.zeros((len(p), 1)), cdf, np.ones((len(p), 1))], axis=1)
-    return np.ascontiguousarray(np.diff(cdf, axis=1))
+    logit, mu, log_s = p.float().split(k, dim=1)
+    w = torch.softmax(logit, dim=1)
+    z = (_EDGES[None, None, :] - mu[:, :, None]) * torch.exp(-log_s.clamp(min=-7.0))[:, :, None]
+    cdf = torch.bmm(w[:, None, :], z.sigmoid_())[:, 0]                  # (n, 255)
+    out = torch.empty(len(p), K_VALUES, dtype=torch.float64)
+    out[:, 0] = cdf[:, 0]
+    out[:, 1:-1] = cdf[:, 1:] - cdf[:, :-1]
+    out[:, -1] = 1.0 - cdf[:, -1]
+    return out.clamp_(min=0.0).numpy()
 
 
 # ----------------------------------------------------------------------------------------- training

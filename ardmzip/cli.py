@@ -12,7 +12,7 @@ from typing import Callable
 
 import click
 
-from . import api, container
+from . import api
 from .errors import ArdmError
 from .registry import list_models, manifest
 
@@ -185,7 +185,7 @@ def info(files):
 
     def work(name: str) -> str:
         blob = _read(name)
-        h = container.read_header(blob)
+        h = api.read_info(blob)
         dims = 1
         for s in h.shape:
             dims *= s

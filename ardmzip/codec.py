@@ -22,6 +22,7 @@ from .schedule import step_boundaries
 CODING_THREADS = 1  # float32 outputs depend on the thread count: both sides use this many
 TILE = 512   # larger planes are run through the net in tiles of this size ...
 HALO = 64    # ... each with this much context on every side (≥ the net's receptive field)
+CHUNK = 4096  # variables per push/pop: bounds memory to a few MB per step on any image size
 
 Progress = Callable[[int], None] | None
 
@@ -80,17 +81,21 @@ def _run_net(model: Model, x: torch.Tensor, m: torch.Tensor, frac: float) -> tor
     return out
 
 
-def _step_probs(model: Model, plan: Plan, values: np.ndarray, known: np.ndarray, start: int,
-                positions: np.ndarray) -> np.ndarray:
-    """(n, 256) float64 distributions of the variables at `positions` given what is known at `start`."""
+def _step_params(model: Model, plan: Plan, values: np.ndarray, known: np.ndarray, start: int,
+                 positions: np.ndarray) -> torch.Tensor:
+    """(n, 3K) mixture params of the variables at `positions` given what is known at `start`."""
     x, m = _net_input(values, known, plan)
     p = _run_net(model, x, m, start / plan.n_vars)            # (3, 3K, H, W)
     h, w = plan.shape
     if plan.grey:
-        params = p[0].reshape(p.shape[1], h * w)[:, positions]
+        params = p[0].reshape(p.shape[1], h * w)
     else:
-        params = p.permute(1, 0, 2, 3).reshape(p.shape[1], 3 * h * w)[:, positions]
-    return probabilities(params.T.numpy(), model.net.cfg.mixtures)
+        params = p.permute(1, 0, 2, 3).reshape(p.shape[1], 3 * h * w)
+    return params[:, torch.from_numpy(positions)].T.contiguous()
+
+
+def _chunks(n: int) -> list[slice]:
+    return [slice(i, min(n, i + CHUNK)) for i in range(0, n, CHUNK)]
 
 
 @contextmanager
@@ -126,10 +131,12 @@ def encode_plane(model: Model, plane: np.ndarray, plan: Plan, enc: Encoder, prog
     bits = 0.0
     with fixed_threads():
         for start, positions in reversed(list(_steps(plan))):
-            probs = _step_probs(model, plan, values, rank < start, start, positions)
-            symbols = values[positions]
-            enc.push(symbols, probs)
-            bits -= float(np.log2(probs[np.arange(len(symbols)), symbols]).sum())
+            params = _step_params(model, plan, values, rank < start, start, positions)
+            for c in reversed(_chunks(len(positions))):    # the stack: last chunk pushed first
+                probs = probabilities(params[c], model.net.cfg.mixtures)
+                symbols = values[positions[c]]
+                enc.push(symbols, probs)
+                bits -= float(np.log2(probs[np.arange(len(symbols)), symbols]).sum())
             if progress:
                 progress(1)
     return bits
@@ -141,8 +148,9 @@ def decode_plane(model: Model, plan: Plan, dec: Decoder, progress: Progress = No
     known = np.zeros(plan.n_vars, dtype=bool)
     with fixed_threads():
         for start, positions in _steps(plan):
-            probs = _step_probs(model, plan, values, known, start, positions)
-            values[positions] = dec.pop(probs)
+            params = _step_params(model, plan, values, known, start, positions)
+            for c in _chunks(len(positions)):
+                values[positions[c]] = dec.pop(probabilities(params[c], model.net.cfg.mixtures))
             known[positions] = True
             if progress:
                 progress(1)

@@ -1,9 +1,12 @@
-"""The .ardm container (FORMAT.md): a typed header, the payload's uint32 words, and a CRC-32.
+"""The .ardm container (FORMAT.md): a compact header, the payload's uint32 words, and a CRC-32.
 
 Stdlib + numpy only. A parse goes magic -> version -> lengths -> CRC-32 -> field meanings, so each
 damaged input gets one unambiguous error: a short file reports TruncatedError, a flipped bit reports
 CorruptError (the CRC fails before any field is interpreted), and nothing is allocated from a length
 or a shape that has not been checked. No other exception escapes for any input bytes.
+
+Integers that vary in size (budget, seed, dims, meta length, word count) are unsigned LEB128 varints,
+minimally encoded, so the header of a small image costs ~32 bytes (FORMAT.md "Total size").
 """
 from __future__ import annotations
 
@@ -19,20 +22,21 @@ import numpy as np
 
 from .errors import CorruptError, NotArdmError, TruncatedError, UnsupportedVersionError
 
-MAGIC: bytes = b"\x89ARDM\r\n\x1a"  # PNG-style: high bit, CR LF, ^Z catch text-mode damage
+MAGIC: bytes = b"\x89ARD"  # non-ASCII first byte: marks the file binary, catches 7-bit transfers
 VERSION: int = 1
 MAX_ELEMENTS = 1 << 31  # limit on the product of the shape, checked before anything is allocated
 MAX_NDIM = 4
 MAX_MODEL_ID = 64
 MAX_META_BYTES = 1 << 20
-HASH_BYTES = 8
+HASH_BYTES = 4  # model hash and content hash: SHA-256 prefixes
+MAX_VARINT_BYTES = 10  # ceil(64 / 7)
 
-MEDIA_CODES = {"image": 1, "audio": 2}
-METHOD_CODES = {"ardm": 0, "raw": 1}
-ARITHMETIC_CODES = {"float32": 0, "int-exact": 1}
+MEDIA_CODES = {"image": 1, "audio": 2}  # kinds bits 0-1
+METHOD_CODES = {"ardm": 0, "raw": 1}  # kinds bits 2-3
+ARITHMETIC_CODES = {"float32": 0, "int-exact": 1}  # kinds bits 4-5; bits 6-7 reserved
 
-# MAGIC after CRLF->LF, LF->CRLF, or a 7-bit transfer: worth a hint, as PNG's magic intends
-_TEXT_DAMAGED_STARTS = (b"\x89ARDM\n\x1a", b"\x89ARDM\r\r\n", b"\tARDM\r\n\x1a")
+# MAGIC after a 7-bit transfer (high bit stripped): worth a hint
+_TEXT_DAMAGED_STARTS = (b"\tARD",)
 _U32_MAX = (1 << 32) - 1
 _U64_MAX = (1 << 64) - 1
 
@@ -45,12 +49,12 @@ class Header:
     method: str  # "ardm" (model-coded) | "raw" (stored fallback)
     arithmetic: str  # "float32" | "int-exact": the inference the decoder must reproduce
     model_id: str  # printable ASCII, 1..64 chars; "" allowed only for method "raw"
-    model_hash: bytes  # 8 bytes: prefix of the weights' SHA-256 (zeros for "raw")
+    model_hash: bytes  # 4 bytes: prefix of the weights' SHA-256 (zeros for "raw")
     budget: int  # network-call budget, u32
     seed: int  # order seed, u64
     shape: tuple[int, ...]  # 1..4 dims, each >= 1, product <= MAX_ELEMENTS
     meta: dict = field(hash=False)  # JSON object describing the media, <= 1 MiB as UTF-8
-    content_hash: bytes  # 8 bytes: content_hash() of the original samples
+    content_hash: bytes  # 4 bytes: content_hash() of the original samples
 
 
 # ------------------------------------------------------------------------------------- validation
@@ -126,8 +130,22 @@ def _header_problem(h: Header) -> str | None:
 
 
 # ------------------------------------------------------------------------------------------- pack
+def _encode_varint(n: int) -> bytes:
+    """n (0..2^64-1) as a minimal unsigned LEB128 varint: 7 bits a byte, low bits first, high bit = more."""
+    if not 0 <= n <= _U64_MAX:
+        raise ValueError(f"varint value {n} is outside 0..{_U64_MAX}")
+    out = bytearray()
+    while n >= 0x80:
+        out.append(0x80 | (n & 0x7F))
+        n >>= 7
+    out.append(n)
+    return bytes(out)
+
+
 def _encode_meta(meta: dict) -> bytes:
-    """meta as compact, key-sorted UTF-8 JSON; ValueError if it is not JSON-able or over 1 MiB."""
+    """meta as compact, key-sorted UTF-8 JSON (b"" for {}); ValueError if not JSON-able or over 1 MiB."""
+    if not meta:
+        return b""
     try:
         text = json.dumps(meta, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
         raw = text.encode("utf-8")
@@ -160,25 +178,30 @@ def pack(header: Header, payload: np.ndarray) -> bytes:
     meta, words = _encode_meta(header.meta), _payload_words(payload)
     model_id = header.model_id.encode("ascii")
     shape = [operator.index(d) for d in header.shape]
-    codes = (MEDIA_CODES[header.media], METHOD_CODES[header.method], ARITHMETIC_CODES[header.arithmetic])
+    kinds = (MEDIA_CODES[header.media] | METHOD_CODES[header.method] << 2
+             | ARITHMETIC_CODES[header.arithmetic] << 4)
     body = b"".join([
         MAGIC,
-        struct.pack("<6B", VERSION, 0, *codes, 0),  # version, flags, codes, reserved
-        struct.pack("<B", len(model_id)), model_id, bytes(header.model_hash),
-        struct.pack("<IQ", operator.index(header.budget), operator.index(header.seed)),
-        struct.pack(f"<B{len(shape)}I", len(shape), *shape),
-        struct.pack("<I", len(meta)), meta, bytes(header.content_hash),
-        struct.pack("<I", words.size), words.tobytes(),
+        bytes([VERSION, 0, kinds, len(model_id)]), model_id, bytes(header.model_hash),
+        _encode_varint(operator.index(header.budget)), _encode_varint(operator.index(header.seed)),
+        bytes([len(shape)]), *map(_encode_varint, shape),
+        _encode_varint(len(meta)), meta, bytes(header.content_hash),
+        _encode_varint(words.size), words.tobytes(),
     ])
     return body + struct.pack("<I", zlib.crc32(body))
 
 
 # ------------------------------------------------------------------------------------------ parse
 class _Reader:
-    """Walks a byte buffer; every read past the end raises TruncatedError."""
+    """Walks a byte buffer; every read past the end raises TruncatedError.
+
+    Varints that are readable but not canonical (non-minimal, or above 2^64-1) are noted in
+    `problems` and reported after the CRC-32 check, like every other field meaning.
+    """
 
     def __init__(self, data: memoryview) -> None:
         self.data, self.pos = data, 0
+        self.problems: list[str] = []
 
     def _take(self, n: int, message: str) -> memoryview:
         if self.pos + n > len(self.data):
@@ -196,12 +219,36 @@ class _Reader:
         """A block whose length n came from the header."""
         return self._take(n, f"header says {n} {name} bytes at offset {self.pos}")
 
+    def varint(self, name: str) -> int:
+        """An unsigned LEB128 varint of at most 10 bytes.
+
+        TruncatedError if the input ends inside it; CorruptError (at once: the walk cannot go on) if
+        its 10th byte still has the continuation bit.
+        """
+        start, value = self.pos, 0
+        for i in range(MAX_VARINT_BYTES):
+            if self.pos >= len(self.data):
+                raise TruncatedError(f"file is truncated: the {name} varint at offset {start} runs past the "
+                                     f"end, {i} byte{'s' * (i != 1)} present")
+            byte = self.data[self.pos]
+            self.pos += 1
+            value |= (byte & 0x7F) << (7 * i)
+            if not byte & 0x80:
+                if i and not byte:
+                    self.problems.append(f"the {name} varint at offset {start} is not minimally encoded")
+                elif value > _U64_MAX:
+                    self.problems.append(f"the {name} varint at offset {start} is {value}, over 2^64-1")
+                return value
+        raise CorruptError(f"file is corrupt: the {name} varint at offset {start} is longer than "
+                           f"{MAX_VARINT_BYTES} bytes")
+
 
 @dataclass(frozen=True)
 class _Walked:
     """The fields as laid out in the file, before their meanings are checked."""
 
-    codes: tuple[int, ...]  # flags, media, method, arithmetic, reserved
+    flags: int
+    kinds: int
     model_id: bytes
     model_hash: bytes
     budget: int
@@ -211,6 +258,7 @@ class _Walked:
     content_hash: bytes
     words: int
     words_at: int
+    problems: tuple[str, ...]  # non-canonical varints, reported after the CRC-32
 
 
 def _check_magic(data: memoryview) -> None:
@@ -226,18 +274,19 @@ def _check_magic(data: memoryview) -> None:
 
 def _walk(r: _Reader) -> _Walked:
     """Reads every field after the version, following the lengths; TruncatedError if one runs out."""
-    codes = r.field("<5B", "flags/codes/reserved")
-    model_id = bytes(r.block(r.field("<B", "model id length")[0], "model id"))
+    flags, kinds, id_len = r.field("<3B", "flags/kinds/model id length")
+    model_id = bytes(r.block(id_len, "model id"))
     model_hash = bytes(r.block(HASH_BYTES, "model hash"))
-    budget, seed = r.field("<IQ", "budget/seed")
+    budget, seed = r.varint("budget"), r.varint("seed")
     ndim = r.field("<B", "ndim")[0]
-    dims = struct.unpack(f"<{ndim}I", r.block(4 * ndim, "dimension"))
-    meta = bytes(r.block(r.field("<I", "meta length")[0], "meta"))
+    dims = tuple(r.varint(f"dimension {i}") for i in range(ndim))  # ndim <= 255: no large allocation
+    meta = bytes(r.block(r.varint("meta length"), "meta"))
     content = bytes(r.block(HASH_BYTES, "content hash"))
-    words = r.field("<I", "payload word count")[0]
+    words = r.varint("payload word count")
     words_at = r.pos
     r.block(4 * words, "payload")
-    return _Walked(codes, model_id, model_hash, budget, seed, dims, meta, content, words, words_at)
+    return _Walked(flags, kinds, model_id, model_hash, budget, seed, dims, meta, content, words, words_at,
+                   tuple(r.problems))
 
 
 def _check_crc(r: _Reader) -> None:
@@ -261,6 +310,8 @@ def _code_name(codes: dict[str, int], value: int, what: str) -> str:
 def _decode_meta(raw: bytes) -> Any:
     if len(raw) > MAX_META_BYTES:
         raise CorruptError(f"file is corrupt: meta JSON is {len(raw)} bytes, over {MAX_META_BYTES}")
+    if not raw:
+        return {}
 
     def no_constants(name: str) -> None:
         raise ValueError(f"{name} is not JSON")
@@ -272,16 +323,19 @@ def _decode_meta(raw: bytes) -> Any:
 
 
 def _interpret(w: _Walked) -> Header:
-    """Header from walked fields; CorruptError for reserved bits, unknown codes or invalid values."""
-    flags, media, method, arithmetic, reserved = w.codes
-    if flags or reserved:
-        raise CorruptError(f"file is corrupt: reserved flags {flags:#04x} / reserved byte {reserved:#04x} "
-                           "must be zero")
+    """Header from walked fields; CorruptError for bad varints, reserved bits, unknown codes, bad values."""
+    if w.problems:
+        raise CorruptError(f"file is corrupt: {w.problems[0]}")
+    if w.flags or w.kinds & 0xC0:
+        raise CorruptError(f"file is corrupt: reserved flags {w.flags:#04x} / reserved kinds bits "
+                           f"{w.kinds & 0xC0:#04x} must be zero")
     if not w.model_id.isascii():
         raise CorruptError("file is corrupt: model id is not ASCII")
-    header = Header(media=_code_name(MEDIA_CODES, media, "media"),
-                    method=_code_name(METHOD_CODES, method, "method"),
-                    arithmetic=_code_name(ARITHMETIC_CODES, arithmetic, "arithmetic"),
+    if w.words > _U32_MAX:
+        raise CorruptError(f"file is corrupt: payload word count {w.words} is over {_U32_MAX}")
+    header = Header(media=_code_name(MEDIA_CODES, w.kinds & 3, "media"),
+                    method=_code_name(METHOD_CODES, w.kinds >> 2 & 3, "method"),
+                    arithmetic=_code_name(ARITHMETIC_CODES, w.kinds >> 4 & 3, "arithmetic"),
                     model_id=w.model_id.decode("ascii"), model_hash=w.model_hash, budget=w.budget,
                     seed=w.seed, shape=w.dims, meta=_decode_meta(w.meta), content_hash=w.content_hash)
     problem = _header_problem(header)
@@ -325,10 +379,11 @@ def unpack(data: bytes) -> tuple[Header, np.ndarray]:
 
 
 def content_hash(samples: np.ndarray) -> bytes:
-    """First 8 bytes of SHA-256 over dtype.str, 0x00, the comma-joined shape, 0x00, the C-order bytes.
+    """First 4 bytes of SHA-256 over dtype.str, 0x00, the comma-joined shape, 0x00, the C-order bytes.
 
     Multi-byte dtypes are hashed little-endian (dtype.str "<u2", never ">u2"), so equal arrays hash
-    equally on every machine; arrays differing in dtype, shape or any value hash differently.
+    equally on every machine; arrays differing in dtype, shape or any value hash differently (but for
+    a 2^-32 chance of collision).
     """
     a = np.asarray(samples)
     if a.dtype.hasobject:

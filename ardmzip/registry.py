@@ -44,7 +44,7 @@ class Model:
 
     @property
     def hash_prefix(self) -> bytes:
-        return bytes.fromhex(self.sha256[:16])
+        return bytes.fromhex(self.sha256[:8])  # the 4-byte prefix stored in .ardm files
 
 
 def list_models() -> dict[str, dict]:

@@ -32,6 +32,7 @@ class TrainConfig:
     batch: int = 32
     crop: int = 32
     lr: float = 1e-3
+    lr_final: float = 1.0       # fraction of lr reached at the end of this invocation (cosine); 1 = constant
     warmup: int = 300
     ema: float = 0.999
     grey_fraction: float = 0.15
@@ -128,7 +129,9 @@ def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
     start, last_eval, window = time.time(), time.time(), []
     base_seconds = state["seconds"]
     while time.time() - start < cfg.minutes * 60:
-        lr = cfg.lr * min(1.0, (state["step"] + 1) / cfg.warmup)
+        progress = (time.time() - start) / (cfg.minutes * 60)
+        decay = cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        lr = cfg.lr * min(1.0, (state["step"] + 1) / cfg.warmup) * decay
         for grp in opt.param_groups:
             grp["lr"] = lr
         x, grey = sampler.batch(cfg.batch)

@@ -20,16 +20,30 @@ and 9) from imagecodecs run on the same arrays; every one is decoded back and co
 
 Budgets (network calls): crops 1, 2, 5, 10, 20, 50, 100, 200, 500, the model's default budget, and "full"
 (one variable per step: D calls; 32×32 crops only, not with --quick); whole photos 10, default, 100.
-Results are cached per (model SHA-256, dataset, item + its pixels' hash, budget) under benchmarks/cache/,
-so an interrupted run resumes; delete that folder (or pass --no-cache) after changing the codec itself.
+Results are cached per (model SHA-256, .ardm format version, dataset, item + its pixels' hash, budget)
+under benchmarks/cache/, so an interrupted run resumes; failures are never cached. Delete that folder (or
+pass --no-cache) after changing the codec without changing the model or the format version.
 
-Outputs in --out (default benchmarks/results/): results.json, results.csv (per item and per dataset as
+Outputs in --out (default: benchmarks/results/ for the complete run, a temporary folder for --quick and
+partial runs): results.json, results.csv (per item and per dataset as
 Σ bits / Σ dims, with the environment), bpd_vs_calls.png, seconds_vs_budget.png and results.md (the
 README's tables, with the schedule check: predicted vs actual bpd, gaps over 3 % flagged).
 
-Run time (2-core Intel Xeon VM, torch with 2 threads, the other core busy with training):
-  --quick .................................................. measured: see QUICK_SECONDS below
-  full run ................................................. ESTIMATE: see FULL_RUN_ESTIMATE below
+Run time, one torch thread (--threads 1, the default) on the 2-core Intel Xeon VM this was written on, with
+the other core busy training (model ardm-img-dev: 1.2 M parameters; a bigger model costs more per call):
+  --quick                  measured: 6-8 s in all (21 measurements), 3-5 s of which is importing and warm-up.
+  crops32 (32 crops)       ESTIMATE ~7 min for budgets 1..500, plus ~22 min for "full" (90 k calls).
+  crops64 (16 crops)       ESTIMATE ~9 min.
+  whole (8 photos, 12.7 M subpixels)   ESTIMATE ~3.5 h: each budget costs ~45 µs per subpixel and
+                           direction outside the network (ardm.probabilities), ~19 min, and each network call
+                           on all 8 photos ~40 s per direction (2.1 s measured on one 512×512 input).
+  full run                 ESTIMATE ~4 h; a rerun with everything cached takes seconds.
+The estimates come from measured per-call timings (32×32: 8.5 ms encode / 6 ms decode per call at B=500,
+6.5 ms both ways at B=D; 64×64: 21 / 16 ms; whole camera at B=5: 20 s each way, astronaut 46 s), not from a
+full run. Whole photos need memory: ardmzip
+evaluates a step's distributions all at once (~12 kB per variable in that step, several temporaries), so
+retina and hubble at budgets <= 10 need tens of GB; each whole photo is measured in its own process so
+that running out of memory is a recorded failure rather than the end of the run.
 """
 from __future__ import annotations
 
@@ -40,7 +54,6 @@ import hashlib
 import importlib.metadata
 import importlib.util
 import json
-import math
 import os
 import platform
 import subprocess
@@ -60,11 +73,8 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))  # benchmark the checkout this script lives in, installed or not
 
 from ardmzip import api, media  # noqa: E402
+from ardmzip.container import VERSION as FORMAT_VERSION  # noqa: E402
 from ardmzip.registry import Model, default_model_id, load_model  # noqa: E402
-from ardmzip.schedule import expected_bits, step_boundaries  # noqa: E402
-
-QUICK_SECONDS = "about 20 s"                      # filled in from measurements, see the docstring
-FULL_RUN_ESTIMATE = "see the docstring"           # filled in from per-call timings
 
 IMAGES = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
           "retina.jpg", "hubble_deep_field.jpg")
@@ -212,26 +222,28 @@ def resolve_budget(label: str, item: Item, model: Model) -> int:
     return int(label)
 
 
-def predicted_bits(model: Model, img: media.Image, budget: int) -> float:
-    """Bits the step schedule predicts from the model's loss curve, summed over the image's planes."""
-    total = 0.0
-    for plane in img.planes:
-        d = plane.size  # variables of a plane: H·W·3 for "rgb", H·W for grey
-        total += expected_bits(model.curve, step_boundaries(model.curve, d, budget), d)
-    return total
+def warm_up(model: Model) -> None:
+    """The first network calls of a process (and of a shape) are slow: make them before timing anything."""
+    for shape in ((32, 32), (32, 32, 3), (64, 64, 3)):
+        api.compress_image(media.image_from_array(np.zeros(shape, np.uint8)), budget=2, model=model.id)
+
+
+def unmeasured(item: Item, budget: int, model: Model, error: str | None = None) -> dict:
+    """An ardmzip result with the schedule's prediction only; `error` says why nothing else is there."""
+    bits = api.predict_bits(media.image_from_array(item.array), budget=budget, model=model.id)
+    return {"bytes": None, "bits": None, "predicted_bits": bits, "model_bits": None, "payload_bits": None,
+            "calls": None, "encode_s": None, "decode_s": None, "exact": False, "error": error}
 
 
 def measure_ardmzip(item: Item, budget: int, model: Model) -> dict:
     """Compress and decompress one item through the public API; sizes, predictions, timings, exactness."""
-    img = media.image_from_array(item.array)
-    row = {"bytes": None, "bits": None, "predicted_bits": predicted_bits(model, img, budget), "model_bits": None,
-           "calls": None, "encode_s": None, "decode_s": None, "exact": False, "error": None}
+    row = unmeasured(item, budget, model)
     try:
+        img = media.image_from_array(item.array)
         t0 = time.perf_counter()
         blob, report = api.compress_image(img, budget=budget, model=model.id)
-        t1 = time.perf_counter()
-        row.update(bytes=len(blob), bits=8 * len(blob), model_bits=report.model_bits, calls=report.steps,
-                   encode_s=t1 - t0)
+        row.update(encode_s=time.perf_counter() - t0, bytes=len(blob), bits=8 * len(blob),
+                   model_bits=report.model_bits, payload_bits=report.payload_bits, calls=report.steps)
         if report.file_bytes != len(blob) or report.dims != item.dims:
             raise AssertionError(f"Report says {report.file_bytes} bytes / {report.dims} dims, "
                                  f"the file has {len(blob)} bytes and the item {item.dims} dims")
@@ -244,6 +256,28 @@ def measure_ardmzip(item: Item, budget: int, model: Model) -> dict:
     except Exception as e:  # recorded as a failure and reported; the run goes on with the next item
         row["error"] = f"{type(e).__name__}: {e}"
     return row
+
+
+def _measure_in_child(item: Item, budget: int, model_id: str, threads: int) -> dict:
+    """measure_ardmzip in a worker process (spawned: a fresh interpreter)."""
+    import torch
+    torch.set_num_threads(threads)
+    model = load_model(model_id)
+    warm_up(model)
+    return measure_ardmzip(item, budget, model)
+
+
+def measure_ardmzip_isolated(item: Item, budget: int, model: Model, threads: int) -> dict:
+    """measure_ardmzip in its own process, so that a photo that exhausts memory (the OOM killer ends the
+    process) is a recorded failure instead of the end of the run. Used for whole photos."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
+        try:
+            return pool.submit(_measure_in_child, item, budget, model.id, threads).result()
+        except BrokenProcessPool:
+            return unmeasured(item, budget, model, "the measuring process died (killed for lack of memory?)")
 
 
 # ----------------------------------------------------------------------------------------- classical codecs
@@ -275,7 +309,8 @@ def classical_codecs() -> list[Classical]:
     import imagecodecs as ic
     return [
         Classical("png", "PNG", lambda a: ic.png_encode(a, level=9), lambda b, s: ic.png_decode(b)),
-        Classical("webp", "WebP", lambda a: ic.webp_encode(_as_rgb(a), 100, lossless=True, method=6, numthreads=1), _webp_decode),
+        Classical("webp", "WebP", lambda a: ic.webp_encode(_as_rgb(a), 100, lossless=True, method=6, numthreads=1),
+                  _webp_decode),
         Classical("jxl-e7", "JPEG-XL e7", lambda a: ic.jpegxl_encode(a, lossless=True, effort=7, numthreads=1),
                   lambda b, s: ic.jpegxl_decode(b, numthreads=1)),
         Classical("jxl-e9", "JPEG-XL e9", lambda a: ic.jpegxl_encode(a, lossless=True, effort=9, numthreads=1),
@@ -310,25 +345,31 @@ def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def run_item(item: Item, budgets: list[str], model: Model, codecs: list[Classical], cache: Path) -> list[dict]:
+def run_item(item: Item, budgets: list[str], model: Model, codecs: list[Classical], cache: Path,
+             threads: int) -> list[dict]:
     """Every ardmzip budget and every classical codec on one item: rows of results."""
-    base = {"dataset": item.dataset, "item": item.name, "image": item.image, "shape": "x".join(map(str, item.array.shape)),
-            "dims": item.dims, "pixels_sha256": item.digest}
+    base = {"dataset": item.dataset, "item": item.name, "image": item.image,
+            "shape": "x".join(map(str, item.array.shape)), "dims": item.dims, "pixels_sha256": item.digest}
     key = f"{item.name}-{item.digest[:12]}"
     rows = []
     for label in budgets:
         budget = resolve_budget(label, item, model)
-        path = cache / "ardmzip" / model.sha256[:16] / item.dataset / f"{key}-b{budget}.json"
-        r = cached(path, lambda: measure_ardmzip(item, budget, model))
+        folder = cache / "ardmzip" / model.sha256[:16] / f"format-{FORMAT_VERSION}" / item.dataset
+        path = folder / f"{key}-b{budget}.json"
+        if item.dataset == "whole":
+            r = cached(path, lambda: measure_ardmzip_isolated(item, budget, model, threads))
+        else:
+            r = cached(path, lambda: measure_ardmzip(item, budget, model))
         rows.append({**base, "method": "ardmzip", "budget": label, "budget_calls": budget, **r,
                      "bpd": _bpd(r["bits"], item.dims), "predicted_bpd": _bpd(r["predicted_bits"], item.dims),
-                     "model_bpd": _bpd(r["model_bits"], item.dims)})
+                     "model_bpd": _bpd(r["model_bits"], item.dims), "payload_bpd": _bpd(r["payload_bits"], item.dims)})
         _progress(rows[-1])
     import imagecodecs
+    folder = cache / "classical" / f"imagecodecs-{imagecodecs.__version__}" / item.dataset
     for codec in codecs:
-        path = cache / "classical" / f"imagecodecs-{imagecodecs.__version__}" / item.dataset / f"{key}-{codec.name}.json"
-        r = cached(path, lambda: measure_classical(item, codec))
-        rows.append({**base, "method": codec.name, "budget": "", "budget_calls": None, **r, "bpd": _bpd(r["bits"], item.dims)})
+        r = cached(folder / f"{key}-{codec.name}.json", lambda: measure_classical(item, codec))
+        rows.append({**base, "method": codec.name, "budget": "", "budget_calls": None, **r,
+                     "bpd": _bpd(r["bits"], item.dims)})
         _progress(rows[-1])
     return rows
 
@@ -344,30 +385,34 @@ def _progress(r: dict) -> None:
 
 
 def summarize(rows: list[dict]) -> list[dict]:
-    """Per (dataset, method, budget): Σ bits / Σ dims, mean calls and seconds per item, all exact?"""
+    """Per (dataset, method, budget): Σ bits / Σ dims and mean calls and seconds per item.
+
+    A total over items is None unless every item has the value: a dataset's bpd never silently leaves out
+    an item that failed (its "failed" count says how many did)."""
     groups: dict[tuple, list[dict]] = defaultdict(list)
     for r in rows:
         groups[(r["dataset"], r["method"], r["budget"])].append(r)
     out = []
     for (ds, method, budget), rs in groups.items():
-        ok = [r for r in rs if r["bits"] is not None]
-        dims = sum(r["dims"] for r in ok)
+        dims = sum(r["dims"] for r in rs)
 
-        def total(k: str) -> float | None:
-            vals = [r.get(k) for r in ok]
-            return None if not ok or any(v is None for v in vals) else float(sum(vals))
+        def total(key: str) -> float | None:
+            values = [r.get(key) for r in rs]
+            return None if any(v is None for v in values) else float(sum(values))
 
-        def mean(k: str) -> float | None:
-            t = total(k)
-            return None if t is None else t / len(ok)
+        def per_item(key: str) -> float | None:
+            t = total(key)
+            return None if t is None else t / len(rs)
 
-        out.append({"dataset": ds, "method": method, "budget": budget, "items": len(rs), "failed": len(rs) - sum(r["exact"] for r in rs),
-                    "dims": dims, "bytes": total("bytes"), "bits": total("bits"),
-                    "bpd": _bpd(total("bits"), dims) if ok else None,
-                    "predicted_bpd": _bpd(total("predicted_bits"), dims) if method == "ardmzip" and ok else None,
-                    "model_bpd": _bpd(total("model_bits"), dims) if method == "ardmzip" and ok else None,
-                    "calls_per_item": mean("calls") if method == "ardmzip" else None,
-                    "encode_s_per_item": mean("encode_s"), "decode_s_per_item": mean("decode_s"),
+        ardm = method == "ardmzip"
+        out.append({"dataset": ds, "method": method, "budget": budget, "items": len(rs),
+                    "failed": sum(not r["exact"] for r in rs), "dims": dims, "bytes": total("bytes"),
+                    "bits": total("bits"), "bpd": _bpd(total("bits"), dims),
+                    "predicted_bpd": _bpd(total("predicted_bits"), dims) if ardm else None,
+                    "model_bpd": _bpd(total("model_bits"), dims) if ardm else None,
+                    "payload_bpd": _bpd(total("payload_bits"), dims) if ardm else None,
+                    "calls_per_item": per_item("calls") if ardm else None,
+                    "encode_s_per_item": per_item("encode_s"), "decode_s_per_item": per_item("decode_s"),
                     "encode_s": total("encode_s"), "decode_s": total("decode_s")})
     return out
 
@@ -411,13 +456,15 @@ def environment(model: Model, quick: bool) -> dict:
         "model_id": model.id, "model_sha256": model.sha256, "default_budget": model.default_budget,
         "cpu": _cpu_model(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
         "python": platform.python_version(), "platform": platform.platform(),
-        "versions": {"ardmzip": _version("ardmzip"), "torch": torch.__version__, "constriction": _version("constriction"),
+        "versions": {"ardmzip": _version("ardmzip"), "torch": torch.__version__,
+                     "constriction": _version("constriction"),
                      "imagecodecs": imagecodecs.__version__, "numpy": np.__version__, "pillow": PIL.__version__,
                      "scikit-image": _version("scikit-image"), "matplotlib": _version("matplotlib"),
                      "libpng": imagecodecs.png_version(), "libwebp": imagecodecs.webp_version(),
                      "libjxl": imagecodecs.jpegxl_version()},
         "classical_settings": {"png": "imagecodecs.png_encode(level=9)",
-                               "webp": "imagecodecs.webp_encode(level=100, lossless=True, method=6, numthreads=1); grey as RGB",
+                               "webp": "imagecodecs.webp_encode(level=100, lossless=True, method=6, numthreads=1); "
+                                       "grey as RGB",
                                "jxl-e7": "imagecodecs.jpegxl_encode(lossless=True, effort=7, numthreads=1)",
                                "jxl-e9": "imagecodecs.jpegxl_encode(lossless=True, effort=9, numthreads=1)"},
     }
@@ -425,10 +472,12 @@ def environment(model: Model, quick: bool) -> dict:
 
 # ------------------------------------------------------------------------------------------------- outputs
 
-ROW_FIELDS = ("dataset", "item", "image", "shape", "dims", "pixels_sha256", "method", "budget", "budget_calls", "calls",
-              "bytes", "bits", "bpd", "predicted_bpd", "model_bpd", "encode_s", "decode_s", "exact", "error", "cached")
+ROW_FIELDS = ("dataset", "item", "image", "shape", "dims", "pixels_sha256", "method", "budget", "budget_calls",
+              "calls", "bytes", "bits", "bpd", "predicted_bpd", "model_bpd", "payload_bpd", "encode_s", "decode_s",
+              "exact", "error", "cached")
 SUMMARY_FIELDS = ("dataset", "method", "budget", "items", "failed", "dims", "bytes", "bits", "bpd", "predicted_bpd",
-                  "model_bpd", "calls_per_item", "encode_s_per_item", "decode_s_per_item", "encode_s", "decode_s")
+                  "model_bpd", "payload_bpd", "calls_per_item", "encode_s_per_item", "decode_s_per_item",
+                  "encode_s", "decode_s")
 
 
 def write_json(path: Path, env: dict, rows: list[dict], summary: list[dict]) -> None:
@@ -458,7 +507,8 @@ def _ardm_series(summary: list[dict], ds: str) -> list[dict]:
 
 def _footer(fig, env: dict) -> None:
     fig.text(0.01, 0.005, f"model {env['model_id']} ({env['model_sha256'][:12]}), commit {env['git_commit'][:12]}, "
-                          f"{env['date']}\n{env['cpu']}, {env['torch_threads']} torch thread(s)", fontsize=7, color="grey")
+                          f"{env['date']}\n{env['cpu']}, {env['torch_threads']} torch thread(s)",
+             fontsize=7, color="grey")
 
 
 def plot_bpd_vs_calls(path: Path, env: dict, summary: list[dict], codecs: list[Classical]) -> None:
@@ -536,77 +586,97 @@ def _bpd_cells(values: list[float | None]) -> list[str]:
 
 def main_table_budgets(rows: list[dict]) -> list[str]:
     """Budgets of results.md's main table: the whole-photo budgets when whole photos ran, else all budgets run."""
-    measured = {r["budget"] for r in rows if r["method"] == "ardmzip"}
+    calls = {r["budget"]: r["budget_calls"] for r in rows if r["method"] == "ardmzip"}  # label -> a budget
     if any(r["dataset"] == "whole" for r in rows):
-        return [b for b in WHOLE_BUDGETS if b in measured]
-    return sorted(measured, key=lambda b: int(b) if b.isdigit() else math.inf if b == "full" else 1e9)
+        return [b for b in WHOLE_BUDGETS if b in calls]
+    return sorted(calls, key=lambda b: (calls[b], b))
+
+
+def _budget_heading(label: str, env: dict) -> str:
+    return {"default": f"ardmzip B={env['default_budget']} (default)", "full": "ardmzip B=D (full)"}.get(
+        label, f"ardmzip B={label}")
 
 
 def write_markdown(path: Path, env: dict, rows: list[dict], summary: list[dict], codecs: list[Classical],
                    table_budgets: list[str]) -> list[str]:
     """results.md (included by the README). Returns the findings (schedule gaps over GAP_FLAG)."""
-    by = {(s["dataset"], s["method"], s["budget"]): s for s in summary}
     datasets = [d for d in DATASETS if any(s["dataset"] == d for s in summary)]
-    budget_head = [f"ardmzip B={env['default_budget']} (default)" if b == "default" else f"ardmzip B={b}"
-                   for b in table_budgets]
-    head = [*budget_head, *(c.label for c in codecs)]
+    head = [*(_budget_heading(b, env) for b in table_budgets), *(c.label for c in codecs)]
     keys = [("ardmzip", b) for b in table_budgets] + [(c.name, "") for c in codecs]
+    by = {(s["dataset"], s["method"], s["budget"]): s for s in summary}
 
     lines = [f"### Bits per dimension on scikit-image's photos{' (--quick smoke run)' if env['quick'] else ''}", "",
-             f"Σ file bits / Σ subpixels, whole files with their headers; lower is better. ardmzip model "
-             f"`{env['model_id']}` (SHA-256 `{env['model_sha256'][:16]}…`); B is the budget of network calls. "
-             "Every file was decoded back and compared with the original array.", ""]
+             f"Σ file bits / Σ subpixels, whole files with their headers; lower is better; the best of a row in "
+             f"bold. ardmzip model `{env['model_id']}` (SHA-256 `{env['model_sha256'][:16]}…`); B is the budget "
+             "of network calls. Every file was decoded back and compared with the original array; — marks a "
+             "budget not run on that set, or a result missing because a round trip failed (listed at the end).", ""]
     lines += _table(["dataset", "items", *head],
-                    [[ds, str(max((s["items"] for s in summary if s["dataset"] == ds), default=0)),
+                    [[ds, str(max(s["items"] for s in summary if s["dataset"] == ds)),
                       *_bpd_cells([by.get((ds, m, b), {}).get("bpd") for m, b in keys])] for ds in datasets])
-
-    whole = sorted({r["item"] for r in rows if r["dataset"] == "whole"}, key=lambda n: [Path(i).stem for i in IMAGES].index(n))
-    if whole:
-        item_rows = {(r["item"], r["method"], r["budget"]): r for r in rows if r["dataset"] == "whole"}
-        lines += ["", "#### Whole photos, per image", ""]
-        lines += _table(["image", "shape", *head],
-                        [[n, next(r["shape"] for r in rows if r["dataset"] == "whole" and r["item"] == n),
-                          *_bpd_cells([item_rows.get((n, m, b), {}).get("bpd") for m, b in keys])] for n in whole])
-
-    findings, check = [], []
-    for ds in datasets:
-        for s in _ardm_series(summary, ds):
-            gap = (s["bpd"] - s["predicted_bpd"]) / s["predicted_bpd"]
-            model_gap = (s["model_bpd"] - s["predicted_bpd"]) / s["predicted_bpd"]
-            flag = abs(gap) > GAP_FLAG
-            check.append([ds, str(s["budget"]), _fmt(s["calls_per_item"], 1), _fmt(s["predicted_bpd"]),
-                          _fmt(s["model_bpd"]), _fmt(s["bpd"]), f"{model_gap:+.1%}",
-                          f"**{gap:+.1%}**" if flag else f"{gap:+.1%}"])
-            if flag:
-                overhead = s["bpd"] - s["model_bpd"]
-                findings.append(f"{ds}, B={s['budget']}: actual {s['bpd']:.3f} bpd vs predicted {s['predicted_bpd']:.3f} "
-                                f"({gap:+.1%}); of the difference, {overhead:.3f} bpd is file overhead (header, "
-                                f"coder) above the model's −log₂p and {s['model_bpd'] - s['predicted_bpd']:+.3f} bpd "
-                                "is the model on these images vs its validation loss curve")
-    lines += ["", "#### Schedule check: predicted vs actual", "",
-              f"Predicted: the bpd the step schedule expects from the model's loss curve (measured on validation "
-              f"photos). Model: Σ −log₂p of the coded values (the ideal code length). Actual: file bytes. "
-              f"Gaps over {GAP_FLAG:.0%} are in bold and listed as findings.", ""]
-    lines += _table(["dataset", "budget", "calls/item", "predicted", "model", "actual", "model vs pred.",
-                     "actual vs pred."], check)
-    if findings:
-        lines += ["", "Findings:", "", *(f"- {f}" for f in findings)]
-
+    lines += _per_photo_table(rows, head, keys)
+    check, findings = _schedule_check(summary, datasets, env["default_budget"])
+    lines += check
     failures = [r for r in rows if not r["exact"]]
     if failures:
         lines += ["", "#### FAILURES: round trips that did not give back the original", ""]
         lines += [f"- {r['dataset']} {r['item']} {r['method']} {r['budget']}: {r['error']}" for r in failures]
-
-    lines += ["", "#### How these numbers were made", "",
-              f"`python benchmarks/{env['command']}` on {env['date']}, commit `{env['git_commit'][:12]}`; "
-              f"{env['cpu']} ({env['cpu_count']} cores), torch {env['versions']['torch']} with "
-              f"{env['torch_threads']} threads, constriction {env['versions']['constriction']}, numpy "
-              f"{env['versions']['numpy']}, imagecodecs {env['versions']['imagecodecs']} "
-              f"({env['versions']['libpng']}, {env['versions']['libwebp']}, {env['versions']['libjxl']}), "
-              "Pillow " + env["versions"]["pillow"] + ". PNG: level 9; WebP: lossless, level 100, method 6 "
-              "(grey coded as RGB); JPEG-XL: lossless, effort 7 and 9. Crops: `benchmarks/eval_crops.json`.", ""]
+    lines += ["", "#### How these numbers were made", "", _how_measured(env), ""]
     path.write_text("\n".join(lines))
     return findings
+
+
+def _per_photo_table(rows: list[dict], head: list[str], keys: list[tuple[str, str]]) -> list[str]:
+    """The whole photos, one row each (nothing when no whole photo ran)."""
+    whole = {r["item"]: r["shape"] for r in rows if r["dataset"] == "whole"}
+    if not whole:
+        return []
+    bpd = {(r["item"], r["method"], r["budget"]): r["bpd"] for r in rows if r["dataset"] == "whole"}
+    return ["", "#### Whole photos, per image", "",
+            *_table(["image", "shape", *head],
+                    [[name, shape, *_bpd_cells([bpd.get((name, m, b)) for m, b in keys])]
+                     for name, shape in whole.items()])]
+
+
+def _schedule_check(summary: list[dict], datasets: list[str], default_budget: int) -> tuple[list[str], list[str]]:
+    """Predicted vs actual bpd per dataset and budget: markdown lines, and a finding per gap over GAP_FLAG.
+
+    actual − predicted = (model − predicted: the model on these photos vs its validation loss curve)
+                       + (payload − model: the entropy coder's overhead) + (file − payload: the header)."""
+    table, findings = [], []
+    for ds in datasets:
+        for s in _ardm_series(summary, ds):
+            pred, model, payload, actual = s["predicted_bpd"], s["model_bpd"], s["payload_bpd"], s["bpd"]
+            gap = (actual - pred) / pred
+            flagged = abs(gap) > GAP_FLAG
+            budget = {"default": f"{default_budget} (default)", "full": "D (full)"}.get(s["budget"], s["budget"])
+            table.append([ds, budget, _fmt(s["calls_per_item"], 1), _fmt(pred), _fmt(model), _fmt(actual),
+                          f"{(model - pred) / pred:+.1%}", f"**{gap:+.1%}**" if flagged else f"{gap:+.1%}",
+                          _fmt(payload - model), _fmt(actual - payload)])
+            if flagged:
+                findings.append(f"{ds}, B={s['budget']}: actual {actual:.3f} bpd vs predicted {pred:.3f} ({gap:+.1%}): "
+                                f"model vs loss curve {model - pred:+.3f}, coder {payload - model:+.3f}, "
+                                f"header {actual - payload:+.3f} bpd")
+    lines = ["", "#### Schedule check: predicted vs actual", "",
+             "Predicted: the bpd the step schedule expects from the model's loss curve (measured on validation "
+             "photos). Model: Σ −log₂p of the coded values, the ideal code length. Actual: file bytes, which add "
+             "the entropy coder's overhead (coder) and the container header (header) to it. "
+             f"Gaps over {GAP_FLAG:.0%} are in bold and listed as findings.", "",
+             *_table(["dataset", "budget", "calls/item", "predicted", "model", "actual", "model vs pred.",
+                      "actual vs pred.", "coder bpd", "header bpd"], table)]
+    if findings:
+        lines += ["", "Findings:", "", *(f"- {f}" for f in findings)]
+    return lines, findings
+
+
+def _how_measured(env: dict) -> str:
+    v = env["versions"]
+    return (f"`python benchmarks/{env['command']}` on {env['date']}, commit `{env['git_commit'][:12]}`, "
+            f"{env['seconds']:.0f} s; {env['cpu']} ({env['cpu_count']} cores); torch {v['torch']} on "
+            f"{env['torch_threads']} thread(s), constriction {v['constriction']}, numpy {v['numpy']}, Pillow "
+            f"{v['pillow']}, imagecodecs {v['imagecodecs']} ({v['libpng']}, {v['libwebp']}, {v['libjxl']}). "
+            "PNG: level 9; WebP: lossless, level 100, method 6 (grey coded as RGB); JPEG-XL: lossless, effort 7 "
+            "and 9; the classical codecs on one thread. Crops: `benchmarks/eval_crops.json`. Seconds and every "
+            "other measurement per item: `results.json` / `results.csv`.")
 
 
 def print_table(summary: list[dict]) -> None:
@@ -622,13 +692,18 @@ def print_table(summary: list[dict]) -> None:
 # ---------------------------------------------------------------------------------------------------- main
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--quick", action="store_true", help="smoke test: 3 crops of 32x32, budgets 1,10,50, no whole photos")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke test: 3 crops of 32x32, budgets 1,10,50, no whole photos")
     ap.add_argument("--sets", default=None, help=f"comma-separated subset of {','.join(DATASETS)}")
     ap.add_argument("--budgets", default=None,
                     help="comma-separated budgets for every chosen set: integers, 'default', 'full' (32x32 only)")
+    ap.add_argument("--items", default=None,
+                    help="comma-separated names: only items whose name or photo contains one (e.g. camera,rocket-32)")
     ap.add_argument("--model", default=None, help="model id (default: the release's default image model)")
-    ap.add_argument("--out", type=Path, default=BENCH / "results", help="output folder")
+    ap.add_argument("--out", type=Path, default=None,
+                    help="output folder (default: benchmarks/results/ for a complete run; a new temporary folder "
+                         "for --quick and partial runs, so that they never replace the README's results)")
     ap.add_argument("--cache", type=Path, default=BENCH / "cache", help="folder of cached measurements")
     ap.add_argument("--no-cache", action="store_true", help="measure everything again (cache in a temp folder)")
     ap.add_argument("--threads", type=int, default=1,
@@ -668,10 +743,14 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--sets: unknown {unknown}; choose from {','.join(DATASETS)}")
 
     model = load_model(args.model or default_model_id("image"))
-    for shape in ((32, 32), (32, 32, 3)):  # warm up torch (the first calls of a shape are slower)
-        api.compress_image(media.image_from_array(np.zeros(shape, np.uint8)), budget=2, model=model.id)
+    warm_up(model)
     codecs = classical_codecs()
     items = build_items(sets, args.quick)
+    if args.items:
+        wanted = [w.strip() for w in args.items.split(",") if w.strip()]
+        items = [i for i in items if any(w in i.name or w in i.image for w in wanted)]
+        if not items:
+            raise SystemExit(f"--items {args.items}: matches none of the items of --sets {','.join(sets)}")
     env = environment(model, args.quick)
     _log(f"ardmzip benchmark: model {model.id} ({model.sha256[:12]}), {len(items)} items, sets {','.join(sets)}, "
          f"{env['torch_threads']} torch threads")
@@ -679,11 +758,15 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) if args.no_cache else args.cache
-        rows = [r for item in items for r in run_item(item, budgets_for(item.dataset, args), model, codecs, cache)]
+        rows = [r for item in items
+                for r in run_item(item, budgets_for(item.dataset, args), model, codecs, cache, args.threads)]
     summary = summarize(rows)
 
+    if args.out is None:
+        partial = args.quick or args.sets or args.budgets or args.items or args.model
+        args.out = Path(tempfile.mkdtemp(prefix="ardmzip-bench-")) if partial else BENCH / "results"
     args.out.mkdir(parents=True, exist_ok=True)
-    env["seconds"] = round(time.perf_counter() - started, 1)
+    env["seconds"] = round(time.perf_counter() - started, 1)  # with cached results: only what was measured now
     table_budgets = main_table_budgets(rows)
     write_json(args.out / "results.json", env, rows, summary)
     write_csv(args.out / "results.csv", env, rows, summary)

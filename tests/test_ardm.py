@@ -34,9 +34,9 @@ class TestMixtureHead:
         torch.manual_seed(0)
         k = 4
         p = torch.randn(50, 3 * k) * torch.tensor([1.0] * k + [0.5] * k + [1.0] * k)
-        probs = probabilities(p.numpy(), k)
+        probs = probabilities(p, k)
         assert probs.shape == (50, 256) and probs.flags.c_contiguous and probs.dtype == np.float64
-        assert np.allclose(probs.sum(1), 1.0)
+        assert np.allclose(probs.sum(1), 1.0) and (probs >= 0).all()
         x = torch.randint(0, 256, (50,))
         lp = log_prob(p.T.reshape(3 * k, 50, 1), x.view(50, 1), k).view(50)
         assert np.allclose(np.exp(lp.numpy()), probs[np.arange(50), x.numpy()], rtol=1e-3, atol=1e-6)

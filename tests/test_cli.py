@@ -43,7 +43,7 @@ class TestFiles:
         assert r.returncode == 1 and b"already exists" in r.stderr and b"-f" in r.stderr
         assert out.read_bytes() == b"precious"
         assert run("compress", "-b", "3", "-f", photo).returncode == 0
-        assert out.read_bytes().startswith(b"\x89ARDM")
+        assert out.read_bytes().startswith(b"\x89ARD\x01")
 
     def test_output_option_and_info(self, photo, tmp_path):
         out = tmp_path / "x.ardm"
@@ -67,7 +67,7 @@ class TestFiles:
         assert any(line.startswith("ardmzip: ") and "notes.txt" in line for line in err)
 
     @pytest.mark.parametrize("content, message", [
-        (b"", "not an .ardm file"), (b"\x89ARDM\r\n\x1a\x01", "truncated"), (b"GIF89a....", "not an .ardm file")])
+        (b"", "not an .ardm file"), (b"\x89ARD\x01", "truncated"), (b"GIF89a....", "not an .ardm file")])
     def test_bad_ardm_files(self, tmp_path, content, message):
         p = tmp_path / "bad.png.ardm"
         p.write_bytes(content)
@@ -95,7 +95,7 @@ class TestFiles:
 class TestPipes:
     def test_stdin_to_stdout_and_back(self, photo):
         r = run("compress", "-b", "4", "-c", "-", stdin=photo.read_bytes())
-        assert r.returncode == 0 and r.stdout.startswith(b"\x89ARDM")
+        assert r.returncode == 0 and r.stdout.startswith(b"\x89ARD\x01")
         r2 = run("decompress", "-c", "-", stdin=r.stdout)
         assert r2.returncode == 0
         assert np.array_equal(np.asarray(Image.open(__import__("io").BytesIO(r2.stdout))),
@@ -103,4 +103,4 @@ class TestPipes:
 
     def test_dash_without_c_writes_stdout(self, photo):
         r = run("compress", "-b", "2", "-", stdin=photo.read_bytes())
-        assert r.returncode == 0 and r.stdout.startswith(b"\x89ARDM")
+        assert r.returncode == 0 and r.stdout.startswith(b"\x89ARD\x01")

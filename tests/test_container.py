@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,12 +18,46 @@ from ardmzip.errors import (CorruptError, FormatError, NotArdmError, TruncatedEr
                             UnsupportedVersionError)
 
 IMAGE = Header(media="image", method="ardm", arithmetic="float32", model_id="img-rgb-v1",
-               model_hash=bytes(range(1, 9)), budget=200, seed=12345, shape=(2, 3, 3),
-               meta={"mode": "RGB", "format": "PNG"}, content_hash=b"\xaa" * 8)
+               model_hash=bytes(range(1, 5)), budget=200, seed=12345, shape=(2, 3, 3),
+               meta={"mode": "RGB", "format": "PNG"}, content_hash=b"\xaa" * 4)
 WORDS = np.array([1, 0xFFFFFFFF, 0x12345678], dtype=np.uint32)
+# a typical small RGB crop as api.compress_image writes it (manifest default budget, default seed)
+SMALL_RGB = Header(media="image", method="ardm", arithmetic="float32", model_id="img1",
+                   model_hash=bytes.fromhex("3f9a0c51"), budget=5, seed=0, shape=(32, 32, 3), meta={},
+                   content_hash=bytes.fromhex("d2e47b10"))
+NO_WORDS = np.zeros(0, np.uint32)
+# SMALL_RGB with an empty payload, byte for byte: the worked example of FORMAT.md
+SMALL_RGB_HEX = ("89 41 52 44 01 00 01 04 69 6d 67 31 3f 9a 0c 51 05 00 03 20 20 03 00 d2 e4 7b 10 00 "
+                 "97 5c f7 7b")
 
 # offsets of the fixed fields (FORMAT.md, "Header fields")
-VERSION_AT, FLAGS_AT, MEDIA_AT, RESERVED_AT = 8, 9, 10, 13
+VERSION_AT, FLAGS_AT, KINDS_AT, ID_LEN_AT = 4, 5, 6, 7
+U32_MAX, U64_MAX = 2**32 - 1, 2**64 - 1
+
+
+def v(n: int) -> bytes:
+    """n as a minimal LEB128 varint, written out independently of the module under test."""
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n >= 0x80 else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def craft(*, version: int = 1, flags: int = 0, kinds: int = 0x01, model_id: bytes = b"img-rgb-v1",
+          id_len: int | None = None, model_hash: bytes = bytes(range(1, 5)), budget: bytes = v(200),
+          seed: bytes = v(12345), ndim: int = 3, dims: bytes = v(2) + v(3) + v(3),
+          meta: bytes = b'{"format":"PNG","mode":"RGB"}', meta_len: bytes | None = None,
+          content: bytes = b"\xaa" * 4, words: bytes = WORDS.astype("<u4").tobytes(),
+          word_count: bytes | None = None) -> bytes:
+    """A file laid out field by field as FORMAT.md says, with a valid CRC-32; defaults give pack(IMAGE)."""
+    body = b"".join([
+        MAGIC, bytes([version, flags, kinds, len(model_id) if id_len is None else id_len]), model_id,
+        model_hash, budget, seed, bytes([ndim]), dims, v(len(meta)) if meta_len is None else meta_len, meta,
+        content, v(len(words) // 4) if word_count is None else word_count, words,
+    ])
+    return body + struct.pack("<I", zlib.crc32(body))
 
 
 def recrc(body_and_crc: bytes) -> bytes:
@@ -38,13 +74,18 @@ def small_file() -> bytes:
     return pack(IMAGE, WORDS)
 
 
+def varint_len(n: int) -> int:
+    return max(1, (n.bit_length() + 6) // 7)
+
+
 class TestRoundTrip:
     @pytest.mark.parametrize("header", [
         IMAGE,
+        SMALL_RGB,
         dataclasses.replace(IMAGE, shape=(7,)),
         dataclasses.replace(IMAGE, shape=(1, 2, 3, 4), arithmetic="int-exact"),
-        dataclasses.replace(IMAGE, method="raw", model_id="", model_hash=bytes(8)),
-        dataclasses.replace(IMAGE, method="raw", model_hash=bytes(8), budget=0, seed=0),
+        dataclasses.replace(IMAGE, method="raw", model_id="", model_hash=bytes(4)),
+        dataclasses.replace(IMAGE, method="raw", model_hash=bytes(4), budget=0, seed=0),
         dataclasses.replace(IMAGE, media="audio", shape=(44100, 2), budget=2**32 - 1, seed=2**64 - 1,
                             meta={"samplerate": 44100, "subtype": "PCM_16", "format": "WAV",
                                   "channels": 2}),
@@ -52,8 +93,10 @@ class TestRoundTrip:
                                          "nested": {"a": [1.5, None, True]}}),
         dataclasses.replace(IMAGE, model_id="x" * 64, meta={}),
         dataclasses.replace(IMAGE, shape=(1 << 15, 1 << 16)),  # exactly MAX_ELEMENTS
+        dataclasses.replace(IMAGE, shape=(1 << 31,)),  # one dim of 5 varint bytes
+        dataclasses.replace(IMAGE, meta={"x": "a" * 200}),  # meta length of 2 varint bytes
     ])
-    @pytest.mark.parametrize("words", [WORDS, np.zeros(0, np.uint32)])
+    @pytest.mark.parametrize("words", [WORDS, NO_WORDS, np.arange(200, dtype=np.uint32)])
     def test_pack_unpack(self, header: Header, words: np.ndarray) -> None:
         data = pack(header, words)
         got, payload = unpack(data)
@@ -61,17 +104,42 @@ class TestRoundTrip:
         assert payload.dtype == np.uint32 and payload.flags.c_contiguous
         np.testing.assert_array_equal(payload, words)
         assert read_header(data) == header
+        # FORMAT.md "Total size"
+        meta = b"" if not header.meta else container._encode_meta(header.meta)
+        varints = [header.budget, header.seed, *header.shape, len(meta), words.size]
+        assert len(data) == (21 + len(header.model_id) + len(meta) + 4 * words.size
+                             + sum(map(varint_len, varints)))
 
-    def test_layout_starts_with_magic_and_ends_with_crc(self) -> None:
+    def test_layout_field_by_field(self) -> None:
         data = small_file()
-        assert data[:8] == MAGIC and data[VERSION_AT] == 1
+        assert data == craft()
+        assert data[:4] == MAGIC and data[VERSION_AT] == 1 and data[FLAGS_AT] == 0
+        assert data[KINDS_AT] == 0x01 and data[ID_LEN_AT] == len(IMAGE.model_id)
         assert struct.unpack("<I", data[-4:])[0] == zlib.crc32(data[:-4])
-        # 56 fixed bytes + model id + dims + meta + words (FORMAT.md "Total size")
-        meta_len = len(b'{"format":"PNG","mode":"RGB"}')
-        assert len(data) == 56 + len(IMAGE.model_id) + 4 * 3 + meta_len + 4 * WORDS.size
-        at = 15 + len(IMAGE.model_id)  # offsets of the FORMAT.md table
-        assert data[at:at + 8] == IMAGE.model_hash
-        assert struct.unpack_from("<IQB3I", data, at + 8) == (IMAGE.budget, IMAGE.seed, 3, *IMAGE.shape)
+
+    def test_kinds_bits(self) -> None:
+        h = dataclasses.replace(IMAGE, media="audio", method="raw", arithmetic="int-exact",
+                                model_hash=bytes(4))
+        assert pack(h, WORDS)[KINDS_AT] == 0b01_01_10
+
+    def test_small_rgb_header_is_compact(self) -> None:
+        data = pack(SMALL_RGB, NO_WORDS)  # header incl. CRC and the empty payload's word count
+        assert len(data) == 32 <= 36
+        assert 8 * len(data) / (32 * 32 * 3) < 0.09  # bits per dimension spent on the header
+        bigger = dataclasses.replace(SMALL_RGB, budget=10_000, seed=12345,
+                                     model_hash=bytes.fromhex("ffffffff"))
+        assert len(pack(bigger, NO_WORDS)) <= 36
+
+    def test_worked_example_of_format_md(self) -> None:
+        assert pack(SMALL_RGB, NO_WORDS).hex(" ") == SMALL_RGB_HEX
+        format_md = (Path(__file__).resolve().parent.parent / "FORMAT.md").read_text(encoding="utf-8")
+        assert SMALL_RGB_HEX in format_md
+
+    def test_empty_meta_is_length_zero(self) -> None:
+        data = pack(SMALL_RGB, NO_WORDS)
+        assert b"{}" not in data and data[22] == 0  # meta length varint right after the dims
+        # a reader also accepts an explicit "{}" (JSON text is not canonicalised)
+        assert unpack(craft(meta=b"{}"))[0].meta == {}
 
     def test_payload_is_a_copy(self) -> None:
         data = bytearray(small_file())
@@ -89,17 +157,90 @@ class TestRoundTrip:
         assert pack(a, WORDS) == pack(b, WORDS)
 
 
+class TestVarint:
+    CASES = [(0, "00"), (1, "01"), (127, "7f"), (128, "80 01"), (300, "ac 02"), (16383, "ff 7f"),
+             (16384, "80 80 01"), (2**32 - 1, "ff ff ff ff 0f"), (2**63, "80 80 80 80 80 80 80 80 80 01"),
+             (2**64 - 1, "ff ff ff ff ff ff ff ff ff 01")]
+
+    @pytest.mark.parametrize("value, hex_", CASES)
+    def test_encode_decode(self, value: int, hex_: str) -> None:
+        enc = container._encode_varint(value)
+        assert enc.hex(" ") == hex_ and enc == v(value)
+        r = container._Reader(memoryview(enc + b"\x55"))
+        assert r.varint("x") == value and r.pos == len(enc) and not r.problems
+
+    @pytest.mark.parametrize("value", [-1, 2**64])
+    def test_encode_refuses_out_of_range(self, value: int) -> None:
+        with pytest.raises(ValueError):
+            container._encode_varint(value)
+
+    @pytest.mark.parametrize("value", [0, 127, 128, 2**32 - 1, 2**64 - 1])
+    def test_seed_edge_values_round_trip(self, value: int) -> None:
+        h = dataclasses.replace(IMAGE, seed=value)
+        assert unpack(pack(h, WORDS))[0] == h
+
+    @pytest.mark.parametrize("value", [0, 127, 128, 2**32 - 1])
+    def test_budget_edge_values_round_trip(self, value: int) -> None:
+        h = dataclasses.replace(IMAGE, budget=value)
+        assert unpack(pack(h, WORDS))[0] == h
+
+    @settings(max_examples=200, deadline=None)
+    @given(st.integers(0, 2**64 - 1))
+    def test_any_u64(self, value: int) -> None:
+        enc = container._encode_varint(value)
+        assert enc == v(value) and len(enc) == varint_len(value) <= 10
+        r = container._Reader(memoryview(enc))
+        assert r.varint("x") == value and r.pos == len(enc) and not r.problems
+
+    NON_MINIMAL = ["80 00", "ff 00", "80 81 00", "ff ff ff ff 8f 00", "80 80 80 80 80 80 80 80 80 00"]
+
+    @pytest.mark.parametrize("hex_", NON_MINIMAL)
+    @pytest.mark.parametrize("where", ["budget", "seed", "dims", "meta_len", "word_count"])
+    def test_non_minimal_refused(self, hex_: str, where: str) -> None:
+        enc = bytes.fromhex(hex_)
+        value = container._Reader(memoryview(enc)).varint("x")
+        kw: dict = {"budget": {"budget": enc}, "seed": {"seed": enc},
+                    "dims": {"ndim": 1, "dims": enc},
+                    "meta_len": {"meta_len": enc, "meta": b"x" * value},
+                    "word_count": {"word_count": enc, "words": bytes(4 * value)}}[where]
+        if value > 1000 and where in ("meta_len", "word_count"):
+            return  # a length that would need a huge file (and a meta over 1 MiB)
+        with pytest.raises(CorruptError, match="not minimally encoded"):
+            unpack(craft(**kw))
+
+    @pytest.mark.parametrize("hex_", ["80 80 80 80 80 80 80 80 80 02", "ff ff ff ff ff ff ff ff ff 7f"])
+    def test_over_u64_refused(self, hex_: str) -> None:
+        with pytest.raises(CorruptError, match=r"over 2\^64-1"):
+            unpack(craft(seed=bytes.fromhex(hex_)))
+
+    def test_longer_than_ten_bytes_refused(self) -> None:
+        with pytest.raises(CorruptError, match="longer than 10 bytes"):
+            unpack(craft(seed=b"\x80" * 10 + b"\x01"))
+        with pytest.raises(CorruptError, match="longer than 10 bytes"):
+            unpack(craft(budget=b"\xff" * 30))
+
+    def test_ends_inside_varint(self) -> None:
+        prefix = MAGIC + bytes([1, 0, 1, 4]) + b"img1" + bytes(4)
+        for tail in (b"", b"\x80", b"\xff\xff", b"\x80" * 9):
+            with pytest.raises(TruncatedError, match="budget varint"):
+                unpack(prefix + tail)
+
+    def test_budget_over_u32_refused(self) -> None:
+        with pytest.raises(CorruptError, match="budget"):
+            unpack(craft(budget=v(2**32)))
+
+
 class TestPackRejects:
     @pytest.mark.parametrize("change", [
         {"media": "video"}, {"method": "zip"}, {"arithmetic": "float64"},
         {"model_id": ""}, {"model_id": "x" * 65}, {"model_id": "mödel"}, {"model_id": "a b"},
-        {"model_hash": b"1234567"}, {"model_hash": "12345678"},
+        {"model_hash": b"123"}, {"model_hash": b"12345678"}, {"model_hash": "1234"},
         {"method": "raw"},  # raw needs an all-zero model hash
-        {"budget": -1}, {"budget": 2**32}, {"seed": 2**64}, {"seed": 1.5}, {"budget": True},
+        {"budget": -1}, {"budget": 2**32}, {"seed": 2**64}, {"seed": -1}, {"seed": 1.5}, {"budget": True},
         {"shape": ()}, {"shape": (1, 1, 1, 1, 1)}, {"shape": (0, 3)}, {"shape": (2**32, 1)},
         {"shape": (1 << 16, 1 << 16)}, {"shape": (2.0, 3)}, {"shape": 5},
         {"meta": [1, 2]}, {"meta": {"x": float("nan")}}, {"meta": {"x": object()}},
-        {"meta": {"x": "a" * (1 << 20)}}, {"content_hash": b""},
+        {"meta": {"x": "a" * (1 << 20)}}, {"content_hash": b""}, {"content_hash": bytes(8)},
     ])
     def test_bad_header(self, change: dict) -> None:
         with pytest.raises(ValueError):
@@ -124,20 +265,25 @@ class TestUnpackErrors:
 
     def test_short(self) -> None:
         with pytest.raises(NotArdmError):
-            unpack(MAGIC[:5])
+            unpack(MAGIC[:3])
 
     def test_bad_magic(self) -> None:
         with pytest.raises(NotArdmError, match="bad magic number"):
-            unpack(b"\x89PNG\r\n\x1a\n" + small_file()[8:])
+            unpack(b"\x89PNG\r\n\x1a\n" + small_file()[4:])
 
-    @pytest.mark.parametrize("old, new", [(b"\r\n", b"\n"), (b"\n", b"\r\n"), (b"\x89", b"\x09")])
-    def test_text_mode_damage(self, old: bytes, new: bytes) -> None:
+    def test_seven_bit_damage_hint(self) -> None:
         with pytest.raises(NotArdmError, match="text-mode"):
-            unpack(small_file().replace(old, new, 1))
+            unpack(with_byte(small_file(), 0, 0x09))
 
     def test_no_text_mode_hint_for_other_damage(self) -> None:
         with pytest.raises(NotArdmError, match=r"bad magic number\)"):
-            unpack(with_byte(small_file(), 7, 0x1B))
+            unpack(with_byte(small_file(), 3, ord("X")))
+
+    def test_line_ending_damage_is_caught(self) -> None:
+        data = pack(IMAGE, np.array([0x0A0D0A0A, 0x0D0A0D0D], np.uint32))
+        for old, new in ((b"\r\n", b"\n"), (b"\n", b"\r\n"), (b"\r", b"\r\n")):
+            with pytest.raises(FormatError):
+                unpack(data.replace(old, new))
 
     def test_newer_version(self) -> None:
         with pytest.raises(UnsupportedVersionError, match="version 2 .*reads version 1"):
@@ -147,19 +293,28 @@ class TestUnpackErrors:
         with pytest.raises(UnsupportedVersionError, match="version 7"):
             unpack(MAGIC + b"\x07")
 
-    @pytest.mark.parametrize("at, value, message", [
-        (FLAGS_AT, 0x80, "reserved"), (RESERVED_AT, 1, "reserved"),
-        (MEDIA_AT, 9, "unknown media code 9"), (MEDIA_AT + 1, 2, "unknown method code 2"),
-        (MEDIA_AT + 2, 5, "unknown arithmetic code 5"),
+    @pytest.mark.parametrize("changes, message", [
+        ({"flags": 0x80}, "reserved"), ({"flags": 0x01}, "reserved"),
+        ({"kinds": 0x41}, "reserved"), ({"kinds": 0x81}, "reserved"),
+        ({"kinds": 0x00}, "unknown media code 0"), ({"kinds": 0x03}, "unknown media code 3"),
+        ({"kinds": 0x01 | 2 << 2}, "unknown method code 2"),
+        ({"kinds": 0x01 | 3 << 2}, "unknown method code 3"),
+        ({"kinds": 0x01 | 2 << 4}, "unknown arithmetic code 2"),
+        ({"kinds": 0x01 | 3 << 4}, "unknown arithmetic code 3"),
     ])
-    def test_reserved_and_codes(self, at: int, value: int, message: str) -> None:
+    def test_reserved_and_codes(self, changes: dict, message: str) -> None:
         with pytest.raises(CorruptError, match=message):
-            unpack(recrc(with_byte(small_file(), at, value)))
+            unpack(craft(**changes))
 
     def test_crc_mismatch(self) -> None:
         data = small_file()
         with pytest.raises(CorruptError, match="CRC-32 mismatch"):
             unpack(with_byte(data, len(data) - 10, data[-10] ^ 1))
+
+    def test_crc_checked_before_field_meanings(self) -> None:
+        bad = craft(kinds=0x00, seed=b"\x80\x00")  # unknown media and a non-minimal varint ...
+        with pytest.raises(CorruptError, match="CRC-32 mismatch"):  # ... but a damaged CRC is reported
+            unpack(with_byte(bad, len(bad) - 1, bad[-1] ^ 1))
 
     def test_trailing_garbage(self) -> None:
         with pytest.raises(CorruptError, match="3 trailing bytes"):
@@ -171,61 +326,68 @@ class TestUnpackErrors:
             unpack(data[:-8])
 
     @pytest.mark.parametrize("reader", [unpack, read_header])
-    def test_truncated_at_every_offset(self, reader) -> None:
-        data = small_file()
+    @pytest.mark.parametrize("make", [small_file, lambda: pack(SMALL_RGB, NO_WORDS),
+                                      lambda: pack(dataclasses.replace(IMAGE, seed=2**64 - 1,
+                                                                       shape=(1 << 31,)), WORDS)])
+    def test_truncated_at_every_offset(self, reader, make) -> None:
+        data = make()
         for n in range(len(data)):
             expected = NotArdmError if n < len(MAGIC) else TruncatedError
             with pytest.raises(expected):
                 reader(data[:n])
 
-    def test_every_bit_flip(self) -> None:
-        data = small_file()
+    @pytest.mark.parametrize("make", [small_file, lambda: pack(SMALL_RGB, NO_WORDS)])
+    def test_every_bit_flip(self, make) -> None:
+        data = make()
         for bit in range(8 * len(data)):
             with pytest.raises(FormatError):
                 unpack(with_byte(data, bit // 8, data[bit // 8] ^ (1 << bit % 8)))
 
     def test_huge_shape_refused_before_allocating(self, monkeypatch: pytest.MonkeyPatch) -> None:
-        raw = pack(dataclasses.replace(IMAGE, shape=(1, 1, 1)), WORDS)
-        dims_at = 15 + len(IMAGE.model_id) + 8 + 12 + 1
-        huge = raw[:dims_at] + struct.pack("<3I", 65535, 65535, 65535) + raw[dims_at + 12:]
+        huge = craft(dims=v(65535) * 3)
         monkeypatch.setattr(np, "frombuffer", None)  # any allocation attempt would fail loudly
         with pytest.raises(CorruptError, match="more than the limit"):
-            unpack(recrc(huge))
+            unpack(huge)
 
-    @pytest.mark.parametrize("ndim", [0, 5])
+    @pytest.mark.parametrize("dim", [0, 2**32, 2**64 - 1])
+    def test_bad_dimension(self, dim: int) -> None:
+        with pytest.raises(CorruptError, match="shape"):
+            unpack(craft(ndim=2, dims=v(3) + v(dim)))
+
+    @pytest.mark.parametrize("ndim", [0, 5, 255])
     def test_bad_ndim(self, ndim: int) -> None:
-        raw = pack(dataclasses.replace(IMAGE, shape=(1, 1, 1, 1)), WORDS)
-        ndim_at = 15 + len(IMAGE.model_id) + 8 + 12
-        # rewrite ndim and the dims block so the lengths still walk to the CRC
-        crafted = raw[:ndim_at] + bytes([ndim]) + struct.pack(f"<{ndim}I", *[1] * ndim) + raw[ndim_at + 17:]
         with pytest.raises(CorruptError, match="dimensions"):
-            unpack(recrc(crafted))
+            unpack(craft(ndim=ndim, dims=v(1) * ndim))
 
     @pytest.mark.parametrize("meta, message", [
         (b"{not json", "not UTF-8 JSON"), (b'{"a":"\xff"}', "not UTF-8 JSON"),
         (b"[" * 100_000, "not UTF-8 JSON"), (b'{"a":NaN}', "not UTF-8 JSON"), (b"[1]", "JSON object"),
+        (b'""', "JSON object"), (b" ", "not UTF-8 JSON"),
     ])
     def test_bad_meta(self, meta: bytes, message: str) -> None:
         with pytest.raises(CorruptError, match=message):
-            unpack(self._with_meta(meta))
+            unpack(craft(meta=meta))
 
-    @staticmethod
-    def _with_meta(meta: bytes) -> bytes:
-        header = dataclasses.replace(IMAGE, meta={})
-        raw = pack(header, WORDS)
-        meta_at = 15 + len(IMAGE.model_id) + 8 + 12 + 1 + 4 * len(IMAGE.shape)
-        assert raw[meta_at:meta_at + 6] == b"\x02\x00\x00\x00{}"
-        return recrc(raw[:meta_at] + struct.pack("<I", len(meta)) + meta + raw[meta_at + 6:])
+    def test_meta_over_limit(self) -> None:
+        with pytest.raises(CorruptError, match="over 1048576"):
+            unpack(craft(meta=b'{"x":"' + b"a" * (1 << 20) + b'"}'))
 
-    def test_non_ascii_model_id(self) -> None:
-        raw = small_file()
-        with pytest.raises(CorruptError, match="model id"):
-            unpack(recrc(raw.replace(b"img-rgb-v1", b"img-rgb-\xc3\xa9", 1)))
+    def test_huge_lengths_are_truncation(self) -> None:
+        for kw in ({"meta_len": v(2**64 - 1)}, {"word_count": v(2**64 - 1)}, {"id_len": 255}):
+            with pytest.raises(TruncatedError):
+                unpack(craft(**kw)[:-4])
+
+    @pytest.mark.parametrize("model_id, message", [
+        (b"img-rgb-\xc3\xa9", "model id"), (b"a b", "printable"), (b"x" * 65, "at most 64"),
+        (b"", "only allowed for method 'raw'"), (b"tab\x7f", "printable"),
+    ])
+    def test_bad_model_id(self, model_id: bytes, message: str) -> None:
+        with pytest.raises(CorruptError, match=message):
+            unpack(craft(model_id=model_id))
 
     def test_raw_with_model_hash(self) -> None:
-        raw = pack(dataclasses.replace(IMAGE, method="raw", model_hash=bytes(8)), WORDS)
         with pytest.raises(CorruptError, match="zeros"):
-            unpack(recrc(raw.replace(bytes(8), b"\x01" * 8, 1)))
+            unpack(craft(kinds=0x01 | 1 << 2, model_hash=b"\x01" * 4))
 
     @settings(max_examples=200, deadline=None)
     @given(st.data())
@@ -246,11 +408,22 @@ class TestUnpackErrors:
         with pytest.raises(FormatError):
             unpack(MAGIC + b"\x01" + tail)
 
+    @settings(max_examples=200, deadline=None)
+    @given(st.binary(max_size=40))
+    def test_arbitrary_tail_with_valid_crc(self, tail: bytes) -> None:
+        """A CRC-valid file whose fields are random: a header, or a FormatError, never another error."""
+        body = MAGIC + b"\x01" + tail
+        try:
+            header = read_header(body + struct.pack("<I", zlib.crc32(body)))
+        except FormatError:
+            return
+        assert isinstance(header, Header)
+
 
 class TestContentHash:
-    def test_is_eight_bytes_and_deterministic(self) -> None:
+    def test_is_four_bytes_and_deterministic(self) -> None:
         a = np.arange(12, dtype=np.uint8).reshape(3, 4)
-        assert len(content_hash(a)) == 8 and content_hash(a) == content_hash(a.copy())
+        assert len(content_hash(a)) == 4 and content_hash(a) == content_hash(a.copy())
 
     def test_distinguishes_dtype_shape_values(self) -> None:
         a = np.arange(12, dtype=np.uint8).reshape(3, 4)
@@ -266,9 +439,8 @@ class TestContentHash:
         assert content_hash(a.T) == content_hash(np.ascontiguousarray(a.T))
 
     def test_documented_definition(self) -> None:
-        import hashlib
         a = np.arange(6, dtype=np.uint8).reshape(2, 3)
-        assert content_hash(a) == hashlib.sha256(b"|u1\x002,3\x00" + a.tobytes()).digest()[:8]
+        assert content_hash(a) == hashlib.sha256(b"|u1\x002,3\x00" + a.tobytes()).digest()[:4]
 
     def test_rejects_object_arrays(self) -> None:
         with pytest.raises(ValueError):
@@ -276,4 +448,5 @@ class TestContentHash:
 
 
 def test_module_constants() -> None:
-    assert container.VERSION == 1 and len(MAGIC) == 8 and MAX_ELEMENTS == 1 << 31
+    assert container.VERSION == 1 and MAGIC == b"\x89ARD" and MAX_ELEMENTS == 1 << 31
+    assert container.HASH_BYTES == 4

@@ -1,0 +1,127 @@
+"""Smoke test of benchmarks/run.py: `--quick` end to end (three 32×32 crops, budgets 1, 10, 50, the
+classical codecs), and the committed evaluation crops. The CI's check that the README's numbers can be made."""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+RUN = REPO / "benchmarks" / "run.py"
+OUTPUTS = ("results.json", "results.csv", "results.md", "bpd_vs_calls.png", "seconds_vs_budget.png")
+
+for _dep in ("imagecodecs", "matplotlib", "skimage"):
+    pytest.importorskip(_dep, reason="the benchmark needs ardmzip[bench]")
+
+
+def _load_run_module():
+    """benchmarks/run.py as a module (it is a script, not part of the package)."""
+    if "benchmark_run" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("benchmark_run", RUN)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["benchmark_run"] = module  # dataclasses look their module up here
+        spec.loader.exec_module(module)
+    return sys.modules["benchmark_run"]
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory) -> Path:
+    """Run `benchmarks/run.py --quick` once in a subprocess; the output folder."""
+    from ardmzip.errors import ModelError
+    from ardmzip.registry import default_model_id
+    try:
+        default_model_id("image")
+    except ModelError as e:
+        pytest.skip(f"no shipped image model to benchmark: {e}")
+    out = tmp_path_factory.mktemp("bench")
+    proc = subprocess.run([sys.executable, str(RUN), "--quick", "--out", str(out), "--cache", str(out / "cache")],
+                          cwd=REPO, capture_output=True, text=True, timeout=150)
+    assert proc.returncode == 0, f"run.py --quick failed ({proc.returncode}):\n{proc.stderr[-4000:]}"
+    return out
+
+
+def _finite_positive(v) -> bool:
+    return isinstance(v, (int, float)) and math.isfinite(v) and v > 0
+
+
+class TestQuickRun:
+    def test_writes_every_output(self, quick):
+        for name in OUTPUTS:
+            assert (quick / name).stat().st_size > 0, name
+        for name in ("bpd_vs_calls.png", "seconds_vs_budget.png"):
+            assert (quick / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
+
+    def test_every_round_trip_exact(self, quick):
+        res = json.loads((quick / "results.json").read_text())
+        assert res["failures"] == []
+        ardm = [r for r in res["items"] if r["method"] == "ardmzip"]
+        assert len(ardm) == 3 * 3  # 3 crops × budgets 1, 10, 50
+        assert {r["budget"] for r in ardm} == {"1", "10", "50"}
+        assert len({r["image"] for r in ardm}) == 3
+        for r in res["items"]:
+            assert r["exact"] is True and r["error"] is None, r
+        for r in ardm:
+            assert 1 <= r["calls"] <= r["budget_calls"], r
+            assert r["bytes"] * 8 == r["bits"] and r["dims"] in (32 * 32, 32 * 32 * 3)
+
+    def test_bpd_positive_and_finite(self, quick):
+        res = json.loads((quick / "results.json").read_text())
+        classical = {r["method"] for r in res["items"] if r["method"] != "ardmzip"}
+        assert classical == {"png", "webp", "jxl-e7", "jxl-e9"}
+        for r in res["items"] + res["summary"]:
+            assert _finite_positive(r["bpd"]), r
+            if r["method"] == "ardmzip":
+                assert _finite_positive(r["predicted_bpd"]) and _finite_positive(r["model_bpd"]), r
+                # the file can't be shorter than the model's ideal code length (minus a word of ANS slack)
+                assert r["bits"] >= r.get("model_bits", r["model_bpd"] * r["dims"]) - 64, r
+
+    def test_records_environment(self, quick):
+        env = json.loads((quick / "results.json").read_text())["environment"]
+        for key in ("date", "git_commit", "cpu", "torch_threads", "model_id", "model_sha256"):
+            assert env[key] not in (None, ""), key
+        assert len(env["model_sha256"]) == 64
+        for package in ("torch", "constriction", "imagecodecs", "numpy"):
+            assert env["versions"][package], package
+
+    def test_csv_matches_json(self, quick):
+        res = json.loads((quick / "results.json").read_text())
+        lines = (quick / "results.csv").read_text().splitlines()
+        assert any(line.startswith("# model_sha256: ") for line in lines)
+        rows = list(csv.DictReader(line for line in lines if not line.startswith("#")))
+        assert sum(r["level"] == "item" for r in rows) == len(res["items"])
+        assert sum(r["level"] == "dataset" for r in rows) == len(res["summary"])
+        for r in rows:
+            assert _finite_positive(float(r["bpd"]))
+
+    def test_markdown_tables(self, quick):
+        md = (quick / "results.md").read_text()
+        for text in ("| crops32 |", "PNG", "WebP", "JPEG-XL e7", "JPEG-XL e9", "Schedule check"):
+            assert text in md, text
+        assert "FAILURES" not in md
+
+
+class TestEvalCrops:
+    def test_committed_crops_fit_and_do_not_overlap(self):
+        run = _load_run_module()
+        images = run.load_images()
+        crops = run.read_crops(images)
+        assert len(crops) == 48 and len({c["id"] for c in crops}) == 48
+        for name in run.IMAGES:
+            mine = [c for c in crops if c["image"] == name]
+            assert sorted(c["size"] for c in mine) == [32, 32, 32, 32, 64, 64]
+            for i, a in enumerate(mine):
+                for b in mine[i + 1:]:
+                    assert (a["y"] + a["size"] <= b["y"] or b["y"] + b["size"] <= a["y"]
+                            or a["x"] + a["size"] <= b["x"] or b["x"] + b["size"] <= a["x"]), (a, b)
+
+    def test_crops_are_reproducible_from_the_seed(self):
+        run = _load_run_module()
+        images = run.load_images()
+        spec = json.loads(run.CROPS_FILE.read_text())
+        assert run.make_crops(images, spec["seed"])["crops"] == spec["crops"]
