@@ -53,15 +53,23 @@ def _write_atomic(target: Path, data: bytes, force: bool) -> None:
         raise
 
 
-def _emit(data: bytes, src: str, out: str | None, default: str | None, stdout: bool, force: bool,
-          binary_payload: bool) -> str:
+def _target(src: str, out: str | None, default: str | None, stdout: bool, force: bool) -> Path | None:
+    """Where the output goes (None: stdout); refuses an existing file before any work is done."""
     if stdout or (src == "-" and out is None):
+        return None
+    target = Path(out if out is not None else default)
+    if target.exists() and not force:
+        raise Failed(f"{target}: already exists; use -f to overwrite")
+    return target
+
+
+def _emit(data: bytes, target: Path | None, force: bool, binary_payload: bool) -> str:
+    if target is None:
         if binary_payload and sys.stdout.isatty() and not force:
             raise Failed("refusing to write compressed data to a terminal (use -o FILE or redirect; -f to force)")
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return "<stdout>"
-    target = Path(out if out is not None else default)
     _write_atomic(target, data, force)
     return str(target)
 
@@ -105,6 +113,14 @@ def _run_each(files: tuple[str, ...], out: str | None, work: Callable[[str], str
     sys.exit(1 if failed else 0)
 
 
+def _with_written_format(path: str, meta: dict) -> str:
+    """photo.jpg -> photo.png when the original format could not be written back losslessly."""
+    if "source_format" not in meta:
+        return path
+    p = Path(path)
+    return str(p.with_suffix("." + meta["format"].lower()))
+
+
 _common = [
     click.option("-o", "--output", "out", metavar="OUT", help="Output file (one input only)."),
     click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs; allow binary output to a terminal."),
@@ -143,6 +159,9 @@ def compress(files, budget, model, out, force, stdout, quiet):
     """Compress image FILES (PNG, BMP, TIFF, PPM, GIF, WebP; `-` = stdin) to FILE.ardm."""
 
     def work(name: str) -> str:
+        target = _target(name, out, name + SUFFIX, stdout, force)
+        if target is None and sys.stdout.isatty() and not force:
+            raise Failed("refusing to write compressed data to a terminal (use -o FILE or redirect; -f to force)")
         data = _read(name)
         tick, close = _progress(f"compress {name}", quiet or stdout)
         try:
@@ -150,7 +169,7 @@ def compress(files, budget, model, out, force, stdout, quiet):
                                            progress=tick)
         finally:
             close()
-        where = _emit(blob, name, out, name + SUFFIX, stdout, force, binary_payload=True)
+        where = _emit(blob, target, force, binary_payload=True)
         return f"{name} -> {where}: {len(data)} -> {len(blob)} bytes, {rep.bpd:.3f} bits/dim, {rep.steps} network calls"
 
     _run_each(files, out, work, quiet)
@@ -166,16 +185,36 @@ def decompress(files, out, force, stdout, quiet):
         if name != "-" and out is None and not stdout and not name.endswith(SUFFIX):
             raise Failed(f"{name}: unknown suffix (expected {SUFFIX}); use -o to name the output")
         blob = _read(name)
+        default = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else None
+        default = default and _with_written_format(default, api.read_info(blob).meta)
+        target = _target(name, out, default, stdout, force)
         tick, close = _progress(f"decompress {name}", quiet or stdout)
         try:
             data = api.decompress(blob, progress=tick)
         finally:
             close()
-        default = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else None
-        where = _emit(data, name, out, default, stdout, force, binary_payload=False)
+        where = _emit(data, target, force, binary_payload=False)
         return f"{name} -> {where}"
 
     _run_each(files, out, work, quiet)
+
+
+@main.command("test")
+@click.argument("files", nargs=-1, required=True)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary lines.")
+def test_(files, quiet):
+    """Decode .ardm FILES and verify the pixel checksum, writing nothing."""
+
+    def work(name: str) -> str:
+        blob = _read(name)
+        tick, close = _progress(f"test {name}", quiet)
+        try:
+            api.decompress_image(blob, progress=tick)
+        finally:
+            close()
+        return f"{name}: OK"
+
+    _run_each(files, None, work, quiet)
 
 
 @main.command()

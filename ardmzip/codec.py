@@ -63,35 +63,40 @@ def _net_input(values: np.ndarray, known: np.ndarray, plan: Plan) -> tuple[torch
     return xt.contiguous(), mt.contiguous()
 
 
-@torch.inference_mode()
-def _run_net(model: Model, x: torch.Tensor, m: torch.Tensor, frac: float) -> torch.Tensor:
-    """Mixture params (3, 3K, H, W), in tiles with halos for large planes (a fixed tiling per shape)."""
-    f = torch.tensor([frac], dtype=torch.float32)
-    _, _, h, w = x.shape
+def _tiles(h: int, w: int) -> Iterator[tuple[slice, slice, slice, slice]]:
+    """Fixed tiling of a plane: (rows, cols) of each tile's output and of its input with halo."""
     if h <= TILE + 2 * HALO and w <= TILE + 2 * HALO:
-        return model.net(x, m, f)[0]
-    out = torch.empty(3, 3 * model.net.cfg.mixtures, h, w)
+        yield slice(0, h), slice(0, w), slice(0, h), slice(0, w)
+        return
     for y0 in range(0, h, TILE):
         for x0 in range(0, w, TILE):
-            ya, xa = max(0, y0 - HALO), max(0, x0 - HALO)
-            yb, xb = min(h, y0 + TILE + HALO), min(w, x0 + TILE + HALO)
-            p = model.net(x[:, :, ya:yb, xa:xb], m[:, :, ya:yb, xa:xb], f)[0]
-            y1, x1 = min(h, y0 + TILE), min(w, x0 + TILE)
-            out[:, :, y0:y1, x0:x1] = p[:, :, y0 - ya:y1 - ya, x0 - xa:x1 - xa]
-    return out
+            yield (slice(y0, min(h, y0 + TILE)), slice(x0, min(w, x0 + TILE)),
+                   slice(max(0, y0 - HALO), min(h, y0 + TILE + HALO)),
+                   slice(max(0, x0 - HALO), min(w, x0 + TILE + HALO)))
 
 
+@torch.inference_mode()
 def _step_params(model: Model, plan: Plan, values: np.ndarray, known: np.ndarray, start: int,
                  positions: np.ndarray) -> torch.Tensor:
-    """(n, 3K) mixture params of the variables at `positions` given what is known at `start`."""
+    """(n, 3K) mixture params of the variables at `positions` given what is known at `start`.
+
+    Large planes run through the net tile by tile (with halos), gathering only the variables revealed
+    in this step, so memory stays bounded by a tile and the step's own variables.
+    """
     x, m = _net_input(values, known, plan)
-    p = _run_net(model, x, m, start / plan.n_vars)            # (3, 3K, H, W)
+    f = torch.tensor([start / plan.n_vars], dtype=torch.float32)
     h, w = plan.shape
-    if plan.grey:
-        params = p[0].reshape(p.shape[1], h * w)
-    else:
-        params = p.permute(1, 0, 2, 3).reshape(p.shape[1], 3 * h * w)
-    return params[:, torch.from_numpy(positions)].T.contiguous()
+    c, yx = (np.zeros_like(positions), positions) if plan.grey else np.divmod(positions, h * w)
+    y, xx = np.divmod(yx, w)
+    out = torch.empty(len(positions), 3 * model.net.cfg.mixtures)
+    for ys, xs, yh, xh in _tiles(h, w):
+        sel = np.flatnonzero((y >= ys.start) & (y < ys.stop) & (xx >= xs.start) & (xx < xs.stop))
+        if len(sel) == 0:
+            continue
+        p = model.net(x[:, :, yh, xh], m[:, :, yh, xh], f)[0]           # (3, 3K, h', w')
+        idx = [torch.from_numpy(v) for v in (c[sel], y[sel] - yh.start, xx[sel] - xh.start)]
+        out[torch.from_numpy(sel)] = p[idx[0], :, idx[1], idx[2]]
+    return out
 
 
 def _chunks(n: int) -> list[slice]:

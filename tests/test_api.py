@@ -124,3 +124,20 @@ class TestDecodeErrors:
 
     def test_default_model_exists(self):
         assert default_model_id("image") in list_models()
+
+
+class TestLargeImages:
+    def test_tiled_inference_round_trip(self, photo64, monkeypatch):
+        # the same tiling code that serves large photos, on a small one with small tiles
+        monkeypatch.setattr("ardmzip.codec.TILE", 32)
+        monkeypatch.setattr("ardmzip.codec.HALO", 16)
+        roundtrip_array(photo64[:, :50], budget=6)
+        roundtrip_array(photo64[:45, :, 1], budget=6)
+
+    @pytest.mark.slow
+    def test_12_megapixel_photo_stays_within_a_few_gb(self, photo64):
+        import resource
+        a = np.tile(photo64, (47, 63, 1))[:3000, :4000]
+        roundtrip_array(a, budget=2)
+        peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+        assert peak_gb < 6, f"peak memory {peak_gb:.1f} GB"

@@ -45,6 +45,14 @@ class TestFiles:
         assert run("compress", "-b", "3", "-f", photo).returncode == 0
         assert out.read_bytes().startswith(b"\x89ARD\x01")
 
+    def test_jpeg_comes_back_as_png_with_the_same_pixels(self, tmp_path, photo64):
+        src = tmp_path / "shot.jpg"
+        Image.fromarray(photo64[:16, :16]).save(src, quality=90)
+        assert run("compress", "-b", "3", src).returncode == 0
+        r = run("decompress", tmp_path / "shot.jpg.ardm")
+        assert r.returncode == 0 and b"shot.png" in r.stderr
+        assert np.array_equal(np.asarray(Image.open(tmp_path / "shot.png")), np.asarray(Image.open(src)))
+
     def test_output_option_and_info(self, photo, tmp_path):
         out = tmp_path / "x.ardm"
         assert run("compress", "-b", "4", "-o", out, photo).returncode == 0
@@ -80,6 +88,18 @@ class TestFiles:
         assert run("compress", tmp_path / "nope.png").returncode == 1
         r = run("compress", tmp_path)
         assert r.returncode == 1 and b"is a directory" in r.stderr
+
+    def test_test_command_verifies_without_writing(self, photo, tmp_path):
+        assert run("compress", "-b", "3", "-o", tmp_path / "p.ardm", photo).returncode == 0
+        before = sorted(tmp_path.iterdir())
+        r = run("test", tmp_path / "p.ardm")
+        assert r.returncode == 0 and b"OK" in r.stderr
+        assert sorted(tmp_path.iterdir()) == before
+        damaged = bytearray((tmp_path / "p.ardm").read_bytes())
+        damaged[len(damaged) // 2] ^= 4
+        (tmp_path / "bad.ardm").write_bytes(bytes(damaged))
+        r = run("test", tmp_path / "bad.ardm")
+        assert r.returncode == 1 and b"corrupt" in r.stderr
 
     def test_models_and_help(self):
         r = run("models")
