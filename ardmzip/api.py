@@ -47,6 +47,19 @@ def _samples(img: media.Image) -> np.ndarray:
     return np.concatenate([p.reshape(-1) for p in img.planes]) if img.planes else np.zeros(0, np.uint8)
 
 
+def _step_counter(total: int, progress: Callable[[int, int], None] | None) -> Callable[[int], None]:
+    """Turns the codec's per-step ticks into progress(done, total) calls."""
+    done = 0
+
+    def tick(n: int) -> None:
+        nonlocal done
+        done += n
+        if progress:
+            progress(done, total)
+
+    return tick
+
+
 def compress_image(img: media.Image, *, budget: int | None = None, model: str | None = None,
                    seed: int = DEFAULT_SEED, progress: Callable[[int, int], None] | None = None
                    ) -> tuple[bytes, Report]:
@@ -58,13 +71,7 @@ def compress_image(img: media.Image, *, budget: int | None = None, model: str | 
     plans = [make_plan(m, p.shape, budget, seed) for p in img.planes]
     total = sum(pl.steps for pl in plans)
     predicted = _predicted_bits(m, plans)
-    done = [0]
-
-    def tick(n: int) -> None:
-        done[0] += n
-        if progress:
-            progress(done[0], total)
-
+    tick = _step_counter(total, progress)
     enc, model_bits = Encoder(), 0.0
     for plane, plan in reversed(list(zip(img.planes, plans))):  # stack: last plane pushed first
         model_bits += encode_plane(m, plane, plan, enc, tick)
@@ -130,13 +137,7 @@ def decompress_image(blob: bytes, *, progress: Callable[[int, int], None] | None
         raise UnsupportedInputError(f"file holds {header.media}, not an image")
     m = find_model(header.model_id, header.model_hash)
     plans = [make_plan(m, s, header.budget, header.seed) for s in _plane_shapes(header)]
-    total, done = sum(pl.steps for pl in plans), [0]
-
-    def tick(n: int) -> None:
-        done[0] += n
-        if progress:
-            progress(done[0], total)
-
+    tick = _step_counter(sum(pl.steps for pl in plans), progress)
     dec = Decoder(words)
     planes = [decode_plane(m, plan, dec, tick) for plan in plans]
     dec.finish()
