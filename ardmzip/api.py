@@ -8,6 +8,7 @@ benchmarks all call.
 from __future__ import annotations
 
 import dataclasses
+import zlib
 from dataclasses import dataclass
 from typing import Callable
 
@@ -16,7 +17,7 @@ import numpy as np
 from . import container, media
 from .codec import decode_plane, encode_plane, make_plan
 from .coder import Decoder, Encoder
-from .errors import ChecksumMismatchError, UnsupportedInputError
+from .errors import ChecksumMismatchError, CorruptError, UnsupportedInputError
 from .registry import Model, default_model_id, find_model, load_model
 from .schedule import expected_bits
 
@@ -32,6 +33,7 @@ class Report:
     predicted_bits: float  # what the schedule predicts from the model's loss curve (validation photos)
     dims: int              # number of coded subpixels / samples
     steps: int             # network calls
+    method: str = "ardm"   # what the file stores: "ardm", or the "raw"/"deflate" fallback when smaller
 
     @property
     def bpd(self) -> float:
@@ -75,14 +77,39 @@ def compress_image(img: media.Image, *, budget: int | None = None, model: str | 
     enc, model_bits = Encoder(), 0.0
     for plane, plan in reversed(list(zip(img.planes, plans))):  # stack: last plane pushed first
         model_bits += encode_plane(m, plane, plan, enc, tick)
-    words = enc.words()
     samples = _samples(img)
     header = container.Header(media="image", method="ardm", arithmetic="float32", model_id=m.id,
                               model_hash=m.hash_prefix, budget=budget, seed=seed,
                               shape=_shape_of(img), meta=_stored_meta(img.meta, _shape_of(img)),
                               content_hash=container.content_hash(samples))
+    method, words = min([("ardm", enc.words()), *_stored_payloads(samples)], key=lambda c: len(c[1]))
+    if method != "ardm":  # never lose to the trivial: the samples stored, or deflated
+        header = dataclasses.replace(header, method=method, model_id="", model_hash=bytes(4), budget=0, seed=0)
     blob = container.pack(header, words)
-    return blob, Report(len(blob), 32 * len(words), model_bits, predicted, samples.size, total)
+    return blob, Report(len(blob), 32 * len(words), model_bits, predicted, samples.size, total, method)
+
+
+def _words(data: bytes) -> np.ndarray:
+    return np.frombuffer(data + bytes(-len(data) % 4), dtype="<u4").astype(np.uint32)
+
+
+def _stored_payloads(samples: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    raw = samples.tobytes()
+    return [("raw", _words(raw)), ("deflate", _words(zlib.compress(raw, 9)))]
+
+
+def _unstore(method: str, words: np.ndarray, n: int) -> np.ndarray:
+    """Samples (n,) uint8 of a raw or deflate payload; CorruptError unless exactly n bytes come out."""
+    data = words.astype("<u4").tobytes()
+    if method == "deflate":
+        try:
+            d = zlib.decompressobj()
+            data = d.decompress(data, n + 1)
+        except zlib.error as e:
+            raise CorruptError(f"file is corrupt: deflate payload: {e}") from None
+    if len(data) < n or (method == "deflate" and len(data) != n):
+        raise CorruptError(f"file is corrupt: stored payload holds {len(data)} bytes, {n} expected")
+    return np.frombuffer(data[:n], dtype=np.uint8)
 
 
 def _predicted_bits(m: Model, plans: list) -> float:
@@ -135,13 +162,22 @@ def decompress_image(blob: bytes, *, progress: Callable[[int, int], None] | None
     header, words = container.unpack(blob)
     if header.media != "image":
         raise UnsupportedInputError(f"file holds {header.media}, not an image")
+    shapes = _plane_shapes(header)
+    if header.method in container.STORED_METHODS:
+        flat = _unstore(header.method, words, sum(int(np.prod(s)) for s in shapes))
+        planes = np.split(flat, np.cumsum([int(np.prod(s)) for s in shapes])[:-1])
+        return _checked(media.Image([p.reshape(s) for p, s in zip(planes, shapes)],
+                                    _full_meta(header.meta, header.shape)), header)
     m = find_model(header.model_id, header.model_hash)
-    plans = [make_plan(m, s, header.budget, header.seed) for s in _plane_shapes(header)]
+    plans = [make_plan(m, s, header.budget, header.seed) for s in shapes]
     tick = _step_counter(sum(pl.steps for pl in plans), progress)
     dec = Decoder(words)
     planes = [decode_plane(m, plan, dec, tick) for plan in plans]
     dec.finish()
-    img = media.Image(planes=planes, meta=_full_meta(header.meta, header.shape))
+    return _checked(media.Image(planes=planes, meta=_full_meta(header.meta, header.shape)), header)
+
+
+def _checked(img: media.Image, header: container.Header) -> media.Image:
     if container.content_hash(_samples(img)) != header.content_hash:
         raise ChecksumMismatchError("decoded pixels do not match the checksum of the original: "
                                     "the file is corrupt or this machine computes the model differently")

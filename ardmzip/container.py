@@ -32,7 +32,8 @@ HASH_BYTES = 4  # model hash and content hash: SHA-256 prefixes
 MAX_VARINT_BYTES = 10  # ceil(64 / 7)
 
 MEDIA_CODES = {"image": 1, "audio": 2}  # kinds bits 0-1
-METHOD_CODES = {"ardm": 0, "raw": 1}  # kinds bits 2-3
+METHOD_CODES = {"ardm": 0, "raw": 1, "deflate": 2}  # kinds bits 2-3
+STORED_METHODS = ("raw", "deflate")  # no model: empty or informative id, zero hash
 ARITHMETIC_CODES = {"float32": 0, "int-exact": 1}  # kinds bits 4-5; bits 6-7 reserved
 
 # MAGIC after a 7-bit transfer (high bit stripped): worth a hint
@@ -46,7 +47,7 @@ class Header:
     """Everything in an .ardm file except the payload words; field meanings in FORMAT.md."""
 
     media: str  # "image" | "audio"
-    method: str  # "ardm" (model-coded) | "raw" (stored fallback)
+    method: str  # "ardm" (model-coded) | "raw" | "deflate" (stored fallbacks, no model)
     arithmetic: str  # "float32" | "int-exact": the inference the decoder must reproduce
     model_id: str  # printable ASCII, 1..64 chars; "" allowed only for method "raw"
     model_hash: bytes  # 4 bytes: prefix of the weights' SHA-256 (zeros for "raw")
@@ -82,12 +83,12 @@ def _model_problem(h: Header) -> str | None:
         return f"model id {mid!r} must be a string of at most {MAX_MODEL_ID} characters"
     if any(not 0x21 <= ord(c) <= 0x7E for c in mid):
         return f"model id {mid!r} must be printable ASCII without spaces"
-    if mid == "" and h.method != "raw":
-        return "model id is empty, which is only allowed for method 'raw'"
+    if mid == "" and h.method not in STORED_METHODS:
+        return "model id is empty, which is only allowed for methods 'raw' and 'deflate'"
     if not isinstance(h.model_hash, (bytes, bytearray)) or len(h.model_hash) != HASH_BYTES:
         return f"model hash must be {HASH_BYTES} bytes, got {h.model_hash!r}"
-    if h.method == "raw" and any(h.model_hash):
-        return "model hash must be all zeros for method 'raw'"
+    if h.method in STORED_METHODS and any(h.model_hash):
+        return f"model hash must be all zeros for method '{h.method}'"
     return None
 
 

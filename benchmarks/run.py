@@ -34,16 +34,15 @@ the other core busy training (model ardm-img-dev: 1.2 M parameters; a bigger mod
   --quick                  measured: 6-8 s in all (21 measurements), 3-5 s of which is importing and warm-up.
   crops32 (32 crops)       ESTIMATE ~7 min for budgets 1..500, plus ~22 min for "full" (90 k calls).
   crops64 (16 crops)       ESTIMATE ~9 min.
-  whole (8 photos, 12.7 M subpixels)   ESTIMATE ~3.5 h: each budget costs ~45 µs per subpixel and
-                           direction outside the network (ardm.probabilities), ~19 min, and each network call
-                           on all 8 photos ~40 s per direction (2.1 s measured on one 512×512 input).
+  whole (8 photos, 12.7 M subpixels)   ESTIMATE ~30 s per network call on all 8 photos and direction
+                           (1.65 s measured on one 512×512 input), plus ~1 min per budget for the
+                           distributions: budgets 10 + 25 ≈ 35 min, budget 100 ≈ 100 min.
   full run                 ESTIMATE ~4 h; a rerun with everything cached takes seconds.
 The estimates come from measured per-call timings (32×32: 8.5 ms encode / 6 ms decode per call at B=500,
-6.5 ms both ways at B=D; 64×64: 21 / 16 ms; whole camera at B=5: 20 s each way, astronaut 46 s), not from a
-full run. Whole photos need memory: ardmzip
-evaluates a step's distributions all at once (~12 kB per variable in that step, several temporaries), so
-retina and hubble at budgets <= 10 need tens of GB; each whole photo is measured in its own process so
-that running out of memory is a recorded failure rather than the end of the run.
+6.5 ms both ways at B=D; 64×64: 21 / 16 ms), not from a full run. Distributions are now computed in
+chunks of 4096 variables (~5 µs each) and large photos run through the net in tiles, so memory stays at a
+few GB for any photo; each whole photo is still measured in its own process, so that a failure of any
+kind is recorded rather than the end of the run.
 """
 from __future__ import annotations
 
@@ -232,6 +231,7 @@ def unmeasured(item: Item, budget: int, model: Model, error: str | None = None) 
     """An ardmzip result with the schedule's prediction only; `error` says why nothing else is there."""
     bits = api.predict_bits(media.image_from_array(item.array), budget=budget, model=model.id)
     return {"bytes": None, "bits": None, "predicted_bits": bits, "model_bits": None, "payload_bits": None,
+            "stored_as": None,
             "calls": None, "encode_s": None, "decode_s": None, "exact": False, "error": error}
 
 
@@ -243,7 +243,8 @@ def measure_ardmzip(item: Item, budget: int, model: Model) -> dict:
         t0 = time.perf_counter()
         blob, report = api.compress_image(img, budget=budget, model=model.id)
         row.update(encode_s=time.perf_counter() - t0, bytes=len(blob), bits=8 * len(blob),
-                   model_bits=report.model_bits, payload_bits=report.payload_bits, calls=report.steps)
+                   model_bits=report.model_bits, payload_bits=report.payload_bits, calls=report.steps,
+                   stored_as=report.method)
         if report.file_bytes != len(blob) or report.dims != item.dims:
             raise AssertionError(f"Report says {report.file_bytes} bytes / {report.dims} dims, "
                                  f"the file has {len(blob)} bytes and the item {item.dims} dims")
@@ -473,7 +474,7 @@ def environment(model: Model, quick: bool) -> dict:
 # ------------------------------------------------------------------------------------------------- outputs
 
 ROW_FIELDS = ("dataset", "item", "image", "shape", "dims", "pixels_sha256", "method", "budget", "budget_calls",
-              "calls", "bytes", "bits", "bpd", "predicted_bpd", "model_bpd", "payload_bpd", "encode_s", "decode_s",
+              "stored_as", "calls", "bytes", "bits", "bpd", "predicted_bpd", "model_bpd", "payload_bpd", "encode_s", "decode_s",
               "exact", "error", "cached")
 SUMMARY_FIELDS = ("dataset", "method", "budget", "items", "failed", "dims", "bytes", "bits", "bpd", "predicted_bpd",
                   "model_bpd", "payload_bpd", "calls_per_item", "encode_s_per_item", "decode_s_per_item",

@@ -77,7 +77,7 @@ class TestShippedModels:
         model = load_model(model_id)
         blob, rep = api.compress_image(media.image_from_array(photo64), model=model_id)
         assert np.array_equal(api.decompress_array(blob), photo64)
-        assert rep.steps == model.default_budget
+        assert rep.steps == model.default_budget and rep.method == "ardm", "the model must beat deflate on a photo"
         # the coded payload stays within 1% of the model's own −log2 likelihood (D = 12288 ≥ 1024)
         assert rep.payload_bits <= 1.01 * rep.model_bits + 64
         assert rep.bpd < CEILING_BPD[model_id]
@@ -114,7 +114,7 @@ class TestDecodeErrors:
             api.decompress(container.pack(header, words))
 
     def test_corrupt_byte_is_caught_before_any_network_call(self, blob, monkeypatch):
-        monkeypatch.setattr("ardmzip.codec._run_net", lambda *a: pytest.fail("net called on a corrupt file"))
+        monkeypatch.setattr("ardmzip.codec._step_params", lambda *a: pytest.fail("net called on a corrupt file"))
         bad = bytearray(blob)
         bad[-9] ^= 0x10
         with pytest.raises(CorruptError):
@@ -141,3 +141,30 @@ class TestLargeImages:
         roundtrip_array(a, budget=2)
         peak_gb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
         assert peak_gb < 6, f"peak memory {peak_gb:.1f} GB"
+
+
+class TestNeverLoseToTheTrivial:
+    def test_noise_is_stored_raw_within_a_small_header(self):
+        a = np.random.default_rng(5).integers(0, 256, (20, 30, 3), dtype=np.uint8)
+        blob, rep = api.compress_image(media.image_from_array(a), budget=4)
+        assert rep.method == "raw" and container.read_header(blob).method == "raw"
+        assert len(blob) <= a.size + 32
+        assert np.array_equal(api.decompress_array(blob), a)
+
+    def test_drawing_falls_back_to_deflate_when_smaller(self):
+        a = np.zeros((64, 64, 3), np.uint8)
+        a[::8] = (255, 0, 0)
+        a[:, ::5] = (0, 0, 255)
+        blob, rep = api.compress_image(media.image_from_array(a), budget=2)
+        assert rep.method in ("deflate", "ardm")
+        assert len(blob) <= len(__import__("zlib").compress(a.tobytes(), 9)) + 32
+        assert np.array_equal(api.decompress_array(blob), a)
+
+    def test_damaged_stored_payload(self):
+        a = np.random.default_rng(6).integers(0, 256, (8, 8), dtype=np.uint8)
+        header, words = container.unpack(api.compress(a, budget=2))
+        assert header.method == "raw"
+        with pytest.raises(CorruptError):
+            api.decompress(container.pack(header, words[:-2]))
+        with pytest.raises(CorruptError):
+            api.decompress(container.pack(dataclasses.replace(header, method="deflate"), words))

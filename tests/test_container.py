@@ -297,7 +297,7 @@ class TestUnpackErrors:
         ({"flags": 0x80}, "reserved"), ({"flags": 0x01}, "reserved"),
         ({"kinds": 0x41}, "reserved"), ({"kinds": 0x81}, "reserved"),
         ({"kinds": 0x00}, "unknown media code 0"), ({"kinds": 0x03}, "unknown media code 3"),
-        ({"kinds": 0x01 | 2 << 2}, "unknown method code 2"),
+        ({"kinds": 0x01 | 3 << 2}, "unknown method code 3"),
         ({"kinds": 0x01 | 3 << 2}, "unknown method code 3"),
         ({"kinds": 0x01 | 2 << 4}, "unknown arithmetic code 2"),
         ({"kinds": 0x01 | 3 << 4}, "unknown arithmetic code 3"),
@@ -379,7 +379,7 @@ class TestUnpackErrors:
 
     @pytest.mark.parametrize("model_id, message", [
         (b"img-rgb-\xc3\xa9", "model id"), (b"a b", "printable"), (b"x" * 65, "at most 64"),
-        (b"", "only allowed for method 'raw'"), (b"tab\x7f", "printable"),
+        (b"", "only allowed for methods 'raw' and 'deflate'"), (b"tab\x7f", "printable"),
     ])
     def test_bad_model_id(self, model_id: bytes, message: str) -> None:
         with pytest.raises(CorruptError, match=message):
