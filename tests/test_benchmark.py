@@ -16,10 +16,6 @@ REPO = Path(__file__).resolve().parent.parent
 RUN = REPO / "benchmarks" / "run.py"
 OUTPUTS = ("results.json", "results.csv", "results.md", "bpd_vs_calls.png", "seconds_vs_budget.png")
 
-for _dep in ("imagecodecs", "matplotlib", "skimage"):
-    pytest.importorskip(_dep, reason="the benchmark needs ardmzip[bench]")
-
-
 def _load_run_module():
     """benchmarks/run.py as a module (it is a script, not part of the package)."""
     if "benchmark_run" not in sys.modules:
