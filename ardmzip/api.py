@@ -63,9 +63,13 @@ def _step_counter(total: int, progress: Callable[[int, int], None] | None) -> Ca
 
 
 def compress_image(img: media.Image, *, budget: int | None = None, model: str | None = None,
-                   seed: int = DEFAULT_SEED, progress: Callable[[int, int], None] | None = None
-                   ) -> tuple[bytes, Report]:
-    """Code the planes of an image; returns the .ardm bytes and a Report."""
+                   seed: int = DEFAULT_SEED, progress: Callable[[int, int], None] | None = None,
+                   fallback: bool = True) -> tuple[bytes, Report]:
+    """Code the planes of an image; returns the .ardm bytes and a Report.
+
+    With `fallback` (the default) the file stores the samples raw or deflated instead whenever that is
+    smaller than the model's code.
+    """
     m = _model(model, "image")
     budget = m.default_budget if budget is None else budget
     if budget < 1:
@@ -82,7 +86,8 @@ def compress_image(img: media.Image, *, budget: int | None = None, model: str | 
                               model_hash=m.hash_prefix, budget=budget, seed=seed,
                               shape=_shape_of(img), meta=_stored_meta(img.meta, _shape_of(img)),
                               content_hash=container.content_hash(samples))
-    method, words = min([("ardm", enc.words()), *_stored_payloads(samples)], key=lambda c: len(c[1]))
+    candidates = [("ardm", enc.words()), *(_stored_payloads(samples) if fallback else [])]
+    method, words = min(candidates, key=lambda c: len(c[1]))
     if method != "ardm":  # never lose to the trivial: the samples stored, or deflated
         header = dataclasses.replace(header, method=method, model_id="", model_hash=bytes(4), budget=0, seed=0)
     blob = container.pack(header, words)
