@@ -3,6 +3,7 @@
     python benchmarks/run.py                                   # the full run (hours, see below)
     python benchmarks/run.py --quick --out /tmp/bench          # smoke test: 3 crops, budgets 1, 10, 50
     python benchmarks/run.py --sets whole --budgets 10,default # a part of it
+    python benchmarks/run.py --whole-budgets 10,default --out benchmarks/results  # full run, fewer whole budgets
     python benchmarks/run.py --write-crops                     # (once) choose the crops of eval_crops.json
 
 Evaluation images: only scikit-image's bundled photos (astronaut, camera, chelsea, coffee, rocket,
@@ -699,6 +700,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--sets", default=None, help=f"comma-separated subset of {','.join(DATASETS)}")
     ap.add_argument("--budgets", default=None,
                     help="comma-separated budgets for every chosen set: integers, 'default', 'full' (32x32 only)")
+    ap.add_argument("--crop-budgets", default=None,
+                    help="budgets for the crop sets only (overrides the full run's list; --budgets wins)")
+    ap.add_argument("--whole-budgets", default=None,
+                    help="budgets for the whole photos only (overrides the full run's list; --budgets wins)")
     ap.add_argument("--items", default=None,
                     help="comma-separated names: only items whose name or photo contains one (e.g. camera,rocket-32)")
     ap.add_argument("--model", default=None, help="model id (default: the release's default image model)")
@@ -716,8 +721,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def budgets_for(dataset: str, args: argparse.Namespace) -> list[str]:
     """Budget labels for a dataset: --budgets if given, else --quick's or the full run's."""
-    if args.budgets:
-        chosen = [b.strip() for b in args.budgets.split(",") if b.strip()]
+    per_set = args.whole_budgets if dataset == "whole" else args.crop_budgets
+    if args.budgets or per_set:
+        chosen = [b.strip() for b in (args.budgets or per_set).split(",") if b.strip()]
     elif args.quick:
         chosen = list(QUICK_BUDGETS)
     else:
@@ -764,7 +770,8 @@ def main(argv: list[str] | None = None) -> int:
     summary = summarize(rows)
 
     if args.out is None:
-        partial = args.quick or args.sets or args.budgets or args.items or args.model
+        partial = (args.quick or args.sets or args.budgets or args.items or args.model or args.crop_budgets
+                   or args.whole_budgets)
         args.out = Path(tempfile.mkdtemp(prefix="ardmzip-bench-")) if partial else BENCH / "results"
     args.out.mkdir(parents=True, exist_ok=True)
     env["seconds"] = round(time.perf_counter() - started, 1)  # with cached results: only what was measured now
