@@ -681,6 +681,22 @@ def _how_measured(env: dict) -> str:
             "other measurement per item: `results.json` / `results.csv`.")
 
 
+README = BENCH.parent / "README.md"
+README_BEGIN, README_END = "<!-- results:begin (written by benchmarks/run.py) -->", "<!-- results:end -->"
+
+
+def update_readme(markdown: str) -> None:
+    """Put results.md between the README's results markers: the README's numbers come from this run."""
+    text = README.read_text()
+    if README_BEGIN not in text or README_END not in text:
+        _log(f"README.md has no {README_BEGIN} ... {README_END} block; not updated")
+        return
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    README.write_text(f"{head}{README_BEGIN}\n{markdown.rstrip()}\n{README_END}{tail}")
+    _log("README.md results updated")
+
+
 def print_table(summary: list[dict]) -> None:
     """The per-dataset summary on stderr."""
     _log(f"\n{'dataset':8} {'method':8} {'budget':>7} {'calls':>7} {'bpd':>7} {'pred':>7} {'model':>7} "
@@ -782,6 +798,8 @@ def main(argv: list[str] | None = None) -> int:
     plot_seconds_vs_budget(args.out / "seconds_vs_budget.png", env, summary, codecs)
     findings = write_markdown(args.out / "results.md", env, rows, summary, codecs, table_budgets)
 
+    if args.out.resolve() == (BENCH / "results").resolve():
+        update_readme((args.out / "results.md").read_text())
     print_table(summary)
     for f in findings:
         _log(f"finding: {f}")
