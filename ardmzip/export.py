@@ -62,7 +62,9 @@ def main() -> None:
     ck = torch.load(run_dir / "ckpt.pt")
     cfg = NetConfig.from_dict(ck["net_config"])
     net = ARDMNet(cfg)
-    net.load_state_dict(ck["ema"])
+    # shipped weights are float16 (half the bytes in git forever); everything below measures them as shipped
+    half = {k: v.half().contiguous() for k, v in ck["ema"].items()}
+    net.load_state_dict({k: v.float() for k, v in half.items()})
     net.eval()
 
     val = fixed_crops(load_images(CACHE / "data" / "images_val.npz"), 512, 32)
@@ -78,7 +80,7 @@ def main() -> None:
 
     file = f"{a.id}.pt"
     tmp = REPO_MODELS / (file + ".tmp")
-    torch.save({"net": {k: v.contiguous() for k, v in net.state_dict().items()}, "net_config": cfg.to_dict()}, tmp)
+    torch.save({"net": half, "net_config": cfg.to_dict()}, tmp)
     tmp.replace(REPO_MODELS / file)
     sha = hashlib.sha256((REPO_MODELS / file).read_bytes()).hexdigest()
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]

@@ -75,7 +75,7 @@ def load_model(model_id: str) -> Model:
                          f"the manifest says {e['sha256'][:16]}… (damaged or replaced weights)")
     ck = torch.load(path, map_location="cpu", weights_only=True)
     net = ARDMNet(NetConfig.from_dict(e["net_config"]))
-    net.load_state_dict(ck["net"])
+    net.load_state_dict({k: v.float() for k, v in ck["net"].items()})  # stored as float16, run as float32
     net.eval().requires_grad_(False)
     return Model(id=model_id, media=e["media"], net=net, curve=tuple(int(v) for v in e["loss_curve"]),
                  default_budget=int(e["default_budget"]), sha256=digest, info=e)
