@@ -231,7 +231,8 @@ def info(files):
         how = (f"model {h.model_id} [{h.model_hash.hex()}], budget {h.budget}, arithmetic {h.arithmetic}"
                if h.method == "ardm" else f"stored {h.method} (smaller than the model's code)")
         click.echo(f"{name}: {h.media} {h.meta.get('mode', '')} {'x'.join(map(str, h.shape))} "
-                   f"({h.meta.get('format', '?')}), {how}, {len(blob)} bytes, {8 * len(blob) / dims:.3f} bits/dim")
+                   f"({h.meta.get('format', '?')}), {how}, {len(blob)} bytes, {8 * len(blob) / dims:.3f} bits/dim"
+                   + (f"; {note}" if (note := api.media.preserved_note(h.meta)) else ""))
         return ""
 
     _run_each(files, None, work, quiet=True)

@@ -10,6 +10,8 @@ import zlib
 import numpy as np
 import PIL.Image
 import pytest
+from PIL import TiffImagePlugin
+from PIL.PngImagePlugin import PngInfo
 
 from ardmzip import media
 from ardmzip.errors import UnsupportedInputError
@@ -278,3 +280,266 @@ class TestArrays:
         img.planes = img.planes[:1]
         with pytest.raises(ValueError, match="RGBA"):
             write_image(img)
+
+
+# ---------------------------------------------------------------------------------------------- metadata
+
+def icc_profile() -> bytes:
+    """A real sRGB profile where Pillow has littlecms, else bytes Pillow stores all the same."""
+    from PIL import features
+    if features.check("littlecms2"):
+        from PIL import ImageCms
+        return ImageCms.ImageCmsProfile(ImageCms.createProfile("sRGB")).tobytes()
+    return bytes(range(256)) * 3
+
+
+def png_chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def with_chunks(png: bytes, *chunks: bytes) -> bytes:
+    """`png` with `chunks` spliced in right after IHDR (what Pillow won't write: pHYs without unit...)."""
+    return png[:33] + b"".join(chunks) + png[33:]
+
+
+def chunk_types(png: bytes) -> list[bytes]:
+    kinds, pos = [], 8
+    while pos < len(png):
+        length = int.from_bytes(png[pos:pos + 4], "big")
+        kinds.append(png[pos + 4:pos + 8])
+        pos += 12 + length
+    return kinds
+
+
+def reopen(data: bytes) -> PIL.Image.Image:
+    pil = PIL.Image.open(io.BytesIO(data))
+    pil.load()
+    return pil
+
+
+def exif_bytes() -> bytes:
+    exif = PIL.Image.Exif()
+    exif[0x010F] = "camera"  # Make
+    exif[0x0112] = 6  # Orientation
+    return exif.tobytes()
+
+
+PIXEL_KEYS = {"mode", "format", "width", "height", "palette", "palette_mode", "transparency", "source_format"}
+
+
+def rich_png() -> bytes:
+    """An RGB PNG with an ICC profile, gamma, dpi, EXIF, text of every kind and chunks kept as they are."""
+    info = PngInfo()
+    info.add_text("Title", "a title")
+    info.add_text("Description", "long " * 40, zip=True)
+    info.add_itxt("Author", "Zoë € 作者", "fr", "Auteur")
+    info.add_itxt("Comment", "compressed iTXt", zip=True)
+    info.add_itxt("XML:com.adobe.xmp", "<x:xmpmeta xmlns:x='adobe:ns:meta/'/>")
+    info.add(b"gAMA", struct.pack(">I", 45455))
+    info.add(b"cHRM", struct.pack(">8I", 31270, 32900, 64000, 33000, 30000, 60000, 15000, 6000))
+    info.add(b"tIME", struct.pack(">HBBBBB", 2024, 5, 17, 12, 30, 0))
+    info.add(b"prVt", b"private, safe to copy")
+    return pil_bytes(random_pil("RGB", 7, 13), "PNG", pnginfo=info, icc_profile=icc_profile(), dpi=(72, 300),
+                     exif=exif_bytes())
+
+
+class TestMetadata:
+    def test_plain_png_has_only_shape_keys(self) -> None:
+        for mode in ("L", "RGB", "RGBA", "LA", "1"):
+            meta = read_image(pil_bytes(random_pil(mode, 7, 13), "PNG")).meta
+            assert set(meta) == {"mode", "format", "width", "height"}, mode
+
+    @pytest.mark.parametrize("fmt,mode", FORMAT_MODES)
+    def test_inputs_without_metadata_add_no_keys(self, fmt: str, mode: str) -> None:
+        options = {**media._SAVE_OPTIONS[fmt], **({"dpi": (0, 0)} if fmt == "BMP" else {})}  # else 96 dpi
+        img = read_image(pil_bytes(random_pil(mode, 7, 13), fmt, **options))
+        assert set(img.meta) <= PIXEL_KEYS and media.preserved_note(img.meta) == ""
+        assert set(read_image(write_image(img)).meta) <= PIXEL_KEYS  # and none appear on writing
+
+    def test_png_round_trip(self) -> None:
+        data = rich_png()
+        img = read_image(data)
+        assert "dropped" not in img.meta and media.preserved_note(img.meta) == ""
+        back_data = write_image(Image(img.planes, json.loads(json.dumps(img.meta))))
+        before, after = reopen(data), reopen(back_data)
+        assert after.info["icc_profile"] == before.info["icc_profile"] == icc_profile()
+        assert after.text == before.text and len(after.text) == 5
+        assert [(t.lang, t.tkey) for t in (after.text["Author"], after.text["Comment"])] == [("fr", "Auteur"), ("", "")]
+        assert after.info["gamma"] == pytest.approx(before.info["gamma"], abs=1e-5)
+        assert after.info["gamma"] == pytest.approx(0.45455, abs=1e-5)
+        assert after.info["dpi"] == before.info["dpi"]
+        assert after.info["exif"] == before.info["exif"]
+        assert after.info["chromaticity"] == before.info["chromaticity"]
+        assert after.info["xmp"] == before.info["xmp"]
+        assert read_image(back_data).meta == img.meta  # so the file can go round again, unchanged
+
+    def test_png_chunk_kinds_kept(self) -> None:
+        img = read_image(rich_png())
+        assert img.meta["gamma"] == 0.45455 and img.meta["dpi"] == [72, 300]
+        assert [entry[2:3] for entry in img.meta["text"]] == [[], ["z"], ["i"], ["iz"], ["i"]]
+        assert [c[0] for c in img.meta["chunks"]] == ["cHRM", "tIME", "prVt"]
+        kinds = chunk_types(write_image(img))
+        for kind in (b"iCCP", b"gAMA", b"cHRM", b"tIME", b"prVt", b"pHYs", b"eXIf", b"tEXt", b"zTXt", b"iTXt"):
+            assert kind in kinds, kind
+        assert kinds.count(b"iTXt") == 3 and kinds.count(b"zTXt") == 1
+
+    def test_png_srgb_intent(self) -> None:
+        data = pil_bytes(random_pil("RGB", 7, 13), "PNG", pnginfo=_png_info(b"sRGB", bytes([2])))
+        img = read_image(data)
+        assert img.meta["srgb"] == 2
+        assert reopen(write_image(img)).info["srgb"] == 2
+
+    def test_png_private_chunk_after_idat(self) -> None:
+        info = PngInfo()
+        info.add(b"laTe", b"after the pixels", after_idat=True)
+        img = read_image(pil_bytes(random_pil("L", 7, 13), "PNG", pnginfo=info))
+        assert img.meta["chunks"] == [["laTe", "YWZ0ZXIgdGhlIHBpeGVscw==", 1]]
+        kinds = chunk_types(write_image(img))
+        assert kinds.index(b"laTe") > kinds.index(b"IDAT")
+
+    def test_png_dropped(self) -> None:
+        png = pil_bytes(random_pil("RGB", 7, 13), "PNG", icc_profile=icc_profile())
+        data = with_chunks(png, png_chunk(b"pHYs", struct.pack(">IIB", 2, 3, 0)),  # aspect ratio only
+                           png_chunk(b"sTER", b"\0"),  # public, Pillow can't write it
+                           png_chunk(b"prVT", b"unsafe to copy"),  # private, tied to the pixel data
+                           png_chunk(b"sRGB", b"\0"))  # beside iCCP: not allowed, Pillow writes iCCP
+        img = read_image(data)
+        assert img.meta["dropped"] == ["pHYs", "prVT", "sRGB", "sTER"]
+        assert media.preserved_note(img.meta) == "not preserved: pHYs, prVT, sRGB, sTER"
+        assert "dpi" not in img.meta and "chunks" not in img.meta
+        back = reopen(write_image(img))
+        assert back.info["icc_profile"] == icc_profile() and "srgb" not in back.info
+
+    def test_png_duplicate_text_keys(self) -> None:
+        info = PngInfo()
+        info.add_text("Note", "first")
+        info.add_text("Note", "second")
+        img = read_image(pil_bytes(random_pil("L", 7, 13), "PNG", pnginfo=info))
+        assert img.meta["text"] == [["Note", "second"]] and img.meta["dropped"] == ["duplicate text keys"]
+
+    def test_jpeg_metadata_into_png(self) -> None:
+        photoshop = b"Photoshop 3.0\x008BIM\x04\x04\x00\x00\x00\x00\x00\x00"
+        app13 = b"\xff\xed" + struct.pack(">H", len(photoshop) + 2) + photoshop
+        data = pil_bytes(random_pil("RGB", 7, 13), "JPEG", icc_profile=icc_profile(), dpi=(300, 300),
+                         exif=exif_bytes(), xmp=b"<x:xmpmeta/>", comment=b"a comment", extra=app13)
+        img = read_image(data, "photo.jpg")
+        assert img.meta["format"] == "PNG" and img.meta["dpi"] == [300, 300]
+        assert img.meta["dropped"] == ["Photoshop"]
+        assert media.preserved_note(img.meta) == "not preserved: Photoshop"
+        before, after = reopen(data), reopen(write_image(img))
+        assert after.format == "PNG"
+        assert after.info["icc_profile"] == before.info["icc_profile"] == icc_profile()
+        assert after.info["dpi"] == pytest.approx((300, 300), abs=0.01)  # PNG stores whole pixels per metre
+        assert after.info["exif"] == before.info["exif"]  # eXIf chunk
+        assert after.getexif()[0x0112] == 6
+        assert after.info["xmp"] == before.info["xmp"] == b"<x:xmpmeta/>"
+        assert after.text["Comment"] == "a comment"
+
+    def test_plain_jpeg_adds_no_keys(self) -> None:
+        img = read_image(pil_bytes(random_pil("L", 7, 13), "JPEG"))
+        assert set(img.meta) == {"mode", "format", "width", "height", "source_format"}
+
+    def test_lossless_webp(self) -> None:
+        data = pil_bytes(random_pil("RGBA", 7, 13), "WEBP", lossless=True, exact=True, icc_profile=icc_profile(),
+                         exif=exif_bytes(), xmp=b"<x:xmpmeta/>")
+        img = read_image(data)
+        assert img.meta["format"] == "WEBP" and "dropped" not in img.meta
+        before, after = reopen(data), reopen(write_image(img))
+        assert after.format == "WEBP"
+        for key in ("icc_profile", "exif", "xmp"):
+            assert after.info[key] == before.info[key], key
+
+    def test_lossy_webp_into_png(self) -> None:
+        data = pil_bytes(random_pil("RGB", 7, 13), "WEBP", quality=50, icc_profile=icc_profile(),
+                         exif=exif_bytes(), xmp=b"<x:xmpmeta/>")
+        after = reopen(write_image(read_image(data)))
+        assert after.format == "PNG" and after.info["icc_profile"] == icc_profile()
+        assert after.info["exif"] == b"Exif\0\0" + reopen(data).info["exif"] and after.info["xmp"] == b"<x:xmpmeta/>"
+
+    @pytest.mark.parametrize("compression", [None, "tiff_lzw"])
+    def test_tiff(self, compression: str | None) -> None:
+        tags = TiffImagePlugin.ImageFileDirectory_v2()
+        tags[315] = "An Artist"
+        tags[270] = "café".encode("latin-1")  # Pillow writes str tags as ASCII: bytes keep the é
+        tags[700] = b"<x:xmpmeta/>"
+        options = {"compression": compression} if compression else {}
+        data = pil_bytes(random_pil("RGB", 7, 13), "TIFF", tiffinfo=tags, icc_profile=icc_profile(),
+                         dpi=(72, 150), software="a program", **options)
+        img = read_image(data)
+        assert img.meta["tiff"] == {"270": "café", "282": [72, 1], "283": [150, 1], "296": 2, "305": "a program",
+                                    "315": "An Artist", "700": "PHg6eG1wbWV0YS8+"}
+        assert "dropped" not in img.meta
+        before, after = reopen(data), reopen(write_image(img))
+        assert after.format == "TIFF" and after.info["icc_profile"] == icc_profile()
+        assert after.info["dpi"] == before.info["dpi"] == (72, 150)
+        for tag in (270, 305, 315, 700):
+            assert after.tag_v2[tag] == before.tag_v2[tag], tag
+
+    def test_tiff_exif_dropped(self) -> None:
+        tags = TiffImagePlugin.ImageFileDirectory_v2()
+        tags[34665] = {0x829A: 0.5}  # an EXIF IFD with an exposure time
+        tags[33434] = 0.25  # an EXIF tag in the main IFD
+        img = read_image(pil_bytes(random_pil("L", 7, 13), "TIFF", tiffinfo=tags))
+        assert img.meta["dropped"] == ["EXIF", "ExposureTime"]
+
+    def test_bmp_dpi(self) -> None:
+        img = read_image(pil_bytes(random_pil("RGB", 7, 13), "BMP", dpi=(72, 150)))
+        assert img.meta["dpi"] == [72, 150]
+        data = write_image(img)
+        assert format_of(data) == "BMP" and data[38:46] == struct.pack("<II", 2835, 5906)  # pixels per metre
+        assert reopen(data).info["dpi"] == reopen(pil_bytes(random_pil("RGB", 7, 13), "BMP", dpi=(72, 150))).info["dpi"]
+        plain = read_image(pil_bytes(random_pil("RGB", 7, 13), "BMP", dpi=(0, 0)))
+        assert "dpi" not in reopen(write_image(plain)).info  # not Pillow's default 96 dpi
+
+    def test_bmp_dpi_when_written_as_png(self) -> None:
+        img = read_image(pil_bytes(random_pil("P", 7, 13), "BMP", dpi=(96, 96)))
+        img.meta.update(format="PNG", transparency=2)  # BMP can't hold it: write_image writes PNG
+        assert img.meta["dpi"] == [96, 96]
+        after = reopen(write_image(img))
+        assert after.format == "PNG" and after.info["dpi"] == pytest.approx((96, 96), abs=0.02)
+
+    def test_gif(self) -> None:
+        data = pil_bytes(random_pil("P", 7, 13), "GIF", comment=b"caf\xe9", background=3)
+        img = read_image(data)
+        assert img.meta["comment"] == "café" and img.meta["background"] == 3
+        after = reopen(write_image(img))
+        assert after.format == "GIF" and after.info["comment"] == b"caf\xe9" and after.info["background"] == 3
+
+    def test_gif_xmp_dropped(self) -> None:
+        data = pil_bytes(random_pil("P", 7, 13), "GIF")
+        at = 13 + 3 * 2 ** ((data[10] & 7) + 1)  # after the header and global colour table
+        xmp = b"!\xff\x0bXMP DataXMP" + b"\x05<xmp>" + b"\x00"
+        img = read_image(data[:at] + xmp + data[at:])
+        assert img.meta["dropped"] == ["XMP"]
+
+    def test_meta_is_json(self) -> None:
+        inputs = [rich_png(), pil_bytes(random_pil("RGB", 7, 13), "JPEG", exif=exif_bytes(), comment=b"\xff\xfe"),
+                  pil_bytes(random_pil("P", 7, 13), "GIF", comment=b"x")]
+        for data in inputs:
+            meta = read_image(data).meta
+            text = json.dumps(meta, ensure_ascii=False, sort_keys=True, separators=(",", ":"), allow_nan=False)
+            assert json.loads(text) == meta
+
+    def test_budget(self) -> None:
+        info = PngInfo()
+        for i in range(3):
+            info.add_text(f"Big{i}", "x" * 400_000)
+        img = read_image(pil_bytes(random_pil("L", 7, 13), "PNG", pnginfo=info, dpi=(72, 72)))
+        assert "text" not in img.meta and img.meta["dropped"] == ["text"] and img.meta["dpi"] == [72, 72]
+        assert len(json.dumps(img.meta)) < media.META_BUDGET
+
+    def test_malformed_metadata(self) -> None:
+        img = read_image(pil_bytes(random_pil("RGB", 7, 13), "PNG"))
+        for bad in ({"icc": "not base64!"}, {"text": [["key"]]}, {"gamma": -1.0}, {"chunks": [["tIME"]]}):
+            with pytest.raises(ValueError):
+                write_image(Image(img.planes, {**img.meta, **bad}))
+
+    def test_preserved_note(self) -> None:
+        assert media.preserved_note({"mode": "L"}) == ""
+        assert media.preserved_note({"dropped": ["EXIF", "XMP"]}) == "not preserved: EXIF, XMP"
+
+
+def _png_info(kind: bytes, body: bytes) -> PngInfo:
+    info = PngInfo()
+    info.add(kind, body)
+    return info
