@@ -4,7 +4,8 @@ starts from the shipped weights given by --init (or from scratch).
     python -m ardmzip.train --run img1 --minutes 120 [--init ardm-img-...] [--threads 1]
 
 Every --eval-every seconds: validation bpd on fixed crops of the validation photos, a line in the run's
-log.jsonl (images seen, wall time, train and validation bpd) and an atomic checkpoint.
+log.jsonl (images seen, wall time, train and validation bpd) and an atomic checkpoint. The per-step
+loss curve L_t that the schedule needs is measured on validation crops by `ardmzip.export`.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .ardm import LOSS_GRID, training_loss
+from .ardm import training_loss
 from .data import CACHE, load_images
 from .nets import ARDMNet, NetConfig
 
@@ -100,8 +101,7 @@ def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
     ckpt_path = run_dir / "ckpt.pt"
 
     net = ARDMNet(net_cfg)
-    state = {"step": 0, "images": 0, "seconds": 0.0, "lt_sum": torch.zeros(LOSS_GRID),
-             "lt_n": torch.zeros(LOSS_GRID)}
+    state = {"step": 0, "images": 0, "seconds": 0.0}
     if ckpt_path.exists():
         ck = torch.load(ckpt_path)
         net_cfg = NetConfig.from_dict(ck["net_config"])
@@ -135,7 +135,7 @@ def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
         for grp in opt.param_groups:
             grp["lr"] = lr
         x, grey = sampler.batch(cfg.batch)
-        loss, frac, lt = training_loss(net, x, grey)
+        loss, _, _ = training_loss(net, x, grey)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
@@ -143,10 +143,6 @@ def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
         with torch.no_grad():
             for pe, p in zip(ema.parameters(), net.parameters()):
                 pe.lerp_(p, 1 - cfg.ema)
-        rgb = ~grey
-        idx = (frac[rgb] * LOSS_GRID).long().clamp(max=LOSS_GRID - 1)
-        state["lt_sum"].index_add_(0, idx, lt[rgb])
-        state["lt_n"].index_add_(0, idx, torch.ones_like(lt[rgb]))
         state["step"] += 1
         state["images"] += cfg.batch
         window.append(loss.item())
