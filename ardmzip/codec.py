@@ -141,7 +141,8 @@ def encode_plane(model: Model, plane: np.ndarray, plan: Plan, enc: Encoder, prog
                 probs = probabilities(params[c], model.net.cfg.mixtures)
                 symbols = values[positions[c]]
                 enc.push(symbols, probs)
-                bits -= float(np.log2(probs[np.arange(len(symbols)), symbols]).sum())
+                # a probability that underflowed to 0 still gets constriction's smallest slot (~2^-24)
+                bits -= float(np.log2(np.maximum(probs[np.arange(len(symbols)), symbols], 2.0**-24)).sum())
             if progress:
                 progress(1)
     return bits
