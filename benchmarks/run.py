@@ -348,6 +348,7 @@ def _log(msg: str) -> None:
 
 
 def run_item(item: Item, budgets: list[str], model: Model, codecs: list[Classical], cache: Path,
+             cached_only: bool,
              threads: int) -> list[dict]:
     """Every ardmzip budget and every classical codec on one item: rows of results."""
     base = {"dataset": item.dataset, "item": item.name, "image": item.image,
@@ -358,6 +359,8 @@ def run_item(item: Item, budgets: list[str], model: Model, codecs: list[Classica
         budget = resolve_budget(label, item, model)
         folder = cache / "ardmzip" / model.sha256[:16] / f"format-{FORMAT_VERSION}" / item.dataset
         path = folder / f"{key}-b{budget}.json"
+        if cached_only and not path.exists():
+            continue
         if item.dataset == "whole":
             r = cached(path, lambda: measure_ardmzip_isolated(item, budget, model, threads))
         else:
@@ -727,6 +730,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="output folder (default: benchmarks/results/ for a complete run; a new temporary folder "
                          "for --quick and partial runs, so that they never replace the README's results)")
     ap.add_argument("--cache", type=Path, default=BENCH / "cache", help="folder of cached measurements")
+    ap.add_argument("--cached-only", action="store_true",
+                    help="report only ardmzip measurements already in the cache (assemble results of partial runs)")
     ap.add_argument("--no-cache", action="store_true", help="measure everything again (cache in a temp folder)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: timings per core; with a busy core, torch's own choice of "
@@ -782,7 +787,8 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) if args.no_cache else args.cache
         rows = [r for item in items
-                for r in run_item(item, budgets_for(item.dataset, args), model, codecs, cache, args.threads)]
+                for r in run_item(item, budgets_for(item.dataset, args), model, codecs, cache, args.cached_only,
+                                  args.threads)]
     summary = summarize(rows)
 
     if args.out is None:
