@@ -81,10 +81,10 @@ def compress_image(img: media.Image, *, budget: int | None = None, model: str | 
     enc, model_bits = Encoder(), 0.0
     for plane, plan in reversed(list(zip(img.planes, plans))):  # stack: last plane pushed first
         model_bits += encode_plane(m, plane, plan, enc, tick)
-    samples = _samples(img)
+    samples, shape = _samples(img), _shape_of(img)
     header = container.Header(media="image", method="ardm", arithmetic="float32", model_id=m.id,
                               model_hash=m.hash_prefix, budget=budget, seed=seed,
-                              shape=_shape_of(img), meta=_stored_meta(img.meta, _shape_of(img)),
+                              shape=shape, meta=_stored_meta(img.meta, shape),
                               content_hash=container.content_hash(samples))
     candidates = [("ardm", enc.words()), *(_stored_payloads(samples) if fallback else [])]
     method, words = min(candidates, key=lambda c: len(c[1]))
@@ -169,8 +169,8 @@ def decompress_image(blob: bytes, *, progress: Callable[[int, int], None] | None
         raise UnsupportedInputError(f"file holds {header.media}, not an image")
     shapes = _plane_shapes(header)
     if header.method in container.STORED_METHODS:
-        flat = _unstore(header.method, words, sum(int(np.prod(s)) for s in shapes))
-        planes = np.split(flat, np.cumsum([int(np.prod(s)) for s in shapes])[:-1])
+        sizes = [int(np.prod(s)) for s in shapes]
+        planes = np.split(_unstore(header.method, words, sum(sizes)), np.cumsum(sizes)[:-1])
         return _checked(media.Image([p.reshape(s) for p, s in zip(planes, shapes)],
                                     _full_meta(header.meta, header.shape)), header)
     m = find_model(header.model_id, header.model_hash)

@@ -63,10 +63,8 @@ def _target(src: str, out: str | None, default: str | None, stdout: bool, force:
     return target
 
 
-def _emit(data: bytes, target: Path | None, force: bool, binary_payload: bool) -> str:
+def _emit(data: bytes, target: Path | None, force: bool) -> str:
     if target is None:
-        if binary_payload and sys.stdout.isatty() and not force:
-            raise Failed("refusing to write compressed data to a terminal (use -o FILE or redirect; -f to force)")
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return "<stdout>"
@@ -169,7 +167,7 @@ def compress(files, budget, model, out, force, stdout, quiet):
                                            progress=tick)
         finally:
             close()
-        where = _emit(blob, target, force, binary_payload=True)
+        where = _emit(blob, target, force)
         return f"{name} -> {where}: {len(data)} -> {len(blob)} bytes, {rep.bpd:.3f} bits/dim, {rep.steps} network calls"
 
     _run_each(files, out, work, quiet)
@@ -193,7 +191,7 @@ def decompress(files, out, force, stdout, quiet):
             data = api.decompress(blob, progress=tick)
         finally:
             close()
-        where = _emit(data, target, force, binary_payload=False)
+        where = _emit(data, target, force)
         return f"{name} -> {where}"
 
     _run_each(files, out, work, quiet)
