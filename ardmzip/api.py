@@ -82,7 +82,7 @@ def compress_image(img: media.Image, *, budget: int | None = None, model: str | 
     for plane, plan in reversed(list(zip(img.planes, plans))):  # stack: last plane pushed first
         model_bits += encode_plane(m, plane, plan, enc, tick)
     samples, shape = _samples(img), _shape_of(img)
-    header = container.Header(media="image", method="ardm", arithmetic="float32", model_id=m.id,
+    header = container.Header(media="image", method="ardm", arithmetic=m.arithmetic, model_id=m.id,
                               model_hash=m.hash_prefix, budget=budget, seed=seed,
                               shape=shape, meta=_stored_meta(img.meta, shape),
                               content_hash=container.content_hash(samples))
@@ -174,6 +174,8 @@ def decompress_image(blob: bytes, *, progress: Callable[[int, int], None] | None
         return _checked(media.Image([p.reshape(s) for p, s in zip(planes, shapes)],
                                     _full_meta(header.meta, header.shape)), header)
     m = find_model(header.model_id, header.model_hash)
+    if m.arithmetic != header.arithmetic:
+        raise CorruptError(f"file says arithmetic {header.arithmetic}, but model {m.id} is {m.arithmetic}")
     plans = [make_plan(m, s, header.budget, header.seed) for s in shapes]
     tick = _step_counter(sum(pl.steps for pl in plans), progress)
     dec = Decoder(words)

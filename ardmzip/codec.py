@@ -7,22 +7,23 @@ A plane is (H, W, 3) uint8 "rgb" (D = 3·H·W subpixels, flat index c·H·W + y�
 """
 from __future__ import annotations
 
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from .ardm import order, probabilities
+from .ardm import order
 from .coder import Decoder, Encoder
 from .registry import Model
 from .schedule import step_boundaries
 
-CODING_THREADS = 1  # float32 outputs depend on the thread count: both sides use this many
+CODING_THREADS = 1  # float32 models' outputs depend on the thread count: both sides use this many
 TILE = 512   # larger planes are run through the net in tiles of this size ...
 HALO = 64    # ... each with this much context on every side (≥ the net's receptive field)
 CHUNK = 4096  # variables per push/pop: bounds memory to a few MB per step on any image size
+ENCODE_BATCH_PIXELS = 1 << 17  # int-exact encoder: up to this many pixels of states per network call
 
 Progress = Callable[[int], None] | None
 
@@ -51,10 +52,14 @@ def make_plan(model: Model, shape: tuple[int, ...], budget: int, seed: int) -> P
     return Plan((h, w), grey, order(seed, n), step_boundaries(model.curve, n, budget))
 
 
-def _net_input(values: np.ndarray, known: np.ndarray, plan: Plan) -> tuple[torch.Tensor, torch.Tensor]:
-    """values, known: flat (D,) arrays (values only read where known). Returns x, m of (1, 3, H, W)."""
+def _net_input(values: np.ndarray, known: np.ndarray, plan: Plan, exact: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """values, known: flat (D,) arrays (values only read where known). Returns x, m of (1, 3, H, W):
+    x scaled to [-1, 1] and masked for the float net, the plain values 0..255 for the exact one."""
     h, w = plan.shape
-    x = np.where(known, values.astype(np.float32) / np.float32(127.5) - np.float32(1.0), np.float32(0.0))
+    if exact:
+        x = np.where(known, values, 0).astype(np.float32)
+    else:
+        x = np.where(known, values.astype(np.float32) / np.float32(127.5) - np.float32(1.0), np.float32(0.0))
     m = known.astype(np.float32)
     shape = (1, 1, h, w) if plan.grey else (1, 3, h, w)
     xt, mt = torch.from_numpy(x.reshape(shape)), torch.from_numpy(m.reshape(shape))
@@ -83,20 +88,60 @@ def _step_params(model: Model, plan: Plan, values: np.ndarray, known: np.ndarray
     Large planes run through the net tile by tile (with halos), gathering only the variables revealed
     in this step, so memory stays bounded by a tile and the step's own variables.
     """
-    x, m = _net_input(values, known, plan)
-    f = torch.tensor([start / plan.n_vars], dtype=torch.float32)
+    if model.exact is not None:  # integer inputs: values, mask, and the revealed fraction as 255·t // D
+        x, m = _net_input(values, known, plan, exact=True)
+        f = torch.tensor([(255 * start) // plan.n_vars], dtype=torch.float32)
+        net = model.exact
+    else:
+        x, m = _net_input(values, known, plan)
+        f = torch.tensor([start / plan.n_vars], dtype=torch.float32)
+        net = model.net
     h, w = plan.shape
     c, yx = (np.zeros_like(positions), positions) if plan.grey else np.divmod(positions, h * w)
     y, xx = np.divmod(yx, w)
-    out = torch.empty(len(positions), 3 * model.net.cfg.mixtures)
+    out = torch.empty(len(positions), 3 * model.cfg.mixtures)
     for ys, xs, yh, xh in _tiles(h, w):
         sel = np.flatnonzero((y >= ys.start) & (y < ys.stop) & (xx >= xs.start) & (xx < xs.stop))
         if len(sel) == 0:
             continue
-        p = model.net(x[:, :, yh, xh], m[:, :, yh, xh], f)[0]           # (3, 3K, h', w')
+        p = net(x[:, :, yh, xh], m[:, :, yh, xh], f)[0]                 # (3, 3K, h', w')
         idx = [torch.from_numpy(v) for v in (c[sel], y[sel] - yh.start, xx[sel] - xh.start)]
         out[torch.from_numpy(sel)] = p[idx[0], :, idx[1], idx[2]]
     return out
+
+
+@torch.inference_mode()
+def _batched_params(model: Model, plan: Plan, values: np.ndarray, rank: np.ndarray,
+                    group: list[tuple[int, np.ndarray]]) -> list[torch.Tensor]:
+    """The encoder's shortcut for int-exact models on single-tile planes: the states of several steps
+    in one network call (the encoder knows them all). Exact arithmetic makes each result independent
+    of the batch it was computed in, so the decoder, one step at a time, gets the same integers."""
+    if model.exact is None or len(group) == 1 or next(_tiles(*plan.shape))[0].stop < plan.shape[0] \
+            or next(_tiles(*plan.shape))[1].stop < plan.shape[1]:
+        return [_step_params(model, plan, values, rank < start, start, pos) for start, pos in group]
+    pairs = [_net_input(values, rank < start, plan, exact=True) for start, _ in group]
+    x, m = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
+    f = torch.tensor([(255 * start) // plan.n_vars for start, _ in group], dtype=torch.float32)
+    p = model.exact(x, m, f)                                                # (E, 3, 3K, H, W)
+    h, w = plan.shape
+    out = []
+    for e, (_, positions) in enumerate(group):
+        c, yx = (np.zeros_like(positions), positions) if plan.grey else np.divmod(positions, h * w)
+        y, xx = np.divmod(yx, w)
+        out.append(p[e][torch.from_numpy(c), :, torch.from_numpy(y), torch.from_numpy(xx)])
+    return out
+
+
+def _encode_batch(model: Model, plan: Plan) -> int:
+    """States per network call in the encoder: 1 for float models (their outputs depend on the batch)."""
+    if model.exact is None:
+        return 1
+    return max(1, min(16, ENCODE_BATCH_PIXELS // (plan.shape[0] * plan.shape[1])))
+
+
+def _threads(model: Model):
+    """Float models run with a fixed thread count (their outputs depend on it); exact ones use any."""
+    return fixed_threads() if model.exact is None else nullcontext()
 
 
 def _chunks(n: int) -> list[slice]:
@@ -134,17 +179,20 @@ def encode_plane(model: Model, plane: np.ndarray, plan: Plan, enc: Encoder, prog
     rank = np.empty(plan.n_vars, dtype=np.int64)
     rank[plan.order] = np.arange(plan.n_vars)
     bits = 0.0
-    with fixed_threads():
-        for start, positions in reversed(list(_steps(plan))):
-            params = _step_params(model, plan, values, rank < start, start, positions)
-            for c in reversed(_chunks(len(positions))):    # the stack: last chunk pushed first
-                probs = probabilities(params[c], model.net.cfg.mixtures)
-                symbols = values[positions[c]]
-                enc.push(symbols, probs)
-                # a probability that underflowed to 0 still gets constriction's smallest slot (~2^-24)
-                bits -= float(np.log2(np.maximum(probs[np.arange(len(symbols)), symbols], 2.0**-24)).sum())
-            if progress:
-                progress(1)
+    steps = list(_steps(plan))
+    e = _encode_batch(model, plan)
+    with _threads(model):
+        for i in reversed(range(0, len(steps), e)):
+            group = steps[i:i + e]
+            for (start, positions), params in reversed(list(zip(group, _batched_params(model, plan, values, rank, group)))):
+                for c in reversed(_chunks(len(positions))):    # the stack: last chunk pushed first
+                    probs = model.probabilities(params[c])
+                    symbols = values[positions[c]]
+                    enc.push(symbols, probs)
+                    # a probability that underflowed to 0 still gets constriction's smallest slot (~2^-24)
+                    bits -= float(np.log2(np.maximum(probs[np.arange(len(symbols)), symbols], 2.0**-24)).sum())
+                if progress:
+                    progress(1)
     return bits
 
 
@@ -152,11 +200,11 @@ def decode_plane(model: Model, plan: Plan, dec: Decoder, progress: Progress = No
     """Pop a plane (steps first to last); inverse of encode_plane."""
     values = np.zeros(plan.n_vars, dtype=np.int64)
     known = np.zeros(plan.n_vars, dtype=bool)
-    with fixed_threads():
+    with _threads(model):
         for start, positions in _steps(plan):
             params = _step_params(model, plan, values, known, start, positions)
             for c in _chunks(len(positions)):
-                values[positions[c]] = dec.pop(probabilities(params[c], model.net.cfg.mixtures))
+                values[positions[c]] = dec.pop(model.probabilities(params[c]))
             known[positions] = True
             if progress:
                 progress(1)

@@ -19,6 +19,7 @@ import torch
 
 from .ardm import LOSS_GRID, training_loss
 from .data import CACHE, load_images
+from .exact import QuantNet, export_int
 from .nets import ARDMNet, NetConfig
 from .registry import curve_to_ints
 from .schedule import expected_bits, step_boundaries
@@ -50,6 +51,7 @@ def main() -> None:
     ap.add_argument("--id", required=True)
     ap.add_argument("--budget", type=int, default=None, help="default budget (else chosen on validation)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--crops", default="32x32", help="what the run trained on, for the manifest")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
 
@@ -62,10 +64,17 @@ def main() -> None:
     ck = torch.load(run_dir / "ckpt.pt")
     cfg = NetConfig.from_dict(ck["net_config"])
     net = ARDMNet(cfg)
-    # shipped weights are float16 (half the bytes in git forever); everything below measures them as shipped
-    half = {k: v.half().contiguous() for k, v in ck["ema"].items()}
-    net.load_state_dict({k: v.float() for k, v in half.items()})
-    net.eval()
+    exact = "scales" in ck  # a quantisation-aware run: ship the integer model
+    if exact:
+        net.load_state_dict(ck["ema"])
+        net = QuantNet(net.eval(), ck["scales"])
+        payload = {"exact": export_int(net), "net_config": cfg.to_dict()}
+    else:
+        # shipped weights are float16 (half the bytes in git forever); everything below measures them as shipped
+        half = {k: v.half().contiguous() for k, v in ck["ema"].items()}
+        net.load_state_dict({k: v.float() for k, v in half.items()})
+        net.eval()
+        payload = {"net": half, "net_config": cfg.to_dict()}
 
     val = fixed_crops(load_images(CACHE / "data" / "images_val.npz"), 512, 32)
     curve = loss_curve(net, val)
@@ -80,7 +89,7 @@ def main() -> None:
 
     file = f"{a.id}.pt"
     tmp = REPO_MODELS / (file + ".tmp")
-    torch.save({"net": half, "net_config": cfg.to_dict()}, tmp)
+    torch.save(payload, tmp)
     tmp.replace(REPO_MODELS / file)
     sha = hashlib.sha256((REPO_MODELS / file).read_bytes()).hexdigest()
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
@@ -88,13 +97,13 @@ def main() -> None:
     shutil.copy(run_dir / "log.jsonl", REPO_MODELS / "logs" / f"{a.id}.jsonl")
     manifest["models"][a.id] = {
         "file": file, "sha256": sha, "media": "image", "kind": "oa-ardm (uniform random order, 256 values)",
-        "head": "discretised logistic mixture", "arithmetic": "float32",
+        "head": "discretised logistic mixture", "arithmetic": "int-exact" if exact else "float32",
         "net_config": cfg.to_dict(), "parameters": sum(p.numel() for p in net.parameters()),
         "default_budget": budget,
         "loss_curve_units": f"millibits per variable at revealed fraction (g + 0.5) / {LOSS_GRID}",
         "loss_curve": curve_int,
         "trained_on": "ardmzip.data images: train split (302 photos, 69.7 Mpx after 2x box downscale), "
-                      "random 32x32 crops, flips, 90-degree rotations, 15% grey",
+                      f"random crops ({a.crops}), flips, 90-degree rotations, 15% grey",
         "training": {"images_seen": log[-1]["images"], "cpu_hours": round(log[-1]["hours"], 3),
                      "steps": log[-1]["step"], "threads": ck["train_config"]["threads"]},
         "validation": {"bound_bpd_32x32": round(bound, 4),

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -14,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from . import ardm, exact
 from .errors import ModelError
 from .nets import ARDMNet, NetConfig
 
@@ -21,10 +23,13 @@ _PKG = Path(__file__).resolve().parent
 
 
 def models_dir() -> Path:
-    for candidate in (_PKG / "models", _PKG.parent / "models"):
+    """$ARDMZIP_MODELS if set (a folder with manifest.json), else the installed or checked-out models."""
+    override = os.environ.get("ARDMZIP_MODELS")
+    for candidate in ((Path(override),) if override else (_PKG / "models", _PKG.parent / "models")):
         if (candidate / "manifest.json").exists():
             return candidate
-    raise ModelError("no models/manifest.json found: the installation is incomplete (reinstall ardmzip)")
+    raise ModelError(f"no manifest.json in {override}" if override else
+                     "no models/manifest.json found: the installation is incomplete (reinstall ardmzip)")
 
 
 def manifest() -> dict:
@@ -33,14 +38,30 @@ def manifest() -> dict:
 
 @dataclass
 class Model:
-    """A loaded model: the net (eval mode) plus what the codec needs to reproduce its schedule."""
+    """A loaded model: the net plus what the codec needs to reproduce its schedule.
+
+    A float32 model has `net` (an ARDMNet in eval mode); an int-exact model has `exact` (an ExactNet:
+    integer inputs, integer head, identical on every machine) and `net` None.
+    """
     id: str
     media: str
-    net: ARDMNet
+    cfg: NetConfig
+    net: ARDMNet | None
+    exact: exact.ExactNet | None
     curve: tuple[int, ...]    # loss per variable, millibits, on a grid of revealed fractions
     default_budget: int
     sha256: str
     info: dict = field(repr=False)
+
+    @property
+    def arithmetic(self) -> str:
+        return "int-exact" if self.exact is not None else "float32"
+
+    def probabilities(self, params) -> np.ndarray:
+        """(n, 256) float64 categorical distributions from the head outputs of n variables."""
+        if self.exact is not None:
+            return exact.probabilities(params, self.cfg.mixtures)
+        return ardm.probabilities(params, self.cfg.mixtures)
 
     @property
     def hash_prefix(self) -> bytes:
@@ -74,10 +95,18 @@ def load_model(model_id: str) -> Model:
         raise ModelError(f"model '{model_id}': {path.name} has SHA-256 {digest[:16]}…, "
                          f"the manifest says {e['sha256'][:16]}… (damaged or replaced weights)")
     ck = torch.load(path, map_location="cpu", weights_only=True)
-    net = ARDMNet(NetConfig.from_dict(e["net_config"]))
-    net.load_state_dict({k: v.float() for k, v in ck["net"].items()})  # stored as float16, run as float32
-    net.eval().requires_grad_(False)
-    return Model(id=model_id, media=e["media"], net=net, curve=tuple(int(v) for v in e["loss_curve"]),
+    cfg = NetConfig.from_dict(e["net_config"])
+    net = exact_net = None
+    if e.get("arithmetic", "float32") == "int-exact":
+        try:
+            exact_net = exact.ExactNet(cfg, ck["exact"])
+        except ValueError as err:  # the exactness bound does not hold: refuse rather than risk a bad stream
+            raise ModelError(f"model '{model_id}' is not exact: {err}") from None
+    else:
+        net = ARDMNet(cfg)
+        net.load_state_dict({k: v.float() for k, v in ck["net"].items()})  # stored as float16, run as float32
+        net.eval().requires_grad_(False)
+    return Model(id=model_id, media=e["media"], cfg=cfg, net=net, exact=exact_net, curve=tuple(int(v) for v in e["loss_curve"]),
                  default_budget=int(e["default_budget"]), sha256=digest, info=e)
 
 

@@ -23,6 +23,7 @@ import torch
 
 from .ardm import training_loss
 from .data import CACHE, load_images
+from .exact import QuantNet, calibrate
 from .nets import ARDMNet, NetConfig
 
 
@@ -41,6 +42,7 @@ class TrainConfig:
     eval_every: float = 600.0
     init: str | None = None
     seed: int = 0
+    qat: bool = False           # quantisation-aware training for an int-exact model (exact.py)
 
 
 class CropSampler:
@@ -68,6 +70,17 @@ class CropSampler:
                 patch = np.repeat(lum[..., None], 3, axis=2)
             out[i] = patch.transpose(2, 0, 1)
         return torch.from_numpy(out).long(), torch.from_numpy(grey)
+
+
+def calibration_batches(sampler: CropSampler, n: int = 8, batch: int = 16):
+    """(v, known, t-fraction) batches with uniformly random revealed fractions, for exact.calibrate."""
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for _ in range(n):
+        x, _ = sampler.batch(batch)
+        known = (torch.rand(x.shape, generator=g) < torch.rand(len(x), 1, 1, 1, generator=g)).float()
+        out.append((x.float(), known, torch.randint(0, 256, (len(x),), generator=g)))
+    return out
 
 
 def fixed_crops(images: list[np.ndarray], n: int, crop: int, seed: int = 1234) -> torch.Tensor:
@@ -123,6 +136,12 @@ def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
     data_dir = CACHE / "data"
     sampler = CropSampler(load_images(data_dir / "images_train.npz"), cfg.crop, cfg.grey_fraction,
                           cfg.seed + state["step"])
+    scales = ck.get("scales") if ckpt_path.exists() else None
+    if cfg.qat or scales:  # from here on the net trains through the integer arithmetic it will code with
+        if scales is None:
+            scales = calibrate(ema, calibration_batches(sampler))
+            print(f"calibrated {len(scales)} quantisation points")
+        net, ema = QuantNet(net, scales), QuantNet(ema, scales)
     val = fixed_crops(load_images(data_dir / "images_val.npz"), 512, cfg.crop)
     print(f"{sum(p.numel() for p in net.parameters())} parameters, config {net_cfg}")
 
@@ -156,15 +175,19 @@ def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
             with open(run_dir / "log.jsonl", "a") as f:
                 f.write(json.dumps(line) + "\n")
             window, last_eval = [], time.time()
-            save_atomic({"net": net.state_dict(), "ema": ema.state_dict(), "opt": opt.state_dict(),
-                         "state": state, "net_config": net_cfg.to_dict(), "train_config": asdict(cfg)},
-                        ckpt_path)
+            inner = (lambda n: n.net) if scales else (lambda n: n)
+            save_atomic({"net": inner(net).state_dict(), "ema": inner(ema).state_dict(), "opt": opt.state_dict(),
+                         "state": state, "net_config": net_cfg.to_dict(), "train_config": asdict(cfg),
+                         **({"scales": scales} if scales else {})}, ckpt_path)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     for f, v in asdict(TrainConfig()).items():
-        ap.add_argument("--" + f.replace("_", "-"), type=type(v) if v is not None else str, default=v)
+        if isinstance(v, bool):
+            ap.add_argument("--" + f.replace("_", "-"), action="store_true")
+        else:
+            ap.add_argument("--" + f.replace("_", "-"), type=type(v) if v is not None else str, default=v)
     ap.add_argument("--widths", type=str, default="32,64,128")
     ap.add_argument("--blocks", type=str, default="2,2,3")
     ap.add_argument("--mixtures", type=int, default=6)

@@ -1,0 +1,464 @@
+"""Integer-exact inference: probabilities that are bit-identical on every machine.
+
+A float network's outputs change in the last bits with the thread count, the batch, the instruction set
+or the device, and one changed probability corrupts the rest of an ANS stream. An int-exact model
+computes its coding distributions from integers only:
+
+- **One topology, three arithmetics.** `walk()` is the U-Net of `nets.ARDMNet` written once against an
+  `ops` object: `FloatOps` (the plain float net, used to calibrate), `FakeOps` (quantisation-aware
+  training: every quantisation point rounds, with straight-through gradients) and `IntOps` (coding).
+- **Quantisation points.** Conv inputs are 8-bit unsigned activations (ReLU then round to a per-point
+  scale); conv weights are 8-bit signed with a per-output-channel scale; biases are integers on the
+  accumulator's scale; the residual streams are 16-bit signed integers. Rescaling is one float32
+  multiply and a round per element — a single IEEE-754 operation, identical on every platform.
+- **Exact accumulation.** Convolutions run in float32 on integer values. Every partial sum of every
+  output is bounded by Σ|w|·255 + |b|, which `check_bound` proves below 2^24 for every output channel of
+  every layer when a model loads (a model that breaks it is refused), so any summation order — any
+  thread count, blocking, SIMD width or device — gives the same integers. After each convolution the
+  result is also checked to be integral, which would catch a library that used a transform-based
+  algorithm (Winograd, FFT) behind our back.
+- **Integer inputs.** The masked values, the mask, the revealed fraction and the normalised-convolution
+  context (block sums of known values divided by the number known, in int64) are integers.
+- **Integer head.** The net's head yields mixture parameters on fixed integer grids (logits and
+  log-scales in 1/16, means in 1/16 of a value); `probabilities()` turns them into integer frequencies
+  through lookup tables (a sigmoid table, an inverse-scale table, an exp table for the mixture weights)
+  computed with Python's `decimal` module (correctly rounded, so the same tables everywhere) and int64
+  arithmetic.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, getcontext
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .nets import NORMCONV_SCALES, PAD_MULTIPLE, ARDMNet, NetConfig
+
+ACT_MAX = 255             # conv inputs: unsigned 8-bit
+WEIGHT_MAX = 127          # conv weights: signed 8-bit, per output channel scale
+STREAM_MAX = 32767        # residual streams: signed 16-bit
+EXACT_LIMIT = 2 ** 24     # float32 represents every integer below this exactly
+INPUT_SCALE = 1.0 / 255   # every input feature is an integer in [-255, 255] meaning value·255
+
+# head grids
+LOGIT_UNIT = 16           # mixture logits in 1/16
+LOGS_UNIT = 16            # log-scales (of [-1, 1] units) in 1/16
+LOGS_MIN, LOGS_MAX = -7 * LOGS_UNIT, 3 * LOGS_UNIT
+MU_UNIT = 16              # means in 1/16 of a value step: mu_q = 16·(value position)
+MU_MIN, MU_MAX = -64 * MU_UNIT, (255 + 64) * MU_UNIT
+Z_UNIT = 64               # sigmoid arguments in 1/64
+Z_MAX = 16 * Z_UNIT       # σ(±16) is within 2^-23 of 0 / 1
+INV_SHIFT = 20            # fixed point of the inverse-scale table
+CDF_BITS = 16             # sigmoid table and mixture weights in units of 2^-16
+EXP_RANGE = 20 * LOGIT_UNIT  # mixture weights below e^-20 of the largest are 0
+
+
+# ------------------------------------------------------------------------------------------- tables
+@lru_cache(maxsize=1)
+def tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(sigmoid, inverse scale, exp) lookup tables as int64, from correctly rounded decimal arithmetic.
+
+    sigmoid[z + Z_MAX] = round(2^16 · σ(z / Z_UNIT));
+    inv_scale[j − LOGS_MIN] = round(2^INV_SHIFT · Z_UNIT · e^(−j/LOGS_UNIT) / (127.5 · MU_UNIT)), which maps
+      a distance in mean units to a sigmoid argument for log-scale j;
+    exp[i] = round(2^16 · e^(−i/LOGIT_UNIT)) for i = 0 … EXP_RANGE.
+    """
+    getcontext().prec = 40
+    one = Decimal(1)
+
+    def rnd(d: Decimal) -> int:
+        return int(d.to_integral_value())  # ROUND_HALF_EVEN; no table value is a tie except σ(0) = 1/2
+
+    sig = [rnd((one / (one + (Decimal(-z) / Z_UNIT).exp())) * 2 ** CDF_BITS) for z in range(-Z_MAX, Z_MAX + 1)]
+    inv = [rnd(Decimal(2 ** INV_SHIFT * Z_UNIT) * (Decimal(-j) / LOGS_UNIT).exp() / (Decimal("127.5") * MU_UNIT))
+           for j in range(LOGS_MIN, LOGS_MAX + 1)]
+    ex = [rnd((Decimal(-i) / LOGIT_UNIT).exp() * 2 ** CDF_BITS) for i in range(EXP_RANGE + 1)]
+    return np.array(sig, np.int64), np.array(inv, np.int64), np.array(ex, np.int64)
+
+
+_EDGES_Q = (np.arange(1, 256, dtype=np.int64) * MU_UNIT - MU_UNIT // 2)  # bin edges v − 1/2, v = 1..255
+
+
+def reference_probabilities(q: np.ndarray, k: int) -> np.ndarray:
+    """Categorical distributions over 0..255 from integer head outputs q (n, 3K): (n, 256) float64.
+
+    The readable definition (`probabilities` is the fast one and must agree bit for bit). For each
+    component j: weight W_j = exp-table[max logit − logit_j]; at each bin edge e (in 1/16 of a value) the
+    sigmoid argument z = round((e − μ_j)·inv-table[log-scale_j] / 2^20), clipped to ±16·64; the mixture
+    CDF = Σ_j W_j·σ-table[z]. Frequencies are the CDF's differences plus 1 (no value impossible), and the
+    final division by the row total is one correctly rounded IEEE operation per entry, so the float64
+    rows are identical everywhere.
+    """
+    sig, inv, ex = tables()
+    q = np.asarray(q, dtype=np.int64)
+    logit, mu, logs = q[:, :k], q[:, k:2 * k], q[:, 2 * k:]
+    w = ex[np.minimum(logit.max(1, keepdims=True) - logit, EXP_RANGE)]             # (n, K), max = 2^16
+    d = _EDGES_Q[None, None, :] - mu[:, :, None]                                    # (n, K, 255)
+    z = (d * inv[logs - LOGS_MIN][:, :, None] + (1 << (INV_SHIFT - 1))) >> INV_SHIFT
+    cdf = np.einsum("nk,nkv->nv", w, sig[np.clip(z, -Z_MAX, Z_MAX) + Z_MAX])       # (n, 255) int64
+    total = w.sum(1, keepdims=True) << CDF_BITS
+    freq = np.diff(cdf, prepend=0, append=total, axis=1) + 1
+    return freq / freq.sum(1, keepdims=True)
+
+
+_SPAN = max(MU_MAX // MU_UNIT, 255 - MU_MIN // MU_UNIT)  # the largest |v − ⌊μ/16⌋|
+
+
+@lru_cache(maxsize=1)
+def _cdf_table() -> tuple[torch.Tensor, torch.Tensor]:
+    """σ-table[z(e − μ)] for every (log-scale, μ mod 16, v − ⌊μ/16⌋), laid out so that the 255 edges of
+    one component are contiguous; float64 holding integers ≤ 2^16 (13 MB). And the exp table."""
+    sig, inv, ex = tables()
+    m = np.arange(-_SPAN, _SPAN + 1, dtype=np.int64)
+    r = np.arange(MU_UNIT, dtype=np.int64)
+    d = MU_UNIT * m[None, :] - MU_UNIT // 2 - r[:, None]                  # e − μ with e = 16v − 8, μ = 16a + r
+    z = (d[None] * inv[:, None, None] + (1 << (INV_SHIFT - 1))) >> INV_SHIFT
+    table = sig[np.clip(z, -Z_MAX, Z_MAX) + Z_MAX].astype(np.float64).reshape(-1)
+    return torch.from_numpy(table), torch.from_numpy(ex.astype(np.float64))
+
+
+def probabilities(q: np.ndarray | torch.Tensor, k: int) -> np.ndarray:
+    """Same as reference_probabilities, bit for bit, with one contiguous table gather per component.
+    Float64 holds every integer here exactly (products < 2^33, sums < 2^36), so the sum over the
+    components is exact in any order."""
+    table, ex = _cdf_table()
+    q = torch.as_tensor(np.asarray(q, dtype=np.int64))
+    logit, mu, logs = q[:, :k], q[:, k:2 * k], q[:, 2 * k:]
+    w = ex[(logit.max(1, keepdim=True).values - logit).clamp(max=EXP_RANGE)]       # (n, K)
+    a = torch.div(mu, MU_UNIT, rounding_mode="floor")
+    base = ((logs - LOGS_MIN) * MU_UNIT + (mu - MU_UNIT * a)) * (2 * _SPAN + 1) + _SPAN - a
+    rows = table.unfold(0, 255, 1)                                   # view: row i = table[i : i + 255]
+    cdf = torch.bmm(w[:, None, :], rows[base + 1])[:, 0]                         # (n, 255)
+    total = w.sum(1, keepdim=True) * float(1 << CDF_BITS)
+    freq = torch.diff(cdf, prepend=torch.zeros(len(q), 1, dtype=torch.float64), append=total, dim=1) + 1
+    return (freq / freq.sum(1, keepdim=True)).numpy()
+
+
+def log_probabilities_torch(q: torch.Tensor, k: int) -> torch.Tensor:
+    """Dequantised head (..., 3K, H, W) for the training loss: logits, means in [-1, 1], log-scales."""
+    logit, mu, logs = q.split(k, dim=-3)
+    return torch.cat([logit / LOGIT_UNIT, mu / (127.5 * MU_UNIT) - 1.0, logs / LOGS_UNIT], dim=-3)
+
+
+# ------------------------------------------------------------------------------------ integer inputs
+def int_inputs(v: torch.Tensor, known: torch.Tensor, fi: torch.Tensor) -> torch.Tensor:
+    """Integer input features, float32 holding integers in [-255, 255], padded to PAD_MULTIPLE.
+
+    v: (B, C, H, W) values 0..255 (read only where known); known: (B, C, H, W) 0/1; fi: (B,) the
+    revealed fraction as an integer 255·t // D. Channels: 2v − 255 where known, 255·known, fi, then per
+    normconv scale s: round(Σ(2v − 255) / Σknown) over s×s blocks and round(255·Σknown / s²).
+    """
+    B, C, H, W = v.shape
+    ph, pw = (-H) % PAD_MULTIPLE, (-W) % PAD_MULTIPLE
+    kn = known.to(torch.int32)
+    x = (2 * v.to(torch.int32) - 255) * kn
+    x, kn = F.pad(x, (0, pw, 0, ph)), F.pad(kn, (0, pw, 0, ph))
+    Hp, Wp = H + ph, W + pw
+    feats = [x, 255 * kn, fi.to(torch.int32).view(B, 1, 1, 1).expand(B, 1, Hp, Wp)]
+    for s in NORMCONV_SCALES:
+        sx = x.view(B, C, Hp // s, s, Wp // s, s).sum((3, 5))
+        sm = kn.view(B, C, Hp // s, s, Wp // s, s).sum((3, 5))
+        mean = torch.div(2 * sx + sm, 2 * sm.clamp(min=1), rounding_mode="floor") * (sm > 0)
+        den = torch.div(2 * 255 * sm + s * s, 2 * s * s, rounding_mode="floor")
+        feats += [mean.repeat_interleave(s, 2).repeat_interleave(s, 3), den.repeat_interleave(s, 2).repeat_interleave(s, 3)]
+    return torch.cat(feats, 1).to(torch.float32)
+
+
+# --------------------------------------------------------------------------------------- topology
+def walk(net: ARDMNet, ops: "Ops", inp: torch.Tensor):
+    """The U-Net of ARDMNet, every conv / activation / stream point named, in the given arithmetic."""
+    h = ops.stream("stem", ops.conv("stem", "input", inp))
+    skips = []
+    for i, enc in enumerate(net.enc):
+        for j in range(len(enc)):
+            h = _block(ops, f"enc.{i}.{j}", h)
+        if i < len(net.down):
+            skips.append(h)
+            h = ops.stream(f"down.{i}", ops.conv(f"down.{i}", f"down.{i}.in", ops.act(f"down.{i}.in", h)))
+    for i in reversed(range(len(net.dec))):
+        u = ops.conv(f"up.{i}", f"up.{i}.in", ops.act(f"up.{i}.in", h))
+        h = ops.add(f"up.{i}.out", skips[i], ops.upsample(u))
+        for j in range(len(net.dec[i])):
+            h = _block(ops, f"dec.{i}.{j}", h)
+    return ops.head(ops.conv("head", "head.in", ops.act("head.in", h)))
+
+
+def _block(ops: "Ops", name: str, h):
+    a = ops.act(f"{name}.a1", h)
+    a2 = ops.act(f"{name}.a2", ops.conv(f"{name}.conv1", f"{name}.a1", a))
+    return ops.add(f"{name}.out", h, ops.conv(f"{name}.conv2", f"{name}.a2", a2))
+
+
+def conv_names(net: ARDMNet) -> list[str]:
+    return [n for n, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+
+
+class Ops:
+    def __init__(self, net: ARDMNet):
+        self.net = net
+        self.layers = dict(net.named_modules())
+
+    def upsample(self, u):
+        return F.interpolate(u, scale_factor=2)
+
+
+class FloatOps(Ops):
+    """The float net, recording each point's range (for calibration)."""
+
+    def __init__(self, net: ARDMNet):
+        super().__init__(net)
+        self.ranges: dict[str, float] = {}
+
+    def _note(self, name: str, y: torch.Tensor, q: float) -> None:
+        v = float(torch.quantile(y.detach().abs().flatten()[:1 << 20].float(), q))
+        self.ranges[name] = max(self.ranges.get(name, 0.0), v)
+
+    def conv(self, name, in_name, a):
+        return self.layers[name](a)
+
+    def act(self, name, y):
+        y = F.relu(y)
+        self._note(name, y, 0.9999)
+        return y
+
+    def stream(self, name, y):
+        self._note(name, y, 1.0)
+        return y
+
+    def add(self, name, h, r):
+        y = h + r
+        self._note(name, y, 1.0)
+        return y
+
+    def head(self, y):
+        return y
+
+
+def weight_scale(w: torch.Tensor) -> torch.Tensor:
+    """Per-output-channel weight scale (O,): max|w|/127, or coarser where needed so that the integer
+    weights keep Σ|w_q|·255 below 7/8 of 2^24 (room for rounding and the bias)."""
+    fan_in = w[0].numel()
+    by_max = w.abs().amax((1, 2, 3)) / WEIGHT_MAX
+    by_sum = w.abs().sum((1, 2, 3)) * ACT_MAX / (EXACT_LIMIT * 7 / 8 - fan_in * ACT_MAX)
+    return torch.maximum(by_max, by_sum).clamp(min=1e-8)
+
+
+def _ste(x: torch.Tensor, scale, lo: float, hi: float) -> torch.Tensor:
+    """Fake quantisation to integers·scale in [lo, hi]·scale with a straight-through gradient."""
+    xc = torch.maximum(torch.minimum(x, hi * scale), lo * scale) if torch.is_tensor(scale) else x.clamp(lo * scale, hi * scale)
+    return xc + (torch.round(xc / scale) * scale - xc).detach()
+
+
+class FakeOps(Ops):
+    """Quantisation-aware training: the integer arithmetic of IntOps simulated in float, differentiable."""
+
+    def __init__(self, net: ARDMNet, scales: dict[str, float]):
+        super().__init__(net)
+        self.scales = scales
+
+    def conv(self, name, in_name, a):
+        layer = self.layers[name]
+        w = layer.weight
+        sw = weight_scale(w.detach()).view(-1, 1, 1, 1)
+        wq = _ste(w, sw, -WEIGHT_MAX, WEIGHT_MAX)
+        sb = sw.view(-1) * self.scales[in_name]
+        bq = _ste(layer.bias, sb, -EXACT_LIMIT, EXACT_LIMIT)
+        return F.conv2d(a, wq, bq, layer.stride, layer.padding)
+
+    def act(self, name, y):
+        return _ste(F.relu(y), self.scales[name], 0, ACT_MAX)
+
+    def stream(self, name, y):
+        return _ste(y, self.scales[name], -STREAM_MAX, STREAM_MAX)
+
+    def add(self, name, h, r):
+        s = self.scales[name]
+        return (_ste(h, s, -STREAM_MAX, STREAM_MAX) + _ste(r, s, -STREAM_MAX, STREAM_MAX)).clamp(-STREAM_MAX * s, STREAM_MAX * s)
+
+    def head(self, y):
+        k = self.net.cfg.mixtures
+        B, _, H, W = y.shape
+        y = y.reshape(B, self.net.cfg.channels, 3 * k, H, W)
+        logit, mu, logs = y.split(k, dim=2)
+        logit = _ste(logit, 1.0 / LOGIT_UNIT, -2048, 2048)
+        mu = _ste(mu + 1.0, 1.0 / (127.5 * MU_UNIT), MU_MIN, MU_MAX) - 1.0
+        logs = _ste(logs, 1.0 / LOGS_UNIT, LOGS_MIN, LOGS_MAX)
+        return torch.cat([logit, mu, logs], 2)
+
+
+def calibrate(net: ARDMNet, batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> dict[str, float]:
+    """Scales of every activation and stream point from the float net's ranges on some batches.
+
+    batches: (v, known, fi) integer inputs as int_inputs takes them.
+    """
+    ops = FloatOps(net)
+    with torch.no_grad():
+        for v, known, fi in batches:
+            walk(net, ops, int_inputs(v, known, fi) * INPUT_SCALE)
+    scales = {"input": INPUT_SCALE}
+    for name, r in ops.ranges.items():
+        if name.endswith((".in", ".a1", ".a2")):
+            scales[name] = max(r, 1e-6) / ACT_MAX
+        else:  # streams: 2× headroom over what calibration saw
+            scales[name] = max(2 * r, 1e-6) / STREAM_MAX
+    return scales
+
+
+class QuantNet(nn.Module):
+    """Quantisation-aware wrapper with ARDMNet's interface, for training: net(x, m, frac) -> params.
+
+    x, m, frac as ARDMNet takes them (x = v/127.5 − 1 masked); the integer inputs are rebuilt from them.
+    """
+
+    def __init__(self, net: ARDMNet, scales: dict[str, float]):
+        super().__init__()
+        self.net = net
+        self.cfg = net.cfg
+        self.scales = dict(scales)
+
+    def forward(self, x: torch.Tensor, m: torch.Tensor, frac: torch.Tensor) -> torch.Tensor:
+        B, C, H, W = x.shape
+        v = torch.round((x + 1.0) * 127.5) * m
+        fi = torch.floor(frac * 255 + 1e-4)
+        inp = int_inputs(v, m, fi) * INPUT_SCALE
+        out = walk(self.net, FakeOps(self.net, self.scales), inp)[..., :H, :W]
+        return out
+
+
+# ------------------------------------------------------------------------------- integer inference
+@dataclass
+class IntLayer:
+    weight: torch.Tensor     # float32 holding int8 values (O, I, k, k)
+    bias: torch.Tensor       # float32 holding integers (O,), on the accumulator scale
+    scale: torch.Tensor      # float64 (O,): real value of one accumulator unit = weight scale · input scale
+    stride: int
+    padding: int
+
+
+def export_int(qnet: QuantNet) -> dict:
+    """The integer tensors of an int-exact model file: per conv int8 weights, int32 biases, float32
+    weight scales; per point float32 scales. Plain tensors and floats only (torch.load weights_only)."""
+    out: dict = {"scales": {k: float(np.float32(v)) for k, v in qnet.scales.items()}, "layers": {}}
+    for name in conv_names(qnet.net):
+        layer = dict(qnet.net.named_modules())[name]
+        w = layer.weight.detach().double()
+        sw = weight_scale(w).float()
+        wq = torch.round(w / sw.double().view(-1, 1, 1, 1)).clamp(-WEIGHT_MAX, WEIGHT_MAX).to(torch.int8)
+        in_name = _input_point(name)
+        bq = torch.round(layer.bias.detach().double() / (sw.double() * np.float32(qnet.scales[in_name]))).to(torch.int32)
+        out["layers"][name] = {"weight": wq, "bias": bq, "weight_scale": sw}
+    return out
+
+
+def _input_point(conv: str) -> str:
+    if conv == "stem":
+        return "input"
+    if conv == "head":
+        return "head.in"
+    if conv.startswith(("down.", "up.")):
+        return conv + ".in"
+    block, which = conv.rsplit(".", 1)  # enc.i.j.conv1 -> enc.i.j.a1
+    return f"{block}.a{which[-1]}"
+
+
+class IntOps(Ops):
+    """Integer arithmetic: tensors are (values, scale) with float32 integer values and a float64 scale
+    (per channel) that is only used to derive the float32 rescaling factors."""
+
+    def __init__(self, net: ARDMNet, layers: dict[str, IntLayer], scales: dict[str, float]):
+        super().__init__(net)
+        self.ilayers, self.scales = layers, scales
+        self._mult: dict[tuple[str, str], torch.Tensor] = {}
+
+    def _requant(self, key: tuple[str, str], y: torch.Tensor, s_in: torch.Tensor, s_out: float) -> torch.Tensor:
+        m = self._mult.get(key)
+        if m is None:
+            m = (s_in / s_out).to(torch.float32)
+            m = m.view(1, -1, 1, 1) if m.numel() > 1 else m.view(1, 1, 1, 1)
+            self._mult[key] = m
+        return torch.round(y * m)  # one IEEE multiply and a round per element
+
+    def conv(self, name, in_name, a):
+        t, _ = a
+        L = self.ilayers[name]
+        acc = F.conv2d(t, L.weight, L.bias, L.stride, L.padding)
+        if not torch.equal(acc, torch.round(acc)):
+            raise RuntimeError(f"convolution {name} returned non-integers: the backend is not exact")
+        return acc, L.scale
+
+    def act(self, name, y):
+        t, s = y
+        return self._requant((name, "act"), torch.relu(t), s, self.scales[name]).clamp_(0, ACT_MAX), torch.tensor(self.scales[name], dtype=torch.float64)
+
+    def stream(self, name, y):
+        t, s = y
+        return self._requant((name, "stream"), t, s, self.scales[name]).clamp_(-STREAM_MAX, STREAM_MAX), torch.tensor(self.scales[name], dtype=torch.float64)
+
+    def add(self, name, h, r):
+        s = self.scales[name]
+        a = self._requant((name, "h"), h[0], h[1], s)
+        b = self._requant((name, "r"), r[0], r[1], s)
+        return (a + b).clamp_(-STREAM_MAX, STREAM_MAX), torch.tensor(s, dtype=torch.float64)
+
+    def upsample(self, u):
+        return F.interpolate(u[0], scale_factor=2), u[1]
+
+    def head(self, y):
+        t, s = y
+        k = self.net.cfg.mixtures
+        c = self.net.cfg.channels
+        B, _, H, W = t.shape
+        s = s.view(c, 3, k)
+        t = t.reshape(B, c, 3, k, H, W)
+        logit = self._requant(("head", "logit"), t[:, :, 0].reshape(B, c * k, H, W), s[:, 0].reshape(-1), 1.0 / LOGIT_UNIT)
+        mu = self._requant(("head", "mu"), t[:, :, 1].reshape(B, c * k, H, W), s[:, 1].reshape(-1), 1.0 / (127.5 * MU_UNIT))
+        logs = self._requant(("head", "logs"), t[:, :, 2].reshape(B, c * k, H, W), s[:, 2].reshape(-1), 1.0 / LOGS_UNIT)
+        # means are offsets from value −0.5·... : the float mean μ ∈ [−1, 1] is (mu_q / (127.5·16)) − 1
+        logit = logit.clamp_(-2048, 2048).view(B, c, k, H, W)
+        mu = (mu + 127.5 * MU_UNIT).clamp_(MU_MIN, MU_MAX).view(B, c, k, H, W)
+        logs = logs.clamp_(LOGS_MIN, LOGS_MAX).view(B, c, k, H, W)
+        return torch.cat([logit, mu, logs], 2)  # (B, C, 3K, H, W) integers
+
+
+class ExactNet:
+    """An int-exact model: integer inputs in, integer head parameters out, identical everywhere."""
+
+    def __init__(self, cfg: NetConfig, blob: dict):
+        self.cfg = cfg
+        self.skeleton = ARDMNet(cfg)  # topology only (names, strides); its float weights are unused
+        self.scales = {k: float(v) for k, v in blob["scales"].items()}
+        mods = dict(self.skeleton.named_modules())
+        self.layers: dict[str, IntLayer] = {}
+        for name, d in blob["layers"].items():
+            ws = d["weight_scale"].double()
+            self.layers[name] = IntLayer(weight=d["weight"].to(torch.float32), bias=d["bias"].to(torch.float32),
+                                         scale=ws * np.float32(self.scales[_input_point(name)]),
+                                         stride=mods[name].stride[0], padding=mods[name].padding[0])
+        check_bound(self.layers)
+        self.ops = IntOps(self.skeleton, self.layers, self.scales)
+
+    @torch.inference_mode()
+    def __call__(self, v: torch.Tensor, known: torch.Tensor, fi: torch.Tensor) -> torch.Tensor:
+        """v, known: (B, C, H, W); fi: (B,) integers. Returns (B, C, 3K, H, W) float32 integers."""
+        H, W = v.shape[2:]
+        inp = int_inputs(v, known, fi)
+        out = walk(self.skeleton, self.ops, (inp, torch.tensor(INPUT_SCALE, dtype=torch.float64)))
+        return out[..., :H, :W]
+
+
+def bound(layer: IntLayer, input_max: int = ACT_MAX) -> int:
+    """The largest |partial sum| any output channel of a conv can reach: max_o Σ|w_o|·max|a| + |b_o|."""
+    w = layer.weight.abs().to(torch.int64).sum((1, 2, 3))
+    return int((w * input_max + layer.bias.abs().to(torch.int64)).max())
+
+
+def check_bound(layers: dict[str, IntLayer]) -> None:
+    """Refuse a model any of whose convolutions could leave float32's exact-integer range."""
+    for name, layer in layers.items():
+        b = bound(layer)
+        if b >= EXACT_LIMIT:
+            raise ValueError(f"layer {name}: partial sums up to {b} ≥ 2^24, float32 would round them")
