@@ -29,3 +29,44 @@ def test_train_checkpoints_and_resumes(tmp_path, monkeypatch):
         assert log[-1]["step"] > first and log[-1]["images"] == 4 * log[-1]["step"]
     finally:
         torch.set_num_threads(threads)
+
+
+def test_quantisation_aware_training_exports_an_exact_net(tmp_path, monkeypatch):
+    """A float run continued with --qat calibrates once, trains through the fake-quantised net, resumes
+    as QAT, and its weights export to an ExactNet whose integer outputs match the fake-quantised ones."""
+    from ardmzip import exact
+    from ardmzip.nets import ARDMNet
+
+    rng = np.random.default_rng(1)
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "val"):
+        np.savez(data / f"images_{split}.npz", **{f"p{i}": rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
+                                                  for i in range(3)})
+    monkeypatch.setattr(train_mod, "CACHE", tmp_path)
+    threads = torch.get_num_threads()
+    net_cfg = NetConfig(widths=(8, 8, 8), blocks=(1, 1, 1), mixtures=2)
+    try:
+        train_mod.train(train_mod.TrainConfig(run="q", minutes=0.03, batch=4, crop=16, eval_every=1.0), net_cfg)
+        train_mod.train(train_mod.TrainConfig(run="q", minutes=0.03, batch=4, crop=16, eval_every=1.0, qat=True), net_cfg)
+        ck = torch.load(tmp_path / "runs/q/ckpt.pt")
+        assert "scales" in ck and ck["scales"]["input"] == exact.INPUT_SCALE
+        train_mod.train(train_mod.TrainConfig(run="q", minutes=0.03, batch=4, crop=16, eval_every=1.0), net_cfg)
+        ck2 = torch.load(tmp_path / "runs/q/ckpt.pt")
+        assert ck2["scales"] == ck["scales"] and ck2["state"]["step"] > ck["state"]["step"]  # resumed as QAT
+    finally:
+        torch.set_num_threads(threads)
+    net = ARDMNet(net_cfg)
+    net.load_state_dict(ck2["ema"])
+    q = exact.QuantNet(net.eval(), ck2["scales"])
+    en = exact.ExactNet(net_cfg, exact.export_int(q))
+    g = torch.Generator().manual_seed(0)
+    v = torch.randint(0, 256, (2, 3, 16, 16), generator=g).float()
+    known = (torch.rand(2, 3, 16, 16, generator=g) < 0.5).float()
+    t, d = 300, 768
+    ints = en(v, known, torch.full((2,), float(255 * t // d)))
+    with torch.no_grad():
+        fake = q((v / 127.5 - 1) * known, known, torch.full((2,), (255 * t // d) / 255))
+    deq = exact.log_probabilities_torch(ints, 2)
+    assert (deq - fake).abs().max() <= 1 / 16 + 1e-6        # at most one grid step where rounding ties differ
+    assert (deq - fake).abs().gt(1e-4).float().mean() < 0.02
