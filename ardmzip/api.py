@@ -153,6 +153,21 @@ def _full_meta(stored: dict, shape: tuple[int, ...]) -> dict:
     return {**_implied_meta(shape), **stored}
 
 
+def _check_header(header: container.Header) -> None:
+    """Refuse an image header that no writer makes, before anything is allocated for it."""
+    shape = header.shape
+    if len(shape) not in (2, 3) or (len(shape) == 3 and shape[2] not in _MODE_BY_CHANNELS):
+        raise CorruptError(f"file is corrupt: {shape} is not an image shape (H, W) or (H, W, 2/3/4)")
+    if shape[0] * shape[1] > media.MAX_PIXELS:
+        raise CorruptError(f"file is corrupt or too large: it declares {shape[1]}×{shape[0]} pixels, "
+                           f"at most {media.MAX_PIXELS} are supported")
+    if header.method == "ardm" and header.budget < 1:
+        raise CorruptError(f"file is corrupt: budget {header.budget} (at least 1 network call)")
+    for key, size in (("height", shape[0]), ("width", shape[1])):
+        if key in header.meta and header.meta[key] != size:
+            raise CorruptError(f"file is corrupt: meta {key} {header.meta[key]!r} disagrees with the shape {shape}")
+
+
 def _plane_shapes(header: container.Header) -> list[tuple[int, ...]]:
     """The plane shapes media.read_image produces for the stored mode (media.PLANE_LAYOUT)."""
     h, w = header.shape[:2]
@@ -167,6 +182,7 @@ def decompress_image(blob: bytes, *, progress: Callable[[int, int], None] | None
     header, words = container.unpack(blob)
     if header.media != "image":
         raise UnsupportedInputError(f"file holds {header.media}, not an image")
+    _check_header(header)
     shapes = _plane_shapes(header)
     if header.method in container.STORED_METHODS:
         sizes = [int(np.prod(s)) for s in shapes]

@@ -1,5 +1,5 @@
-"""ardmzip command line: parse, call the API, report. Conventions follow zstd/gzip: inputs are kept,
-outputs are never overwritten without -f, `-` is stdin, -c writes to stdout, errors are one line on
+"""ardmzip command line: parse, call the API, report. Conventions follow zstd/gzip: inputs are kept unless
+--rm, outputs are never overwritten without -f, `-` is stdin, -c writes to stdout, errors are one line on
 stderr, exit status 1 if any file failed (the others are still processed), 2 for usage errors.
 """
 from __future__ import annotations
@@ -7,77 +7,166 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Callable
 
 import click
 
-from . import api
 from .errors import ArdmError
-from .registry import list_models, manifest
 
 SUFFIX = ".ardm"
+
+
+def _api():
+    """The API, imported on first use, so that --help and usage errors answer without loading torch."""
+    from . import api
+    return api
 
 
 class Failed(Exception):
     """A per-file failure already worded for the user."""
 
 
+_NO_ARGS_IS_HELP = getattr(click.exceptions, "NoArgsIsHelpError", ())  # click >= 8.2
+
+
+class _Cli(click.Group):
+    """click.Group whose usage errors are one line on stderr with exit status 2, like gzip's."""
+
+    def main(self, args=None, prog_name=None, standalone_mode=True, **extra):
+        prog_name = prog_name or "ardmzip"
+        if not standalone_mode:
+            return super().main(args, prog_name, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, standalone_mode=False, **extra)
+        except _NO_ARGS_IS_HELP as e:  # plain `ardmzip`: the help, as click shows it
+            e.show()
+            sys.exit(e.exit_code)
+        except click.UsageError as e:
+            where = e.ctx.command_path if e.ctx else prog_name
+            message = e.format_message().rstrip(".")
+            if message[:1].isupper() and not message[1:2].isupper():
+                message = message[0].lower() + message[1:]
+            click.echo(f"{where}: {message} (see '{where} --help')", err=True)
+            sys.exit(2)
+        except click.ClickException as e:
+            e.show()
+            sys.exit(e.exit_code)
+        except click.Abort:
+            click.echo(f"{prog_name}: interrupted", err=True)
+            sys.exit(130)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _shown(name: str) -> str:
+    return "<stdin>" if name == "-" else name
+
+
+def _check_input(name: str) -> None:
+    """Refuse a directory or a missing input before anything else is looked at."""
+    if name != "-" and Path(name).is_dir():
+        raise Failed(f"{name}: is a directory")
+    if name != "-" and not Path(name).exists():
+        raise Failed(f"{name}: No such file or directory")
+
+
 def _read(name: str) -> bytes:
+    _check_input(name)
     if name == "-":
         return sys.stdin.buffer.read()
-    p = Path(name)
-    if p.is_dir():
-        raise Failed(f"{name}: is a directory")
     try:
-        return p.read_bytes()
+        return Path(name).read_bytes()
     except OSError as e:
         raise Failed(f"{name}: {e.strerror or e}") from None
 
 
-def _write_atomic(target: Path, data: bytes, force: bool) -> None:
-    """Write to a temporary file in the target folder, then rename: no partial output on failure."""
+def _file_mode(src: str) -> tuple[int, tuple[int, int] | None]:
+    """Permission bits and (atime, mtime) in ns that an output takes from its input, as gzip does; for
+    stdin, the umask's default and no times."""
+    if src != "-":
+        st = os.stat(src)
+        return st.st_mode & 0o777, (st.st_atime_ns, st.st_mtime_ns)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask, None
+
+
+def _write_atomic(target: Path, data: bytes, force: bool, src: str = "-") -> None:
+    """Write to a temporary file in the target folder, flush it to disk, then rename: a failure or
+    Ctrl-C leaves no partial output and any existing file untouched. The output gets the input's
+    permission bits and times."""
     if target.exists() and not force:
         raise Failed(f"{target}: already exists; use -f to overwrite")
-    folder = target.parent if str(target.parent) else Path(".")
+    folder = target.parent
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=folder)
     except OSError as e:
         raise Failed(f"{target}: cannot write to {folder}: {e.strerror or e}") from None
     try:
+        mode, times = _file_mode(src)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        if times:
+            os.utime(tmp, ns=times)
         os.replace(tmp, target)
+    except OSError as e:
+        Path(tmp).unlink(missing_ok=True)
+        raise Failed(f"{target}: cannot write: {e.strerror or e}") from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
 
 
 def _target(src: str, out: str | None, default: str | None, stdout: bool, force: bool) -> Path | None:
-    """Where the output goes (None: stdout); refuses an existing file before any work is done."""
+    """Where the output goes (None: stdout). Refuses, before any work is done, an existing file (without
+    -f), a directory, a folder that cannot be written, and the input itself."""
     if stdout or (src == "-" and out is None):
         return None
     target = Path(out if out is not None else default)
+    if target.is_dir():
+        raise Failed(f"{target}: is a directory; name an output file with -o")
     if target.exists() and not force:
         raise Failed(f"{target}: already exists; use -f to overwrite")
+    folder = target.parent
+    if not folder.is_dir():
+        why = "is not a folder" if folder.exists() else "does not exist"
+        raise Failed(f"{target}: cannot write: {folder} {why}")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise Failed(f"{target}: cannot write to {folder}: permission denied")
+    if src != "-" and target.exists() and os.path.samefile(src, target):
+        raise Failed(f"{target}: is the input file itself; choose another output")
     return target
 
 
-def _emit(data: bytes, target: Path | None, force: bool) -> str:
+def _emit(data: bytes, target: Path | None, force: bool, src: str) -> str:
     if target is None:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return "<stdout>"
-    _write_atomic(target, data, force)
+    _write_atomic(target, data, force, src)
     return str(target)
 
 
+def _remove_input(name: str) -> None:
+    """--rm, once the output is complete on disk: unlink the input."""
+    try:
+        Path(name).unlink()
+    except OSError as e:
+        raise Failed(f"{name}: output written, but the input could not be removed: {e.strerror or e}") from None
+
+
 def _progress(label: str, quiet: bool) -> tuple[Callable[[int, int], None], Callable[[], None]]:
-    """A click progress bar on stderr, created on the first tick (it knows the total only then)."""
+    """A progress bar on stderr when it is a terminal, created on the first tick (it knows the total only
+    then); nothing otherwise, so that logs and pipes get only the one-line reports."""
     state: dict = {}
+    show = not quiet and sys.stderr.isatty()
 
     def tick(done: int, total: int) -> None:
-        if quiet:
+        if not show:
             return
         if "bar" not in state:
             state["bar"] = click.progressbar(length=total, label=label, file=sys.stderr,
@@ -92,23 +181,57 @@ def _progress(label: str, quiet: bool) -> tuple[Callable[[int, int], None], Call
     return tick, close
 
 
-def _run_each(files: tuple[str, ...], out: str | None, work: Callable[[str], str], quiet: bool) -> None:
-    if out is not None and len(files) > 1:
-        raise click.UsageError("-o/--output takes a single input file")
+def _failure(name: str, e: BaseException) -> str:
+    """The one-line message of a per-file failure, naming the file once."""
+    if isinstance(e, Failed):
+        return str(e)
+    if isinstance(e, ArdmError):
+        text = str(e)
+    elif isinstance(e, MemoryError):
+        text = "out of memory"
+    elif isinstance(e, OSError):
+        text = e.strerror or str(e)
+    else:  # a bug: still one line, and the other files still done
+        text = f"internal error ({type(e).__name__}: {e}); please report this bug"
+    text = " ".join(text.split())
+    prefix = f"{_shown(name)}: "
+    return text if text.startswith(prefix) else prefix + text
+
+
+def _run_each(files: tuple[str, ...], work: Callable[[str], str], quiet: bool) -> None:
     failed = False
     for name in files:
         try:
             msg = work(name)
             if not quiet and msg:
                 click.echo(msg, err=True)
-        except (Failed, ArdmError) as e:
-            text = str(e) if isinstance(e, Failed) else f"{name}: {e}"
-            click.echo(f"ardmzip: {text}", err=True)
-            failed = True
         except KeyboardInterrupt:
-            click.echo("ardmzip: interrupted; no output written", err=True)
+            click.echo("ardmzip: interrupted; no partial output left", err=True)
             sys.exit(130)
+        except BrokenPipeError:
+            raise  # the reader of stdout went away: click exits quietly with status 1
+        except Exception as e:  # one line per failed file, never a traceback; the other files go on
+            click.echo(f"ardmzip: {_failure(name, e)}", err=True)
+            failed = True
     sys.exit(1 if failed else 0)
+
+
+def _check_usage(files: tuple[str, ...], out: str | None, stdout: bool, rm: bool, quiet: bool,
+                 verbose: bool, test: bool = False) -> None:
+    """Combinations of options that cannot be meant: a usage error (exit status 2) before any work."""
+    problem = None
+    if out is not None and len(files) > 1:
+        problem = "-o/--output takes a single input file"
+    elif out is not None and stdout:
+        problem = "use either -o/--output or -c/--stdout"
+    elif rm and stdout:
+        problem = "--rm cannot be used with -c/--stdout (the input is kept when writing to standard output)"
+    elif quiet and verbose:
+        problem = "use either -q/--quiet or -v/--verbose"
+    elif test and (out is not None or stdout or rm):
+        problem = "-t/--test writes nothing: it cannot be used with -o, -c or --rm"
+    if problem:
+        raise click.UsageError(problem, click.get_current_context())
 
 
 def _with_written_format(path: str, meta: dict) -> str:
@@ -119,21 +242,58 @@ def _with_written_format(path: str, meta: dict) -> str:
     return str(p.with_suffix("." + meta["format"].lower()))
 
 
-_common = [
-    click.option("-o", "--output", "out", metavar="OUT", help="Output file (one input only)."),
-    click.option("-f", "--force", is_flag=True, help="Overwrite existing outputs; allow binary output to a terminal."),
-    click.option("-c", "--stdout", "stdout", is_flag=True, help="Write to standard output, keep nothing on disk."),
-    click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary lines."),
-]
+def _dims(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
 
 
-def common(f):
-    for opt in reversed(_common):
-        f = opt(f)
-    return f
+def _percent(part: int, whole: int) -> str:
+    return f"{100 * part / whole:.2f}%" if whole else "-"
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def _how(h, detail: bool = False) -> str:
+    """How a file is coded, from its header: model and budget, or the stored fallback."""
+    if h.method != "ardm":
+        return f"stored {h.method} (smaller than the model's code)"
+    if detail:
+        return f"model {h.model_id} [{h.model_hash.hex()}], budget {h.budget}, arithmetic {h.arithmetic}"
+    return f"model {h.model_id} budget {h.budget}"
+
+
+def _rm_loses(meta: dict) -> str:
+    """What deleting the input would lose beyond the pixels ("" when nothing): --rm then keeps it."""
+    lost = [f"the {meta['source_format']} file (decompression gives a {meta['format']} of the same pixels)"
+            ] if "source_format" in meta else []
+    lost += [str(d) for d in meta.get("dropped") or []]
+    return ", ".join(lost)
+
+
+_OPTIONS = {
+    "out": click.option("-o", "--output", "out", metavar="OUT", help="Output file (one input only)."),
+    "force": click.option("-f", "--force", is_flag=True,
+                          help="Overwrite existing outputs; allow compressed output to a terminal."),
+    "stdout": click.option("-c", "--stdout", "stdout", is_flag=True,
+                           help="Write to standard output, keep nothing on disk."),
+    "rm": click.option("--rm", "rm", is_flag=True,
+                       help="Remove each input once its output is written (compress: and decoded back "
+                            "to the same pixels). Never on failure, never for stdin; not with -c."),
+    "quiet": click.option("-q", "--quiet", is_flag=True, help="No progress bar, summary lines or warnings."),
+    "verbose": click.option("-v", "--verbose", is_flag=True,
+                            help="Per file: sizes, ratio, bits per dimension, model and budget, seconds."),
+}
+
+
+def _options(*names: str):
+    def add(f):
+        for name in reversed(names):
+            f = _OPTIONS[name](f)
+        return f
+    return add
+
+
+@click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ardmzip")
 def main() -> None:
     """Neural lossless compression of images with Autoregressive Diffusion Models.
@@ -141,104 +301,157 @@ def main() -> None:
     \b
       ardmzip compress photo.png          writes photo.png.ardm (keeps photo.png)
       ardmzip decompress photo.png.ardm   writes photo.png (refuses to overwrite without -f)
+      ardmzip test photo.png.ardm         decodes and verifies, writes nothing
       ardmzip info photo.png.ardm         model, budget, shape, size, bits per dimension
+
+    Exit status: 0 if every file succeeded, 1 if any failed (the others are still done), 2 for a
+    usage error. See `ardmzip COMMAND --help` for each command's options.
     """
 
 
-@main.command()
+@main.command(short_help="Compress images to FILE.ardm.")
 @click.argument("files", nargs=-1, required=True)
 @click.option("-b", "--budget", type=click.IntRange(min=1), default=None,
               help="Network calls per plane (steps of the schedule); more is smaller and slower. "
                    "Default: the model's, chosen on validation data.")
 @click.option("-m", "--model", "model", default=None, metavar="ID",
               help="Model id (see `ardmzip models`); default: the default image model.")
-@common
-def compress(files, budget, model, out, force, stdout, quiet):
-    """Compress image FILES (PNG, BMP, TIFF, PPM, GIF, WebP; `-` = stdin) to FILE.ardm."""
+@_options("out", "force", "stdout", "rm", "quiet", "verbose")
+def compress(files, budget, model, out, force, stdout, rm, quiet, verbose):
+    """Compress image FILES (PNG, BMP, TIFF, PPM, GIF, WebP, JPEG; `-` = stdin) to FILE.ardm."""
+    _check_usage(files, out, stdout, rm, quiet, verbose)
+    api = _api()
 
     def work(name: str) -> str:
+        t0 = time.perf_counter()
+        _check_input(name)
         target = _target(name, out, name + SUFFIX, stdout, force)
         if target is None and sys.stdout.isatty() and not force:
-            raise Failed("refusing to write compressed data to a terminal (use -o FILE or redirect; -f to force)")
+            raise Failed(f"{_shown(name)}: refusing to write compressed data to a terminal "
+                         f"(use -o FILE or redirect; -f to force)")
         data = _read(name)
-        tick, close = _progress(f"compress {name}", quiet or stdout)
+        img = api.media.read_image(data, _shown(name))
+        tick, close = _progress(f"compress {_shown(name)}", quiet or stdout)
         try:
-            blob, rep = api.compress_image(api.media.read_image(data, name), budget=budget, model=model,
-                                           progress=tick)
+            blob, rep = api.compress_image(img, budget=budget, model=model, progress=tick)
         finally:
             close()
-        where = _emit(blob, target, force)
-        return f"{name} -> {where}: {len(data)} -> {len(blob)} bytes, {rep.bpd:.3f} bits/dim, {rep.steps} network calls"
+        remove = rm and name != "-"
+        if remove:  # the input is about to go: decode the output first, as decompress will
+            back = api.decompress_image(blob)
+            if len(back.planes) != len(img.planes) or any(
+                    a.shape != b.shape or (a != b).any() for a, b in zip(back.planes, img.planes)):
+                raise Failed(f"{name}: decoding the output does not give back the input's pixels; "
+                             f"nothing written, input kept (please report this bug)")
+        h = api.read_info(blob)
+        kept = remove and _rm_loses(h.meta)
+        where = _emit(blob, target, force, name)
+        if remove and not kept:
+            _remove_input(name)
+        if kept and not quiet:
+            click.echo(f"ardmzip: {name}: kept (--rm), as {SUFFIX} does not keep {kept}; "
+                       f"delete it yourself if you do not need it", err=True)
+        line = f"{_shown(name)} -> {where}: {len(data)} -> {len(blob)} bytes"
+        if not verbose:
+            return f"{line}, {rep.bpd:.3f} bits/dim, {rep.steps} network calls"
+        return (f"{line} ({_percent(len(blob), len(data))}), {rep.bpd:.3f} bits/dim, {_how(h)}, "
+                f"{rep.steps} network calls, {time.perf_counter() - t0:.2f} s"
+                + (", verified, input removed" if remove and not kept else ""))
 
-    _run_each(files, out, work, quiet)
+    _run_each(files, work, quiet)
 
 
-@main.command()
+def _test_one(api, name: str, quiet: bool, verbose: bool) -> str:
+    """Decode one .ardm file and verify the pixel checksum, writing nothing."""
+    t0 = time.perf_counter()
+    blob = _read(name)
+    tick, close = _progress(f"test {_shown(name)}", quiet)
+    try:
+        api.decompress_image(blob, progress=tick)
+    finally:
+        close()
+    if not verbose:
+        return f"{_shown(name)}: OK"
+    h = api.read_info(blob)
+    return (f"{_shown(name)}: OK, {len(blob)} bytes, {8 * len(blob) / _dims(h.shape):.3f} bits/dim, "
+            f"{_how(h)}, {time.perf_counter() - t0:.2f} s")
+
+
+@main.command(short_help="Decompress FILE.ardm to FILE.")
 @click.argument("files", nargs=-1, required=True)
-@common
-def decompress(files, out, force, stdout, quiet):
-    """Decompress FILE.ardm to FILE (the original image format; PNG if that format is lossy)."""
+@click.option("-t", "--test", "test", is_flag=True,
+              help="Decode and verify the pixel checksum, write nothing (same as `ardmzip test`).")
+@_options("out", "force", "stdout", "rm", "quiet", "verbose")
+def decompress(files, test, out, force, stdout, rm, quiet, verbose):
+    """Decompress FILE.ardm (`-` = stdin) to FILE: the original image format, or PNG if that format is
+    lossy (photo.jpg.ardm -> photo.png)."""
+    _check_usage(files, out, stdout, rm, quiet, verbose, test)
+    api = _api()
+    if test:
+        return _run_each(files, lambda name: _test_one(api, name, quiet, verbose), quiet)
 
     def work(name: str) -> str:
+        t0 = time.perf_counter()
         if name != "-" and out is None and not stdout and not name.endswith(SUFFIX):
             raise Failed(f"{name}: unknown suffix (expected {SUFFIX}); use -o to name the output")
         blob = _read(name)
+        h = api.read_info(blob)
         default = name[: -len(SUFFIX)] if name.endswith(SUFFIX) else None
-        default = default and _with_written_format(default, api.read_info(blob).meta)
+        default = default and _with_written_format(default, h.meta)
         target = _target(name, out, default, stdout, force)
-        tick, close = _progress(f"decompress {name}", quiet or stdout)
+        tick, close = _progress(f"decompress {_shown(name)}", quiet or stdout)
         try:
             data = api.decompress(blob, progress=tick)
         finally:
             close()
-        where = _emit(data, target, force)
-        return f"{name} -> {where}"
+        where = _emit(data, target, force, name)
+        remove = rm and name != "-"
+        if remove:
+            _remove_input(name)
+        if not verbose:
+            return f"{_shown(name)} -> {where}"
+        return (f"{_shown(name)} -> {where}: {len(blob)} -> {len(data)} bytes ({_percent(len(blob), len(data))}), "
+                f"{8 * len(blob) / _dims(h.shape):.3f} bits/dim, {_how(h)}, {time.perf_counter() - t0:.2f} s"
+                + (", input removed" if remove else ""))
 
-    _run_each(files, out, work, quiet)
+    _run_each(files, work, quiet)
 
 
-@main.command("test")
+@main.command("test", short_help="Decode .ardm files and verify them, writing nothing.")
 @click.argument("files", nargs=-1, required=True)
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar or summary lines.")
-def test_(files, quiet):
-    """Decode .ardm FILES and verify the pixel checksum, writing nothing."""
-
-    def work(name: str) -> str:
-        blob = _read(name)
-        tick, close = _progress(f"test {name}", quiet)
-        try:
-            api.decompress_image(blob, progress=tick)
-        finally:
-            close()
-        return f"{name}: OK"
-
-    _run_each(files, None, work, quiet)
+@_options("quiet", "verbose")
+def test_(files, quiet, verbose):
+    """Decode .ardm FILES (`-` = stdin) and verify the pixel checksum, writing nothing (also
+    `ardmzip decompress -t`)."""
+    _check_usage(files, None, False, False, quiet, verbose)
+    api = _api()
+    _run_each(files, lambda name: _test_one(api, name, quiet, verbose), quiet)
 
 
-@main.command()
+@main.command(short_help="Show what .ardm files hold.")
 @click.argument("files", nargs=-1, required=True)
 def info(files):
-    """Show model, budget, media, shape, size and bits per dimension of .ardm FILES."""
+    """Show model, budget, media, shape, size and bits per dimension of .ardm FILES, and what of the
+    original's metadata they do not keep."""
+    api = _api()
 
     def work(name: str) -> str:
         blob = _read(name)
         h = api.read_info(blob)
-        dims = 1
-        for s in h.shape:
-            dims *= s
-        how = (f"model {h.model_id} [{h.model_hash.hex()}], budget {h.budget}, arithmetic {h.arithmetic}"
-               if h.method == "ardm" else f"stored {h.method} (smaller than the model's code)")
-        click.echo(f"{name}: {h.media} {h.meta.get('mode', '')} {'x'.join(map(str, h.shape))} "
-                   f"({h.meta.get('format', '?')}), {how}, {len(blob)} bytes, {8 * len(blob) / dims:.3f} bits/dim"
+        click.echo(f"{_shown(name)}: {h.media} {h.meta.get('mode', '')} {'x'.join(map(str, h.shape))} "
+                   f"({h.meta.get('format', '?')}), {_how(h, detail=True)}, {len(blob)} bytes, "
+                   f"{8 * len(blob) / _dims(h.shape):.3f} bits/dim"
                    + (f"; {note}" if (note := api.media.preserved_note(h.meta)) else ""))
         return ""
 
-    _run_each(files, None, work, quiet=True)
+    _run_each(files, work, quiet=True)
 
 
-@main.command()
+@main.command(short_help="List the shipped models.")
 def models():
-    """List the shipped models."""
+    """List the shipped models: id, media, kind, parameters, default budget, validation bound."""
+    from .registry import list_models, manifest
+
     defaults = manifest().get("defaults", {})
     for mid, e in list_models().items():
         mark = " (default)" if defaults.get(e["media"]) == mid else ""

@@ -41,13 +41,19 @@ class Decoder:
     """Pop steps first to last from a uint32 stream; `finish()` checks that nothing is left over."""
 
     def __init__(self, words: np.ndarray) -> None:
-        self._ans = constriction.stream.stack.AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
+        try:
+            self._ans = constriction.stream.stack.AnsCoder(np.ascontiguousarray(words, dtype=np.uint32))
+        except ValueError as e:
+            raise CorruptError(f"file is corrupt: the payload is not a valid ANS stream ({e})") from None
 
     def pop(self, probs: np.ndarray) -> np.ndarray:
         """probs: (n, K). Returns (n,) int64 symbols."""
         if len(probs) == 0:
             return np.zeros(0, dtype=np.int64)
-        return np.asarray(self._ans.decode(_FAMILY, _probs(probs)), dtype=np.int64)
+        try:
+            return np.asarray(self._ans.decode(_FAMILY, _probs(probs)), dtype=np.int64)
+        except ValueError as e:  # constriction refuses a stream that no encoder wrote
+            raise CorruptError(f"file is corrupt: the payload is not a valid ANS stream ({e})") from None
 
     def finish(self) -> None:
         if not self._ans.is_empty():

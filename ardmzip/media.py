@@ -47,6 +47,7 @@ Orientation tag when it loads the file (and removes the tag, so the file display
 from __future__ import annotations
 
 import base64
+import binascii
 import contextlib
 import io
 import json
@@ -64,7 +65,7 @@ from PIL import TiffTags, features
 from PIL.PngImagePlugin import PngInfo, iTXt
 from PIL.TiffImagePlugin import IFDRational, ImageFileDirectory_v2
 
-from ardmzip.errors import UnsupportedInputError
+from ardmzip.errors import CorruptError, UnsupportedInputError
 
 MAX_PIXELS = 200_000_000  # larger images are refused (Pillow alone warns at ~89 Mpx)
 
@@ -227,8 +228,16 @@ def write_image(img: Image) -> bytes:
 
     Every non-PNG file is read back and compared (planes, mode, palette, transparency) before it is
     returned, so the result always decodes to `img`. Metadata keys (see the module docstring) are written
-    where the written format holds them; ValueError if they are malformed.
+    where the written format holds them; CorruptError if they are malformed (no reader makes such meta,
+    so it can only come from a damaged or crafted file).
     """
+    try:
+        return _write_image(img)
+    except (ValueError, TypeError, OverflowError, KeyError, binascii.Error) as e:
+        raise CorruptError(f"file is corrupt: its image metadata cannot be written back ({e})") from None
+
+
+def _write_image(img: Image) -> bytes:
     pil = _to_pil(img)
     fmt, mode = img.meta.get("format", "PNG"), img.meta["mode"]
     if fmt != "PNG" and mode in _WRITES_MODES.get(fmt, ()):

@@ -1,19 +1,59 @@
 """The command line through files and through pipes, as a user would drive it."""
+import dataclasses
+import io
+import os
+import resource
 import subprocess
 import sys
 from pathlib import Path
 
+import click
 import numpy as np
 import pytest
+from click.testing import CliRunner
 from PIL import Image
 
 from conftest import png_bytes
 
+ROOT = Path(__file__).resolve().parents[1]
 CLI = [sys.executable, "-m", "ardmzip.cli"]
+ENV = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+MEMORY_LIMIT = 3 << 30  # bytes of address space for runs given crafted files: an allocation bug fails fast
 
 
-def run(*args, stdin: bytes | None = None, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([*CLI, *map(str, args)], input=stdin, capture_output=True, cwd=cwd, timeout=300)
+def _limit_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
+
+
+def run(*args, stdin: bytes | None = None, cwd=None, limit_memory: bool = False, **kw) -> subprocess.CompletedProcess:
+    """The CLI as a user runs it; stdout and stderr captured unless kw says where they go."""
+    if "stdout" not in kw:
+        kw["capture_output"] = True
+    return subprocess.run([*CLI, *map(str, args)], input=stdin, cwd=cwd, env=ENV, timeout=300,
+                          preexec_fn=_limit_memory if limit_memory else None, **kw)
+
+
+def snapshot(folder: Path) -> dict[str, bytes | None]:
+    """Every path under folder -> its bytes (None for a folder): what a failed run must leave as it was."""
+    return {str(p.relative_to(folder)): None if p.is_dir() else p.read_bytes() for p in sorted(folder.rglob("*"))}
+
+
+def error_lines(r: subprocess.CompletedProcess) -> list[str]:
+    return r.stderr.decode().splitlines()
+
+
+def assert_one_line_each(r: subprocess.CompletedProcess, names: list[str]) -> None:
+    """stderr holds exactly one `ardmzip: NAME: ...` line per failed file, and nothing else."""
+    lines = error_lines(r)
+    for name in names:
+        mine = [line for line in lines if line.startswith(f"ardmzip: {name}: ")]
+        assert len(mine) == 1, (name, lines)
+    assert len(lines) == len(names), lines
+    assert not [line for line in lines if "internal error" in line], lines
+
+
+def assert_no_temp_files(folder: Path) -> None:
+    assert not [p for p in folder.rglob("*") if p.name.startswith(".") or p.suffix == ".tmp"]
 
 
 @pytest.fixture
@@ -34,7 +74,7 @@ class TestFiles:
         photo.unlink()
         r = run("decompress", packed)
         assert r.returncode == 0, r.stderr
-        assert np.array_equal(np.asarray(Image.open(photo)), np.asarray(Image.open(__import__("io").BytesIO(original))))
+        assert np.array_equal(np.asarray(Image.open(photo)), np.asarray(Image.open(io.BytesIO(original))))
 
     def test_refuses_to_overwrite_without_force(self, photo, tmp_path):
         out = tmp_path / "photo.png.ardm"
@@ -63,31 +103,6 @@ class TestFiles:
         back = tmp_path / "back.png"
         assert run("decompress", "-o", back, out).returncode == 0
         assert np.array_equal(np.asarray(Image.open(back)), np.asarray(Image.open(photo)))
-
-    def test_many_files_one_bad(self, photo, tmp_path):
-        bad = tmp_path / "notes.txt"
-        bad.write_text("not an image")
-        r = run("compress", "-b", "3", bad, photo)
-        assert r.returncode == 1
-        assert (tmp_path / "photo.png.ardm").exists(), "the other files are still processed"
-        assert not (tmp_path / "notes.txt.ardm").exists()
-        err = r.stderr.decode().strip().splitlines()
-        assert any(line.startswith("ardmzip: ") and "notes.txt" in line for line in err)
-
-    @pytest.mark.parametrize("content, message", [
-        (b"", "not an .ardm file"), (b"\x89ARD\x01", "truncated"), (b"GIF89a....", "not an .ardm file")])
-    def test_bad_ardm_files(self, tmp_path, content, message):
-        p = tmp_path / "bad.png.ardm"
-        p.write_bytes(content)
-        r = run("decompress", p)
-        assert r.returncode == 1 and message in r.stderr.decode()
-        assert len(r.stderr.decode().strip().splitlines()) == 1
-        assert not (tmp_path / "bad.png").exists()
-
-    def test_missing_file_and_directory(self, tmp_path):
-        assert run("compress", tmp_path / "nope.png").returncode == 1
-        r = run("compress", tmp_path)
-        assert r.returncode == 1 and b"is a directory" in r.stderr
 
     def test_test_command_verifies_without_writing(self, photo, tmp_path):
         assert run("compress", "-b", "3", "-o", tmp_path / "p.ardm", photo).returncode == 0
@@ -118,9 +133,212 @@ class TestPipes:
         assert r.returncode == 0 and r.stdout.startswith(b"\x89ARD\x01")
         r2 = run("decompress", "-c", "-", stdin=r.stdout)
         assert r2.returncode == 0
-        assert np.array_equal(np.asarray(Image.open(__import__("io").BytesIO(r2.stdout))),
+        assert np.array_equal(np.asarray(Image.open(io.BytesIO(r2.stdout))),
                               np.asarray(Image.open(photo)))
 
     def test_dash_without_c_writes_stdout(self, photo):
         r = run("compress", "-b", "2", "-", stdin=photo.read_bytes())
         assert r.returncode == 0 and r.stdout.startswith(b"\x89ARD\x01")
+
+
+def _bad_images(folder: Path) -> dict[str, tuple[str, str]]:
+    """Inputs compress must refuse, one of each kind: argument -> (the file its message names, what the
+    message must say)."""
+    rng = np.random.default_rng(3)
+    (folder / "empty.png").write_bytes(b"")
+    (folder / "notes.txt").write_text("not an image\n")
+    (folder / "folder.png").mkdir()
+    Image.fromarray(rng.integers(0, 65536, (8, 8)).astype(np.uint16)).save(folder / "deep16.png")
+    Image.new("CMYK", (8, 8), (10, 20, 30, 40)).save(folder / "cmyk.jpg")
+    Image.new("CMYK", (8, 8), (10, 20, 30, 40)).save(folder / "cmyk.tif")
+    frames = [Image.fromarray(np.full((8, 8), v, np.uint8)).convert("P") for v in (0, 200)]
+    frames[0].save(folder / "anim.gif", save_all=True, append_images=frames[1:], duration=100)
+    (folder / "taken.png").write_bytes(png_bytes(np.zeros((4, 4), np.uint8)))
+    (folder / "taken.png.ardm").mkdir()  # the output name is taken by a folder
+    expect = {"empty.png": "empty", "notes.txt": "not an image", "folder.png": "is a directory",
+              "deep16.png": "16-bit", "cmyk.jpg": "CMYK", "cmyk.tif": "CMYK", "anim.gif": "several frames",
+              "missing.png": "No such file"}
+    return {**{name: (name, text) for name, text in expect.items()},
+            "taken.png": ("taken.png.ardm", "is a directory")}
+
+
+def _bad_ardm_files(folder: Path, good: bytes) -> dict[str, str]:
+    """.ardm files decompress must refuse, made from a good one: file name -> what its message says."""
+    from ardmzip import container
+    header, words = container.unpack(good)
+    crafted = {  # valid CRC-32, meaning refused
+        "model.png.ardm": dataclasses.replace(header, model_id="nope"),
+        "weights.png.ardm": dataclasses.replace(header, model_hash=b"\0\1\2\3"),
+        "huge.png.ardm": dataclasses.replace(header, shape=(46340, 46340)),  # 2^31 pixels: refuse, not allocate
+    }
+    files = {name: container.pack(h, words) for name, h in crafted.items()}
+    expect = {"model.png.ardm": "unknown model 'nope'", "weights.png.ardm": "weights",
+              "huge.png.ardm": ""}  # any one line (for now "out of memory", under run's memory limit)
+    for k in (0, 3, 5, 12, len(good) // 2, len(good) - 1):
+        files[f"cut{k}.png.ardm"] = good[:k]
+        expect[f"cut{k}.png.ardm"] = "not an .ardm file" if k < 4 else "truncated"
+    for i in (0, 5 * 8, 6 * 8 + 7, 17 * 8, 4 * len(good), 8 * len(good) - 1):
+        damaged = bytearray(good)
+        damaged[i // 8] ^= 1 << (i % 8)
+        files[f"flip{i}.png.ardm"] = bytes(damaged)
+        expect[f"flip{i}.png.ardm"] = "not an .ardm file" if i < 32 else "corrupt"
+    files["v2.png.ardm"] = good[:4] + b"\x02" + good[5:]
+    expect["v2.png.ardm"] = "unsupported format version 2"
+    files["gif.png.ardm"] = b"GIF89a...."
+    expect["gif.png.ardm"] = "not an .ardm file"
+    files["photo.bin"] = good
+    expect["photo.bin"] = "unknown suffix"
+    for name, data in files.items():
+        (folder / name).write_bytes(data)
+    (folder / "folder.png.ardm").mkdir()
+    expect["folder.png.ardm"] = "is a directory"
+    expect["missing.png.ardm"] = "No such file"
+    return expect
+
+
+class TestBadInput:
+    """Each misuse: one line on stderr naming the file, exit status 1, the other files still done,
+    no output or temporary file left, the inputs as they were (--rm included)."""
+
+    def test_compress_refuses_what_is_not_a_supported_image(self, tmp_path, photo):
+        bad = _bad_images(tmp_path)
+        expect = dict(bad.values())
+        before = snapshot(tmp_path)
+        r = run("compress", "--rm", "-f", "-q", "-b", "2", *bad, photo.name, cwd=tmp_path)
+        assert r.returncode == 1
+        assert_one_line_each(r, list(expect))
+        for line in error_lines(r):
+            name = line.split(": ")[1]
+            assert expect[name] in line, line
+        assert (tmp_path / "photo.png.ardm").exists() and not photo.exists(), "the good file is still done"
+        after = snapshot(tmp_path)
+        assert {k: v for k, v in after.items() if k != "photo.png.ardm"} == {
+            k: v for k, v in before.items() if k != "photo.png"}, "bad inputs untouched, nothing else written"
+        assert_no_temp_files(tmp_path)
+
+    def test_decompress_refuses_damaged_and_crafted_files(self, tmp_path, photo):
+        from ardmzip import api
+        good = api.compress(photo.read_bytes(), budget=3)
+        expect = _bad_ardm_files(tmp_path, good)
+        (tmp_path / "good.png.ardm").write_bytes(good)
+        photo.unlink()
+        before = snapshot(tmp_path)
+        r = run("decompress", "--rm", "-q", *expect, "good.png.ardm", cwd=tmp_path, limit_memory=True)
+        assert r.returncode == 1
+        assert_one_line_each(r, list(expect))
+        for line in error_lines(r):
+            name = line.split(": ")[1]
+            assert expect[name] in line, line
+        assert (tmp_path / "good.png").exists() and not (tmp_path / "good.png.ardm").exists()
+        after = snapshot(tmp_path)
+        assert {k: v for k, v in after.items() if k != "good.png"} == {
+            k: v for k, v in before.items() if k != "good.png.ardm"}
+        assert_no_temp_files(tmp_path)
+
+    def test_test_command_refuses_the_same(self, tmp_path, photo):
+        from ardmzip import api
+        expect = _bad_ardm_files(tmp_path, api.compress(photo.read_bytes(), budget=3))
+        expect.pop("photo.bin")  # test reads any name
+        before = snapshot(tmp_path)
+        r = run("decompress", "-t", *expect, cwd=tmp_path, limit_memory=True)
+        assert r.returncode == 1 and r.stdout == b""
+        assert_one_line_each(r, list(expect))
+        assert snapshot(tmp_path) == before
+
+    def test_output_folder_that_cannot_be_written(self, tmp_path, photo):
+        (tmp_path / "file.txt").write_text("a file, not a folder")
+        before = snapshot(tmp_path)
+        r = run("compress", "--rm", "-b", "2", "-o", "file.txt/out.ardm", photo.name, cwd=tmp_path)
+        assert r.returncode == 1
+        assert_one_line_each(r, ["file.txt/out.ardm"])
+        assert "not a folder" in r.stderr.decode()
+        assert snapshot(tmp_path) == before, "input kept (--rm), nothing written"
+
+    def test_no_compressed_data_to_a_terminal(self, photo):
+        import pty
+        leader, follower = pty.openpty()
+        try:
+            r = run("compress", "-b", "2", "-c", photo, stdout=follower, stderr=subprocess.PIPE)
+        finally:
+            os.close(follower)
+            os.close(leader)
+        assert r.returncode == 1 and b"terminal" in r.stderr
+        assert_one_line_each(r, [str(photo)])
+
+
+class TestRemoveAndVerbose:
+    def test_rm_verbose_and_t(self, tmp_path, photo, photo64):
+        Image.fromarray(photo64[:16, :16]).save(tmp_path / "shot.jpg", quality=90)
+        original = np.asarray(Image.open(photo))
+        photo.chmod(0o640)
+        os.utime(photo, (1_600_000_000, 1_600_000_000))
+        r = run("compress", "--rm", "-v", "-b", "3", photo.name, "shot.jpg", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert not photo.exists() and (tmp_path / "photo.png.ardm").exists()
+        st = (tmp_path / "photo.png.ardm").stat()
+        assert (st.st_mode & 0o777, st.st_mtime) == (0o640, 1_600_000_000), "mode and time kept, as gzip"
+        lines = error_lines(r)
+        line = next(x for x in lines if x.startswith("photo.png -> photo.png.ardm: "))
+        for part in ("bytes (", "%)", "bits/dim", "network calls", " s, verified, input removed"):
+            assert part in line, line
+        assert (tmp_path / "shot.jpg").exists(), "decompressing gives a PNG: the JPEG is kept"
+        assert any(x.startswith("ardmzip: shot.jpg: kept (--rm)") and "JPEG" in x for x in lines), lines
+
+        before = snapshot(tmp_path)
+        r = run("decompress", "-t", "-v", "photo.png.ardm", cwd=tmp_path)
+        assert r.returncode == 0 and r.stderr.decode().startswith("photo.png.ardm: OK, ")
+        assert snapshot(tmp_path) == before, "-t writes nothing"
+
+        r = run("decompress", "--rm", "-v", "photo.png.ardm", cwd=tmp_path)
+        assert r.returncode == 0, r.stderr
+        assert "photo.png.ardm -> photo.png: " in r.stderr.decode() and "input removed" in r.stderr.decode()
+        assert not (tmp_path / "photo.png.ardm").exists()
+        assert np.array_equal(np.asarray(Image.open(photo)), original)
+        assert (photo.stat().st_mode & 0o777, photo.stat().st_mtime) == (0o640, 1_600_000_000)
+
+    def test_rm_never_removes_stdin_or_the_output(self, tmp_path, photo):
+        r = run("compress", "--rm", "-b", "2", "-o", "in.ardm", "-", stdin=photo.read_bytes(), cwd=tmp_path)
+        assert r.returncode == 0 and (tmp_path / "in.ardm").exists() and photo.exists()
+        r = run("decompress", "--rm", "-f", "-o", "in.ardm", "in.ardm", cwd=tmp_path)
+        assert r.returncode == 1 and b"is the input file itself" in r.stderr
+        assert (tmp_path / "in.ardm").read_bytes().startswith(b"\x89ARD")
+
+
+class TestUsage:
+    """Usage errors: exit status 2, one line naming the command and its --help, nothing written."""
+
+    @pytest.mark.parametrize("args", [
+        ["compress", "-o", "x.ardm", "a.png", "b.png"],
+        ["compress", "--bogus", "a.png"],
+        ["compress"],
+        ["decompress"],
+        ["frobnicate", "a.png"],
+        ["compress", "-b", "0", "a.png"],
+        ["compress", "-b", "many", "a.png"],
+        ["compress", "-c", "--rm", "a.png"],
+        ["compress", "-c", "-o", "x.ardm", "a.png"],
+        ["compress", "-q", "-v", "a.png"],
+        ["decompress", "-t", "-o", "x.png", "a.png.ardm"],
+        ["test", "-q", "-v", "a.png.ardm"],
+    ], ids=" ".join)
+    def test_usage_error(self, tmp_path, args):
+        (tmp_path / "a.png").write_bytes(png_bytes(np.zeros((4, 4), np.uint8)))
+        (tmp_path / "b.png").write_bytes(png_bytes(np.ones((4, 4), np.uint8)))
+        before = snapshot(tmp_path)
+        r = run(*args, cwd=tmp_path)
+        assert r.returncode == 2 and r.stdout == b""
+        lines = error_lines(r)
+        assert len(lines) == 1 and lines[0].startswith("ardmzip") and "--help" in lines[0], lines
+        assert snapshot(tmp_path) == before
+
+    def test_every_option_of_every_command_is_explained(self):
+        from ardmzip.cli import main
+        runner = CliRunner()
+        for name, command in {"": main, **main.commands}.items():
+            assert command.help, name
+            r = runner.invoke(main, [name, "--help"] if name else ["--help"])
+            assert r.exit_code == 0, r.output
+            for param in command.params:
+                if isinstance(param, click.Option):
+                    assert param.help, (name, param.name)
+                    assert all(opt in r.output for opt in param.opts), (name, param.opts)

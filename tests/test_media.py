@@ -14,7 +14,7 @@ from PIL import TiffImagePlugin
 from PIL.PngImagePlugin import PngInfo
 
 from ardmzip import media
-from ardmzip.errors import UnsupportedInputError
+from ardmzip.errors import CorruptError, UnsupportedInputError
 from ardmzip.media import Image, image_from_array, image_to_array, read_image, write_image
 
 SIZES = [(1, 1), (1, 17), (7, 13)]  # (width, height)
@@ -278,7 +278,7 @@ class TestArrays:
     def test_wrong_planes_for_mode(self) -> None:
         img = image_from_array(np.zeros((13, 7, 4), np.uint8))
         img.planes = img.planes[:1]
-        with pytest.raises(ValueError, match="RGBA"):
+        with pytest.raises(CorruptError, match="RGBA"):
             write_image(img)
 
 
@@ -531,7 +531,7 @@ class TestMetadata:
     def test_malformed_metadata(self) -> None:
         img = read_image(pil_bytes(random_pil("RGB", 7, 13), "PNG"))
         for bad in ({"icc": "not base64!"}, {"text": [["key"]]}, {"gamma": -1.0}, {"chunks": [["tIME"]]}):
-            with pytest.raises(ValueError):
+            with pytest.raises(CorruptError):
                 write_image(Image(img.planes, {**img.meta, **bad}))
 
     def test_preserved_note(self) -> None:
