@@ -40,6 +40,18 @@ class Report:
         return 8 * self.file_bytes / self.dims
 
 
+LEVEL_FACTORS = {1: (1, 25), 2: (1, 10), 3: (1, 5), 4: (2, 5), 5: (3, 5), 6: (1, 1), 7: (2, 1), 8: (4, 1), 9: (8, 1)}
+
+
+def level_budget(level: int, model: str | None = None, media_kind: str = "image") -> int:
+    """The step budget of compression level 1 (fastest) … 9 (smallest): a fixed fraction or multiple
+    of the model's default budget d (level 6 = d), at least 1 network call."""
+    if level not in LEVEL_FACTORS:
+        raise UnsupportedInputError(f"compression level must be 1 … 9 (got {level})")
+    num, den = LEVEL_FACTORS[level]
+    return max(1, _model(model, media_kind).default_budget * num // den)
+
+
 def _model(model: str | None, media_kind: str) -> Model:
     return load_model(model or default_model_id(media_kind))
 

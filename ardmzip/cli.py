@@ -309,18 +309,37 @@ def main() -> None:
     """
 
 
+def _level_options(f):
+    """-1 … -9: compression levels, fast to small (zstd/gzip style), mapped to step budgets."""
+    for level in range(9, 0, -1):
+        f = click.option(f"-{level}", "level", flag_value=level, help=LEVEL_HELP[level])(f)
+    return f
+
+
+# budgets of the levels for a model whose default budget is d (d = 25: 1 2 5 10 15 25 50 100 200)
+LEVEL_HELP = {1: "Level 1, fastest: d/25 network calls, where d is the model's default budget.",
+              2: "Level 2: d/10.", 3: "Level 3: d/5.", 4: "Level 4: 2d/5.", 5: "Level 5: 3d/5.",
+              6: "Level 6: d (the same as giving no level or budget).", 7: "Level 7: 2d.", 8: "Level 8: 4d.",
+              9: "Level 9, smallest and slowest: 8d."}
+
+
 @main.command(short_help="Compress images to FILE.ardm.")
 @click.argument("files", nargs=-1, required=True)
 @click.option("-b", "--budget", type=click.IntRange(min=1), default=None,
               help="Network calls per plane (steps of the schedule); more is smaller and slower. "
                    "Default: the model's, chosen on validation data.")
+@_level_options
 @click.option("-m", "--model", "model", default=None, metavar="ID",
               help="Model id (see `ardmzip models`); default: the default image model.")
 @_options("out", "force", "stdout", "rm", "quiet", "verbose")
-def compress(files, budget, model, out, force, stdout, rm, quiet, verbose):
+def compress(files, budget, level, model, out, force, stdout, rm, quiet, verbose):
     """Compress image FILES (PNG, BMP, TIFF, PPM, GIF, WebP, JPEG; `-` = stdin) to FILE.ardm."""
     _check_usage(files, out, stdout, rm, quiet, verbose)
+    if level is not None and budget is not None:
+        raise click.UsageError("use either a level -1 … -9 or -b/--budget", click.get_current_context())
     api = _api()
+    if level is not None:
+        budget = api.level_budget(level, model)
 
     def work(name: str) -> str:
         t0 = time.perf_counter()

@@ -342,3 +342,18 @@ class TestUsage:
                 if isinstance(param, click.Option):
                     assert param.help, (name, param.name)
                     assert all(opt in r.output for opt in param.opts), (name, param.opts)
+
+
+def test_levels_map_to_budgets(tmp_path, photo64):
+    """-1 … -9 choose budgets from the model's default (level 6 = default); -b with a level is a usage error."""
+    from ardmzip import api
+    from ardmzip.registry import default_model_id, load_model
+    budgets = [api.level_budget(level) for level in range(1, 10)]
+    assert budgets == sorted(budgets) and budgets[5] == load_model(default_model_id("image")).default_budget
+    src = tmp_path / "a.png"
+    src.write_bytes(png_bytes(photo64[:16, :16]))
+    r = run("compress", "-1", "-q", str(src))
+    assert r.returncode == 0, r.stderr
+    assert api.read_info((tmp_path / "a.png.ardm").read_bytes()).budget in (budgets[0], 0)  # 0: stored fallback
+    r = run("compress", "-9", "-b", "3", "-o", str(tmp_path / "b.ardm"), str(src))
+    assert r.returncode == 2 and b"level" in r.stderr and not (tmp_path / "b.ardm").exists()
