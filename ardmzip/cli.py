@@ -5,6 +5,7 @@ stderr, exit status 1 if any file failed (the others are still processed), 2 for
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import tempfile
 import time
@@ -305,8 +306,15 @@ def main() -> None:
       ardmzip info photo.png.ardm         model, budget, shape, size, bits per dimension
 
     Exit status: 0 if every file succeeded, 1 if any failed (the others are still done), 2 for a
-    usage error. See `ardmzip COMMAND --help` for each command's options.
+    usage error, 130 if interrupted (Ctrl-C or SIGTERM: no partial output is left). See
+    `ardmzip COMMAND --help` for each command's options.
     """
+    signal.signal(signal.SIGTERM, _terminated)
+
+
+def _terminated(signum, frame) -> None:
+    """SIGTERM takes the same way out as Ctrl-C: temporary files removed, existing files untouched."""
+    raise KeyboardInterrupt
 
 
 def _level_options(f):

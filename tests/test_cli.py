@@ -357,3 +357,21 @@ def test_levels_map_to_budgets(tmp_path, photo64):
     assert api.read_info((tmp_path / "a.png.ardm").read_bytes()).budget in (budgets[0], 0)  # 0: stored fallback
     r = run("compress", "-9", "-b", "3", "-o", str(tmp_path / "b.ardm"), str(src))
     assert r.returncode == 2 and b"level" in r.stderr and not (tmp_path / "b.ardm").exists()
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGTERM"])
+def test_interrupted_run_leaves_nothing(tmp_path, photo64, sig):
+    """Ctrl-C or SIGTERM while compressing: exit 130, no output, no temporary file, input kept."""
+    import signal
+    import time
+    src = tmp_path / "big.png"
+    src.write_bytes(png_bytes(np.tile(photo64, (8, 8, 1))))      # 512×512: many seconds of work
+    before = snapshot(tmp_path)
+    p = subprocess.Popen([*CLI, "compress", "-q", str(src)], env=ENV, stderr=subprocess.PIPE)
+    time.sleep(4.0)                                             # past start-up, inside the coding
+    p.send_signal(getattr(signal, sig))
+    _, err = p.communicate(timeout=60)
+    assert p.returncode == 130, err
+    assert b"interrupted" in err
+    assert snapshot(tmp_path) == before
+    assert_no_temp_files(tmp_path)
