@@ -50,8 +50,8 @@ LOGS_UNIT = 16            # log-scales (of [-1, 1] units) in 1/16
 LOGS_MIN, LOGS_MAX = -7 * LOGS_UNIT, 3 * LOGS_UNIT
 MU_UNIT = 16              # means in 1/16 of a value step: mu_q = 16·(value position)
 MU_MIN, MU_MAX = -64 * MU_UNIT, (255 + 64) * MU_UNIT
-Z_UNIT = 64               # sigmoid arguments in 1/64
-Z_MAX = 16 * Z_UNIT       # σ(±16) is within 2^-23 of 0 / 1
+Z_UNIT = 4096             # sigmoid arguments in 1/4096: adjacent bin edges stay apart up to scales of ~1000 values
+Z_MAX = 12 * Z_UNIT       # 2^16·σ(±12) rounds to 2^16 / 0
 INV_SHIFT = 20            # fixed point of the inverse-scale table
 CDF_BITS = 16             # sigmoid table and mixture weights in units of 2^-16
 EXP_RANGE = 20 * LOGIT_UNIT  # mixture weights below e^-20 of the largest are 0
@@ -60,7 +60,7 @@ EXP_RANGE = 20 * LOGIT_UNIT  # mixture weights below e^-20 of the largest are 0
 # ------------------------------------------------------------------------------------------- tables
 @lru_cache(maxsize=1)
 def tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(sigmoid, inverse scale, exp) lookup tables as int64, from correctly rounded decimal arithmetic.
+    """(sigmoid, inverse scale, exp) lookup tables as int64, from decimal arithmetic (40 digits).
 
     sigmoid[z + Z_MAX] = round(2^16 · σ(z / Z_UNIT));
     inv_scale[j − LOGS_MIN] = round(2^INV_SHIFT · Z_UNIT · e^(−j/LOGS_UNIT) / (127.5 · MU_UNIT)), which maps
@@ -73,7 +73,11 @@ def tables() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     def rnd(d: Decimal) -> int:
         return int(d.to_integral_value())  # ROUND_HALF_EVEN; no table value is a tie except σ(0) = 1/2
 
-    sig = [rnd((one / (one + (Decimal(-z) / Z_UNIT).exp())) * 2 ** CDF_BITS) for z in range(-Z_MAX, Z_MAX + 1)]
+    step, e, upper = (Decimal(-1) / Z_UNIT).exp(), one, []
+    for _ in range(Z_MAX + 1):                       # z = 0 … Z_MAX: σ(z) = 1 / (1 + e^(−z))
+        upper.append(rnd(2 ** CDF_BITS / (one + e)))
+        e *= step
+    sig = [2 ** CDF_BITS - v for v in upper[:0:-1]] + upper
     inv = [rnd(Decimal(2 ** INV_SHIFT * Z_UNIT) * (Decimal(-j) / LOGS_UNIT).exp() / (Decimal("127.5") * MU_UNIT))
            for j in range(LOGS_MIN, LOGS_MAX + 1)]
     ex = [rnd((Decimal(-i) / LOGIT_UNIT).exp() * 2 ** CDF_BITS) for i in range(EXP_RANGE + 1)]

@@ -33,7 +33,7 @@ def test_tables_are_pinned():
     assert digest == TABLES_SHA256
 
 
-TABLES_SHA256 = "0224869aef56d999d5f76025732da081c75dd661b0a9c78ee9761756ea2523e2"
+TABLES_SHA256 = "bc9ce0a3d11e1fbc5fb9624b823146efc8adbfa0a97404dc2300f9d86fb6cb18"
 
 
 def _random_heads(rng, n, k):
