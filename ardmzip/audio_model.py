@@ -1,0 +1,675 @@
+"""The audio ARDM (issue 6): a 1-D fully-convolutional U-Net over PCM samples, with depth upscaling.
+
+**Variables and stages.** A segment of F frames and C channels has D = F·C variables per stage, one per
+(frame, channel) position. A 16-bit sample x is two base-256 digits of u = x + 32768: stage 1 reveals the
+high byte u >> 8 of every position (uniformly random order, its own schedule), stage 2 the low byte
+u & 255 given every high byte. 8-bit audio is stage 1 alone (u = x + 128); 24-bit audio codes its top
+16 bits as two stages and its low byte with a block-adaptive count model (audio_codec.py).
+
+**Head.** One discretised logistic mixture per variable over the 16-bit value; the net knows the stage
+and expresses the mixture in that stage's digit units (same parameter conventions as ardm.py: means in
+[-1, 1] units of the digit, log-scales of those units):
+- stage 1: the mixture integrated over the 256 bins of width 256 (the high-byte classes), the two outer
+  bins extended to ±∞ — exactly the image head of ardm.py / exact.py on the 256 high-byte classes;
+- stage 2: the mixture restricted to the known high byte's bin and renormalised over its 256 low values
+  (no tails: the mean may lie outside the bin, up to 64 values, the exact head's mean range).
+
+**Inputs** (integers in [-255, 255], one row per (example, target channel); `features`): the target
+channel's known high and low bytes and masks, the mean and density of the other channels' known
+bytes, the revealed fraction 255·t // D, the stage, and normalised-convolution context: over centred
+windows of 2h+1 samples (h in cfg.scales) the mean and density of the known high and low bytes.
+
+**Arithmetic.** One topology (`walk`) in three arithmetics, as in exact.py: `PlainOps` (float net,
+training), `FakeOps` (quantisation-aware training), `IntOps` (coding; float32 holding integers, the
+bound Σ|w|·255 + |b| < 2^24 proven per output channel when a model loads). The ops here are
+dimension-agnostic (Conv1d or Conv2d), a candidate generalisation of exact.py's.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from decimal import Decimal, getcontext
+from functools import lru_cache
+
+import numpy as np
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from . import exact
+from .exact import (ACT_MAX, EXACT_LIMIT, EXP_RANGE, INPUT_SCALE, INV_SHIFT, LOGIT_UNIT, LOGS_MAX, LOGS_MIN,
+                    LOGS_UNIT, MU_MAX, MU_MIN, MU_UNIT, STREAM_MAX, WEIGHT_MAX, IntLayer, _ste)
+
+K_DIGIT = 256          # classes per stage
+STAGES_16 = 2          # net-coded stages of a 16-bit sample
+
+
+@dataclass
+class AudioNetConfig:
+    widths: tuple[int, ...] = (32, 64, 96, 128)  # full, 1/2, 1/4, 1/8 time resolution
+    blocks: tuple[int, ...] = (1, 1, 2, 2)       # residual blocks per level (upper levels: half before, half after)
+    kernel: int = 5
+    mixtures: int = 4
+    scales: tuple[int, ...] = (2, 8, 32, 128, 512)  # normconv half-widths: windows of 2h+1 samples
+
+    @property
+    def in_features(self) -> int:
+        # own hi, mask, lo, mask; others' hi mean, density, lo mean, density; fraction; stage; 4 per scale
+        return 10 + 4 * len(self.scales)
+
+    @property
+    def pad_multiple(self) -> int:
+        return 2 ** (len(self.widths) - 1)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "AudioNetConfig":
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+def features(hi: torch.Tensor, mh: torch.Tensor, lo: torch.Tensor, ml: torch.Tensor, fi: torch.Tensor,
+             stage: torch.Tensor, cfg: AudioNetConfig) -> torch.Tensor:
+    """Integer input features: (N·C, cfg.in_features, Lp) float32 holding integers in [-255, 255].
+
+    hi, lo: (N, C, L) digits 0..255 (read only where known); mh, ml: (N, C, L) 0/1 known masks;
+    fi: (N,) revealed fraction 255·t // D; stage: (N,) 1 or 2. Row n·C + c has channel c as its target.
+    Lp is L padded (as unknown) to cfg.pad_multiple. Integer arithmetic (int64) throughout.
+    """
+    N, C, L = hi.shape
+    mh, ml = mh.to(torch.int64), ml.to(torch.int64)
+    xh, xl = (2 * hi.to(torch.int64) - 255) * mh, (2 * lo.to(torch.int64) - 255) * ml
+    rows = []
+    for x, m in ((xh, mh), (xl, ml)):
+        rows += [x, 255 * m]
+    for x, m in ((xh, mh), (xl, ml)):  # the other channels: mean of their known values and how many know
+        sx, sm = x.sum(1, keepdim=True) - x, m.sum(1, keepdim=True) - m
+        rows += [_mean(sx, sm), _density(sm, max(C - 1, 1))]
+    stage_code = 510 * (stage.to(torch.int64) - 1) - 255                      # stage 1: −255, stage 2: 255
+    rows += [fi.to(torch.int64).view(N, 1, 1).expand(N, C, L), stage_code.view(N, 1, 1).expand(N, C, L)]
+    for h in cfg.scales:
+        for x, m in ((xh, mh), (xl, ml)):
+            sx, sm = _box(x, h), _box(m, h)
+            rows += [_mean(sx, sm), _density(sm, 2 * h + 1)]
+    out = torch.stack(rows, 2).reshape(N * C, len(rows), L)
+    return F.pad(out, (0, (-L) % cfg.pad_multiple)).to(torch.float32)
+
+
+def _mean(sx: torch.Tensor, sm: torch.Tensor) -> torch.Tensor:
+    """round(sx / sm) (halves up), 0 where nothing is known; integers."""
+    return torch.div(2 * sx + sm, 2 * sm.clamp(min=1), rounding_mode="floor") * (sm > 0)
+
+
+def _density(sm: torch.Tensor, n: int) -> torch.Tensor:
+    return torch.div(2 * 255 * sm + n, 2 * n, rounding_mode="floor")
+
+
+def _box(x: torch.Tensor, h: int) -> torch.Tensor:
+    """Sum over the centred window [i − h, i + h] (outside the segment counts as 0), exact in int64."""
+    cs = F.pad(x, (h + 1, h)).cumsum(-1)
+    return cs[..., 2 * h + 1:] - cs[..., :-2 * h - 1]
+
+
+# ------------------------------------------------------------------------------------------ network
+class ResBlock(nn.Module):
+    def __init__(self, c: int, k: int):
+        super().__init__()
+        self.conv1 = nn.Conv1d(c, c, k, padding=k // 2)
+        self.conv2 = nn.Conv1d(c, c, k, padding=k // 2)
+
+
+class AudioNet(nn.Module):
+    """features * INPUT_SCALE (rows, F, Lp) -> mixture parameters (rows, 3K, Lp): K logits, K means,
+    K log-scales (ardm.py conventions, in the stage's digit units). The topology is `walk`."""
+
+    def __init__(self, cfg: AudioNetConfig):
+        super().__init__()
+        self.cfg = cfg
+        w, k = cfg.widths, cfg.kernel
+        self.stem = nn.Conv1d(cfg.in_features, w[0], k, padding=k // 2)
+        self.down = nn.ModuleList(nn.Conv1d(w[i], w[i + 1], k, stride=2, padding=k // 2) for i in range(len(w) - 1))
+        self.enc = nn.ModuleList(nn.Sequential(*[ResBlock(wi, k) for _ in range(n // 2 if i < len(w) - 1 else n)])
+                                 for i, (wi, n) in enumerate(zip(w, cfg.blocks)))
+        self.up = nn.ModuleList(nn.Conv1d(w[i + 1], w[i], 1) for i in range(len(w) - 1))
+        self.dec = nn.ModuleList(nn.Sequential(*[ResBlock(w[i], k) for _ in range(n - n // 2)])
+                                 for i, n in enumerate(cfg.blocks[:-1]))
+        self.head = nn.Conv1d(w[0], 3 * cfg.mixtures, 1)
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        return walk(self, PlainOps(self), inp)
+
+
+def walk(net: AudioNet, ops: "PlainOps", inp):
+    """The U-Net, every conv / activation / stream point named, in the arithmetic of `ops`."""
+    h = ops.stream("stem", ops.conv("stem", "input", inp))
+    skips = []
+    for i, enc in enumerate(net.enc):
+        for j in range(len(enc)):
+            h = _block(ops, f"enc.{i}.{j}", h)
+        if i < len(net.down):
+            skips.append(h)
+            h = ops.stream(f"down.{i}", ops.conv(f"down.{i}", f"down.{i}.in", ops.act(f"down.{i}.in", h)))
+    for i in reversed(range(len(net.dec))):
+        u = ops.conv(f"up.{i}", f"up.{i}.in", ops.act(f"up.{i}.in", h))
+        h = ops.add(f"up.{i}.out", skips[i], ops.upsample(u))
+        for j in range(len(net.dec[i])):
+            h = _block(ops, f"dec.{i}.{j}", h)
+    return ops.head(ops.conv("head", "head.in", ops.act("head.in", h)))
+
+
+def _block(ops, name: str, h):
+    a2 = ops.act(f"{name}.a2", ops.conv(f"{name}.conv1", f"{name}.a1", ops.act(f"{name}.a1", h)))
+    return ops.add(f"{name}.out", h, ops.conv(f"{name}.conv2", f"{name}.a2", a2))
+
+
+def input_point(conv: str) -> str:
+    """The quantisation point that feeds a conv."""
+    if conv == "stem":
+        return "input"
+    if conv == "head" or conv.startswith(("down.", "up.")):
+        return conv + ".in"
+    block, which = conv.rsplit(".", 1)  # enc.i.j.conv1 -> enc.i.j.a1
+    return f"{block}.a{which[-1]}"
+
+
+def conv_names(net: nn.Module) -> list[str]:
+    return [n for n, m in net.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d))]
+
+
+_CONV = {3: F.conv1d, 4: F.conv2d}
+
+
+def _per_channel(v: torch.Tensor, ndim: int) -> torch.Tensor:
+    """(O,) -> (1, O, 1[, 1]) to broadcast over a (B, O, ...) activation of `ndim` dims."""
+    return v.view((1, -1) + (1,) * (ndim - 2))
+
+
+def upsample2(u: torch.Tensor) -> torch.Tensor:
+    """Nearest-neighbour ×2 along the last dimension(s) (1-D: time)."""
+    return u.repeat_interleave(2, dim=-1)
+
+
+class PlainOps:
+    """The float net."""
+
+    def __init__(self, net: nn.Module):
+        self.net = net
+        self.layers = dict(net.named_modules())
+
+    def conv(self, name, in_name, a):
+        return self.layers[name](a)
+
+    def act(self, name, y):
+        return F.relu(y)
+
+    def stream(self, name, y):
+        return y
+
+    def add(self, name, h, r):
+        return h + r
+
+    def upsample(self, u):
+        return upsample2(u)
+
+    def head(self, y):
+        return y
+
+
+class RangeOps(PlainOps):
+    """The float net, recording each point's range (for calibration)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__(net)
+        self.ranges: dict[str, float] = {}
+
+    def _note(self, name: str, y: torch.Tensor, q: float) -> None:
+        v = float(torch.quantile(y.detach().abs().flatten()[:1 << 20].float(), q))
+        self.ranges[name] = max(self.ranges.get(name, 0.0), v)
+
+    def act(self, name, y):
+        y = F.relu(y)
+        self._note(name, y, 0.9999)
+        return y
+
+    def stream(self, name, y):
+        self._note(name, y, 1.0)
+        return y
+
+    def add(self, name, h, r):
+        y = h + r
+        self._note(name, y, 1.0)
+        return y
+
+
+def weight_scale(w: torch.Tensor) -> torch.Tensor:
+    """exact.weight_scale for convs of any dimension: per output channel max|w|/127, or coarser so that
+    Σ|w_q|·255 stays below 7/8 of 2^24."""
+    flat = w.flatten(1)
+    by_max = flat.abs().amax(1) / WEIGHT_MAX
+    by_sum = flat.abs().sum(1) * ACT_MAX / (EXACT_LIMIT * 7 / 8 - flat.shape[1] * ACT_MAX)
+    return torch.maximum(by_max, by_sum).clamp(min=1e-8)
+
+
+def _quant_head(y: torch.Tensor, k: int) -> torch.Tensor:
+    """Fake-quantise head params (rows, 3K, ...) onto the integer grids of exact.py."""
+    logit, mu, logs = y.split(k, dim=1)
+    logit = _ste(logit, 1.0 / LOGIT_UNIT, -2048, 2048)
+    mu = _ste(mu + 1.0, 1.0 / (127.5 * MU_UNIT), MU_MIN, MU_MAX) - 1.0
+    logs = _ste(logs, 1.0 / LOGS_UNIT, LOGS_MIN, LOGS_MAX)
+    return torch.cat([logit, mu, logs], 1)
+
+
+class FakeOps(PlainOps):
+    """Quantisation-aware training: IntOps' integer arithmetic simulated in float, differentiable."""
+
+    def __init__(self, net: nn.Module, scales: dict[str, float]):
+        super().__init__(net)
+        self.scales = scales
+
+    def conv(self, name, in_name, a):
+        layer = self.layers[name]
+        w = layer.weight
+        sw = _per_channel(weight_scale(w.detach()), w.dim()).transpose(0, 1)
+        wq = _ste(w, sw, -WEIGHT_MAX, WEIGHT_MAX)
+        bq = _ste(layer.bias, sw.reshape(-1) * self.scales[in_name], -EXACT_LIMIT, EXACT_LIMIT)
+        return _CONV[w.dim()](a, wq, bq, layer.stride, layer.padding)
+
+    def act(self, name, y):
+        return _ste(F.relu(y), self.scales[name], 0, ACT_MAX)
+
+    def stream(self, name, y):
+        return _ste(y, self.scales[name], -STREAM_MAX, STREAM_MAX)
+
+    def add(self, name, h, r):
+        s = self.scales[name]
+        return (_ste(h, s, -STREAM_MAX, STREAM_MAX) + _ste(r, s, -STREAM_MAX, STREAM_MAX)).clamp(-STREAM_MAX * s, STREAM_MAX * s)
+
+    def head(self, y):
+        return _quant_head(y, self.net.cfg.mixtures)
+
+
+class IntOps(PlainOps):
+    """Integer arithmetic: values are (tensor, scale) with float32 integer tensors and a float64 scale
+    (per channel), used only to derive the float32 rescaling factors (one IEEE multiply and a round)."""
+
+    def __init__(self, net: nn.Module, layers: dict[str, IntLayer], scales: dict[str, float]):
+        super().__init__(net)
+        self.ilayers, self.scales = layers, scales
+        self._mult: dict[tuple[str, str], torch.Tensor] = {}
+
+    def _requant(self, key, y: torch.Tensor, s_in: torch.Tensor, s_out: float) -> torch.Tensor:
+        m = self._mult.get(key)
+        if m is None:
+            m = (s_in / s_out).to(torch.float32).reshape(-1)
+            self._mult[key] = m
+        return torch.round(y * (_per_channel(m, y.dim()) if m.numel() > 1 else m))
+
+    def conv(self, name, in_name, a):
+        t, _ = a
+        L = self.ilayers[name]
+        acc = _CONV[t.dim()](t, L.weight, L.bias, L.stride, L.padding)
+        if not torch.equal(acc, torch.round(acc)):
+            raise RuntimeError(f"convolution {name} returned non-integers: the backend is not exact")
+        return acc, L.scale
+
+    def _point(self, name: str) -> torch.Tensor:
+        return torch.tensor(self.scales[name], dtype=torch.float64)
+
+    def act(self, name, y):
+        return self._requant((name, "act"), torch.relu(y[0]), y[1], self.scales[name]).clamp_(0, ACT_MAX), self._point(name)
+
+    def stream(self, name, y):
+        return self._requant((name, "stream"), y[0], y[1], self.scales[name]).clamp_(-STREAM_MAX, STREAM_MAX), self._point(name)
+
+    def add(self, name, h, r):
+        s = self.scales[name]
+        a = self._requant((name, "h"), h[0], h[1], s)
+        b = self._requant((name, "r"), r[0], r[1], s)
+        return (a + b).clamp_(-STREAM_MAX, STREAM_MAX), self._point(name)
+
+    def upsample(self, u):
+        return upsample2(u[0]), u[1]
+
+    def head(self, y):
+        """-> (rows, 3K, ...) integers: logits in 1/16, means in 1/16 of a digit value (exact.py's
+        grid: value v is at 16·v), log-scales in 1/16."""
+        t, s = y
+        k = self.net.cfg.mixtures
+        logit, mu, logs = t.split(k, dim=1)
+        sl, sm, ss = s.split(k)
+        logit = self._requant(("head", "logit"), logit, sl, 1.0 / LOGIT_UNIT).clamp_(-2048, 2048)
+        mu = (self._requant(("head", "mu"), mu, sm, 1.0 / (127.5 * MU_UNIT)) + 127.5 * MU_UNIT).clamp_(MU_MIN, MU_MAX)
+        logs = self._requant(("head", "logs"), logs, ss, 1.0 / LOGS_UNIT).clamp_(LOGS_MIN, LOGS_MAX)
+        return torch.cat([logit, mu, logs], 1)
+
+
+# --------------------------------------------------------------------------- quantisation & export
+def calibrate(net: AudioNet, inputs: list[torch.Tensor]) -> dict[str, float]:
+    """Scales of every activation and stream point from the float net's ranges on some feature batches
+    (`features(...)` outputs, integers)."""
+    ops = RangeOps(net)
+    with torch.no_grad():
+        for inp in inputs:
+            walk(net, ops, inp * INPUT_SCALE)
+    scales = {"input": INPUT_SCALE}
+    for name, r in ops.ranges.items():
+        if name.endswith((".in", ".a1", ".a2")):
+            scales[name] = max(r, 1e-6) / ACT_MAX
+        else:  # streams: 2× headroom over what calibration saw
+            scales[name] = max(2 * r, 1e-6) / STREAM_MAX
+    return scales
+
+
+class QuantAudioNet(nn.Module):
+    """Quantisation-aware wrapper with AudioNet's interface (features · INPUT_SCALE in, params out)."""
+
+    def __init__(self, net: AudioNet, scales: dict[str, float]):
+        super().__init__()
+        self.net = net
+        self.cfg = net.cfg
+        self.scales = dict(scales)
+
+    def forward(self, inp: torch.Tensor) -> torch.Tensor:
+        return walk(self.net, FakeOps(self.net, self.scales), inp)
+
+
+def export_int(qnet: QuantAudioNet) -> dict:
+    """Integer tensors of an int-exact audio model: per conv int8 weights, int32 biases (accumulator
+    scale), float32 weight scales; per point float32 scales. Plain tensors (torch.load weights_only)."""
+    out: dict = {"scales": {k: float(np.float32(v)) for k, v in qnet.scales.items()}, "layers": {}}
+    mods = dict(qnet.net.named_modules())
+    for name in conv_names(qnet.net):
+        w = mods[name].weight.detach().double()
+        sw = weight_scale(w).float()
+        wq = torch.round(w / _per_channel(sw.double(), w.dim()).transpose(0, 1)).clamp(-WEIGHT_MAX, WEIGHT_MAX).to(torch.int8)
+        s_in = np.float32(qnet.scales[input_point(name)])
+        bq = torch.round(mods[name].bias.detach().double() / (sw.double() * s_in)).to(torch.int32)
+        out["layers"][name] = {"weight": wq, "bias": bq, "weight_scale": sw}
+    return out
+
+
+def bound(layer: IntLayer, input_max: int = ACT_MAX) -> int:
+    """The largest |partial sum| any output channel can reach: max_o Σ|w_o|·max|a| + |b_o|."""
+    w = layer.weight.abs().to(torch.int64).flatten(1).sum(1)
+    return int((w * input_max + layer.bias.abs().to(torch.int64)).max())
+
+
+def check_bound(layers: dict[str, IntLayer]) -> None:
+    """Refuse a model any of whose convolutions could leave float32's exact-integer range."""
+    for name, layer in layers.items():
+        b = bound(layer)
+        if b >= EXACT_LIMIT:
+            raise ValueError(f"layer {name}: partial sums up to {b} ≥ 2^24, float32 would round them")
+
+
+class ExactAudioNet:
+    """An int-exact audio model: integer features in, integer head parameters out, identical everywhere."""
+
+    def __init__(self, cfg: AudioNetConfig, blob: dict):
+        self.cfg = cfg
+        self.skeleton = AudioNet(cfg)  # topology only (names, strides); its float weights are unused
+        self.scales = {k: float(v) for k, v in blob["scales"].items()}
+        mods = dict(self.skeleton.named_modules())
+        self.layers: dict[str, IntLayer] = {}
+        for name, d in blob["layers"].items():
+            ws = d["weight_scale"].double()
+            self.layers[name] = IntLayer(weight=d["weight"].to(torch.float32), bias=d["bias"].to(torch.float32),
+                                         scale=ws * np.float32(self.scales[input_point(name)]),
+                                         stride=mods[name].stride[0], padding=mods[name].padding[0])
+        check_bound(self.layers)
+        self.ops = IntOps(self.skeleton, self.layers, self.scales)
+
+    @torch.inference_mode()
+    def __call__(self, inp: torch.Tensor) -> torch.Tensor:
+        """inp: `features(...)` (rows, F, Lp) integers. Returns (rows, 3K, Lp) float32 integers."""
+        return walk(self.skeleton, self.ops, (inp, torch.tensor(INPUT_SCALE, dtype=torch.float64)))
+
+
+# --------------------------------------------------------------------------------- float head
+# The float head is the integer head without its grids: sigmoid arguments clipped to ±Z_CLIP (beyond
+# 12 scales the integer table, in 2^-24 units, has too few levels to keep a shape, so both heads are
+# flat there), mixture weights below 2^-17 of the largest dropped (the exp table rounds them to 0), and
+# a floor of 2^-40 on every value's probability (the integer frequencies' +1 on a total of ~2^40).
+# Without these, training would reward shapes the integer head cannot code (measured: up to 11 bits
+# per variable for a narrow stage-2 component outside its bin); with them the two heads agree within
+# 0.01 bit per variable on random heads (tests/test_audio_model.py).
+Z_CLIP = 12.0
+LOG_FLOOR = -40 * math.log(2)
+W_CUT = 17 * math.log(2)
+
+
+def _log_sigmoid(y: torch.Tensor) -> torch.Tensor:
+    return -F.softplus(-y)
+
+
+def _log_mass(a: torch.Tensor, b: torch.Tensor, open_lo: torch.Tensor | bool = False,
+              open_hi: torch.Tensor | bool = False) -> torch.Tensor:
+    """log(σ(b) − σ(a)) for a ≤ b clipped to ±Z_CLIP (an open end: a = −∞ or b = +∞), stably:
+    log σ(b) + log σ(−a) + log(1 − e^(a−b)); a large negative number where the clipped bin is empty."""
+    a, b = a.clamp(-Z_CLIP, Z_CLIP), b.clamp(-Z_CLIP, Z_CLIP)
+    gap = a - b
+    ok = gap < -1e-9
+    inner = torch.where(ok, _log_sigmoid(b) + _log_sigmoid(-a) + torch.log(-torch.expm1(torch.where(ok, gap, -1.0))),
+                        torch.full_like(a, -1e4))
+    return torch.where(torch.as_tensor(open_lo), _log_sigmoid(b), torch.where(torch.as_tensor(open_hi), _log_sigmoid(-a), inner))
+
+
+def _mixture_log_mass(p: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, k: int,
+                      open_lo: torch.Tensor | bool = False, open_hi: torch.Tensor | bool = False) -> torch.Tensor:
+    """log of the mixture's mass on [lo, hi] ([-1, 1] units; an open end extends to ±∞). p (rows, 3K, ...),
+    lo/hi broadcastable to (rows, 1, ...). Returns (rows, ...)."""
+    logit, mu, log_s = p.split(k, dim=1)
+    inv_s = torch.exp(-log_s.clamp(min=-7.0))
+    return torch.logsumexp(_log_mass((lo - mu) * inv_s, (hi - mu) * inv_s, open_lo, open_hi) + _log_weights(logit), dim=1)
+
+
+def _log_weights(logit: torch.Tensor) -> torch.Tensor:
+    """Mixture log-weights over dim 1, with the components that the integer exp table rounds to 0
+    (below 2^-17 of the largest) dropped, as in the integer head."""
+    rel = logit - logit.max(1, keepdim=True).values.detach()
+    rel = torch.where(rel > -W_CUT, rel, torch.full_like(rel, -1e4))
+    return rel - rel.logsumexp(1, keepdim=True)
+
+
+def _floored(lp: torch.Tensor) -> torch.Tensor:
+    return torch.logaddexp(lp, torch.tensor(LOG_FLOOR, dtype=lp.dtype))
+
+
+def _log_probs(p: torch.Tensor, v: torch.Tensor, k: int, stage: int) -> torch.Tensor:
+    """log P(v) of one stage, nats: p (rows, 3K, ...), v digits broadcastable to (rows, 1, ...)."""
+    c = v.to(p.dtype) / 127.5 - 1.0
+    if stage == 1:   # open outer bins
+        lp = _mixture_log_mass(p, c - 1 / 255, c + 1 / 255, k, open_lo=v == 0, open_hi=v == K_DIGIT - 1)
+        return _floored(lp) - math.log1p(K_DIGIT * math.exp(LOG_FLOOR))
+    lp = _mixture_log_mass(p, c - 1 / 255, c + 1 / 255, k)
+    norm = _mixture_log_mass(p, torch.tensor(-1 - 1 / 255), torch.tensor(1 + 1 / 255), k)
+    return _floored(lp) - torch.logaddexp(norm, torch.tensor(LOG_FLOOR + math.log(K_DIGIT), dtype=p.dtype))
+
+
+def log_prob(p: torch.Tensor, v: torch.Tensor, k: int, stage: torch.Tensor | int) -> torch.Tensor:
+    """log P(digit) in nats: p (rows, 3K, L) params, v (rows, L) digits 0..255, stage 1 or 2 (an int,
+    or a (rows,) tensor). Stage 1: the mixture over 256 classes with open outer bins; stage 2:
+    restricted to the 256 values and renormalised. Returns (rows, L)."""
+    v = v.unsqueeze(1)
+    if isinstance(stage, int):
+        return _log_probs(p, v, k, stage)
+    return torch.where(stage.view(-1, 1) == 1, _log_probs(p, v, k, 1), _log_probs(p, v, k, 2))
+
+
+_EDGES = (torch.arange(K_DIGIT + 1, dtype=torch.float64) - 0.5) / 127.5 - 1.0  # v − ½ for v = 0 … 256, [-1, 1] units
+
+
+def float_probabilities(p: torch.Tensor, k: int, stage: int) -> np.ndarray:
+    """(n, 256) float64 distributions of one stage from float params (n, 3K): the training loss's
+    distribution (clipped arguments, dropped weights, floor), from the mixture CDF at the 257 bin edges
+    in float64, 256 rows at a time (to stay in cache). Identical on one machine with one thread count
+    (the float path only)."""
+    out = torch.empty(len(p), K_DIGIT, dtype=torch.float64)
+    for i in range(0, len(p), 256):
+        logit, mu, log_s = p[i:i + 256].double().split(k, dim=1)
+        z = (_EDGES - mu[:, :, None]).mul_(torch.exp(-log_s.clamp(min=-7.0))[:, :, None]).clamp_(-Z_CLIP, Z_CLIP)
+        cdf = z.sigmoid_()                                                       # (n, K, 257)
+        if stage == 1:  # open outer bins
+            cdf[:, :, 0], cdf[:, :, -1] = 0.0, 1.0
+        prob = torch.bmm(_log_weights(logit).exp()[:, None, :], cdf.diff(dim=2))[:, 0] + math.exp(LOG_FLOOR)
+        out[i:i + 256] = prob / prob.sum(1, keepdim=True)
+    return out.numpy()
+
+
+# ------------------------------------------------------------------------------- integer head
+# exact.py's head rounds each sigmoid argument to 1/64: for scales above ~64 values adjacent bin edges
+# then share an argument, so every other bin gets no mass (measured: ~0.25 bit/variable of KL on
+# random heads, and most low bytes of loud audio have such scales). Here the argument keeps 8 more
+# fractional bits and the sigmoid table (2^-24 units, ±12) is interpolated linearly, in int64.
+SIG_BITS = 24              # sigmoid table in units of 2^-24
+SIG_ZMAX = 12 * exact.Z_UNIT
+FRAC_BITS = 8              # fractional bits of the sigmoid argument kept for interpolation
+
+
+@lru_cache(maxsize=1)
+def sigmoid_table() -> np.ndarray:
+    """round(2^24 · σ(z / 64)) for z = −12·64 … 12·64, int64, correctly rounded with `decimal`."""
+    getcontext().prec = 40
+    one = Decimal(1)
+    return np.array([int((one / (one + (Decimal(-z) / exact.Z_UNIT).exp()) * 2 ** SIG_BITS).to_integral_value())
+                     for z in range(-SIG_ZMAX, SIG_ZMAX + 1)], dtype=np.int64)
+
+
+def _sigma(d: np.ndarray, inv: np.ndarray) -> np.ndarray:
+    """2^24·σ at distances d (1/16 of a value) for inverse-scale entries inv: int64, monotone in d.
+
+    z = d·inv / 2^20 in 1/64 (kept to 1/2^8 of that), clipped to ±12, then linear interpolation."""
+    sig = sigmoid_table()
+    zf = np.clip((d * inv + (1 << (INV_SHIFT - FRAC_BITS - 1))) >> (INV_SHIFT - FRAC_BITS),
+                 -SIG_ZMAX << FRAC_BITS, SIG_ZMAX << FRAC_BITS)
+    zi, frac = (zf >> FRAC_BITS) + SIG_ZMAX, zf & ((1 << FRAC_BITS) - 1)
+    lo = sig[zi]
+    hi = sig[np.minimum(zi + 1, len(sig) - 1)]
+    return lo + (((hi - lo) * frac + (1 << (FRAC_BITS - 1))) >> FRAC_BITS)
+
+
+_SPAN2 = 321  # |v − ⌊μ/16⌋| over the 257 edges v = 0 … 256 and μ in [MU_MIN, MU_MAX]
+
+
+@lru_cache(maxsize=1)
+def _edge_table() -> tuple[torch.Tensor, torch.Tensor]:
+    """_sigma(e − μ) for every (log-scale, μ mod 16, v − ⌊μ/16⌋) with edges e = 16v − 8, laid out so that
+    the 257 edges v = 0 … 256 of one component are contiguous: float64 holding integers ≤ 2^24 (13 MB)."""
+    _, inv, ex = exact.tables()
+    m = np.arange(-_SPAN2, _SPAN2 + 1, dtype=np.int64)
+    r = np.arange(MU_UNIT, dtype=np.int64)
+    d = MU_UNIT * m[None, :] - MU_UNIT // 2 - r[:, None]
+    table = _sigma(d[None], inv[:, None, None]).astype(np.float64).reshape(-1)
+    return torch.from_numpy(table), torch.from_numpy(ex.astype(np.float64))
+
+
+def int_probabilities(q: np.ndarray | torch.Tensor, k: int, stage: int) -> np.ndarray:
+    """(n, 256) float64 distributions of one stage from integer head outputs q (n, 3K), bit-identical
+    everywhere. Mixture CDF at the edges e_v = v − ½ (v = 0 … 256): C_v = Σ_j W_j·_sigma(e_v − μ_j)
+    (W: exp-table weights ≤ 2^16; exact.py's grids for logits, means, log-scales); stage 1 opens the
+    outer bins (C_0 = 0, C_256 = Σ W·2^24), stage 2 keeps them closed (the mixture restricted to the
+    known bin). Frequencies C_{v+1} − C_v + 1. Float64 holds every integer exactly (< 2^48 for K ≤ 256),
+    so the sum over components is exact in any order; the final division is one IEEE operation."""
+    table, ex = _edge_table()
+    q = torch.as_tensor(np.asarray(q, dtype=np.int64))
+    logit, mu, logs = q[:, :k], q[:, k:2 * k], q[:, 2 * k:]
+    w = ex[(logit.max(1, keepdim=True).values - logit).clamp(max=EXP_RANGE)]       # (n, K)
+    a = torch.div(mu, MU_UNIT, rounding_mode="floor")
+    base = ((logs - LOGS_MIN) * MU_UNIT + (mu - MU_UNIT * a)) * (2 * _SPAN2 + 1) + _SPAN2 - a
+    rows = table.unfold(0, K_DIGIT + 1, 1)                        # view: row i = table[i : i + 257]
+    cdf = torch.bmm(w[:, None, :], rows[base])[:, 0]                                # (n, 257)
+    if stage == 1:
+        cdf[:, 0] = 0.0
+        cdf[:, -1] = w.sum(1) * float(1 << SIG_BITS)
+    freq = torch.diff(cdf, dim=1) + 1
+    return (freq / freq.sum(1, keepdim=True)).numpy()
+
+
+def reference_int_probabilities(q: np.ndarray, k: int, stage: int) -> np.ndarray:
+    """The readable definition of int_probabilities (numpy int64, one formula, no layout tricks)."""
+    _, inv, ex = exact.tables()
+    q = np.asarray(q, dtype=np.int64)
+    logit, mu, logs = q[:, :k], q[:, k:2 * k], q[:, 2 * k:]
+    w = ex[np.minimum(logit.max(1, keepdims=True) - logit, EXP_RANGE)]
+    edges = np.arange(K_DIGIT + 1, dtype=np.int64) * MU_UNIT - MU_UNIT // 2
+    sig = _sigma(edges[None, None, :] - mu[:, :, None], inv[logs - LOGS_MIN][:, :, None])
+    cdf = np.einsum("nk,nkv->nv", w, sig)
+    if stage == 1:
+        cdf[:, 0], cdf[:, -1] = 0, w.sum(1) << SIG_BITS
+    freq = np.diff(cdf, axis=1) + 1
+    return freq / freq.sum(1, keepdims=True)
+
+
+def dequantise(q: torch.Tensor, k: int) -> torch.Tensor:
+    """Integer head (rows, 3K, ...) -> float params in ardm.py conventions (logits, means in [-1, 1],
+    log-scales), the values FakeOps' head produces."""
+    logit, mu, logs = q.split(k, dim=1)
+    return torch.cat([logit / LOGIT_UNIT, mu / (127.5 * MU_UNIT) - 1.0, logs / LOGS_UNIT], dim=1)
+
+
+# -------------------------------------------------------------------------------------- training
+def random_order_masks(B: int, D: int, t: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """(B, D) bool: True at the t[b] first positions of a uniformly random order per example."""
+    rank = torch.rand(B, D, generator=generator).argsort(1).argsort(1)
+    return rank < t.view(B, 1)
+
+
+def training_loss(net: nn.Module, u: torch.Tensor, stage: torch.Tensor, generator: torch.Generator | None = None,
+                  t: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Order-agnostic ARDM loss for a batch of 16-bit segments.
+
+    u: (B, C, L) int64 values 0..65535 (sample + 32768); stage: (B,) 1 or 2; t: (B,) optional numbers
+    of known variables of the stage (default t ~ U{0..D−1}, D = C·L). The net takes features·INPUT_SCALE.
+    Returns (loss: scalar, the bound in bits per variable averaged over the batch; frac: (B,) t/D;
+             lt: (B,) mean nats per masked variable at that t, each an unbiased term of the stage's bound).
+    """
+    B, C, L = u.shape
+    D = C * L
+    if t is None:
+        t = (torch.rand(B, generator=generator) * D).long()
+    m = random_order_masks(B, D, t, generator).view(B, C, L)
+    s1 = (stage == 1).view(B, 1, 1)
+    hi, lo = u >> 8, u & 255
+    mh = torch.where(s1, m, torch.ones_like(m))
+    ml = torch.where(s1, torch.zeros_like(m), m)
+    fi = (255 * t) // D
+    inp = features(hi, mh, lo, ml, fi, stage, net.cfg) * INPUT_SCALE
+    p = net(inp)[:, :, :L]                                                      # (B·C, 3K, L)
+    target = torch.where(s1, hi, lo).reshape(B * C, L)
+    rows_stage = stage.repeat_interleave(C)
+    nll = -log_prob(p, target, net.cfg.mixtures, rows_stage).view(B, C, L)
+    lt = (nll * (~m)).sum((1, 2)) / (D - t).float()
+    loss = lt.mean() / math.log(2)
+    return loss, t.float() / D, lt.detach()
+
+
+# ------------------------------------------------------------------------------------------- model
+@dataclass
+class AudioModel:
+    """What the audio codec needs: a float `net` or an int-exact `exact` net, and per net-coded stage
+    its loss curve (millibits per variable on a grid of revealed fractions, for schedule.step_boundaries)."""
+    cfg: AudioNetConfig
+    curves: tuple[tuple[int, ...], ...]
+    net: AudioNet | None = None
+    exact: ExactAudioNet | None = None
+    default_budget: int = 20
+    id: str = "local"
+
+    @property
+    def arithmetic(self) -> str:
+        return "int-exact" if self.exact is not None else "float32"
+
+    @torch.inference_mode()
+    def params(self, inp: torch.Tensor) -> torch.Tensor:
+        """`features(...)` (rows, F, Lp) -> head outputs (rows, 3K, Lp): integers (exact) or floats."""
+        if self.exact is not None:
+            return self.exact(inp)
+        return self.net(inp * INPUT_SCALE)
+
+    def probabilities(self, params: torch.Tensor, stage: int) -> np.ndarray:
+        """(n, 256) float64 distributions of a stage's digits from the head outputs of n variables."""
+        if self.exact is not None:
+            return int_probabilities(params, self.cfg.mixtures, stage)
+        return float_probabilities(params, self.cfg.mixtures, stage)

@@ -1,0 +1,287 @@
+"""Train an audio ARDM (audio_model.py). Resumable: the checkpoint lives outside git and may vanish.
+
+    python -m ardmzip.audio_train --run aud1 --kind speech --minutes 120 [--threads 1] [--qat]
+    python -m ardmzip.audio_train --run aud1 --kind speech --curves      # measure the loss curves only
+
+Each example is a random segment of --segment frames (mono: one channel of any clip; stereo batches,
+when the data has stereo clips: both channels of a stereo clip), random polarity, and one stage drawn
+per example (stage 1: high bytes, stage 2: low bytes given every high byte). Every --eval-every
+seconds: the validation bound in bits per variable of each stage on fixed validation segments, a line in
+the run's log.jsonl (segments, samples and their rate, train and validation bits) and an atomic
+checkpoint. `--curves` measures each stage's loss curve L_t on the validation segments (the schedule's
+input) and writes curves.json next to the checkpoint.
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+
+from .ardm import LOSS_GRID
+from .audio_model import (AudioModel, AudioNet, AudioNetConfig, ExactAudioNet, QuantAudioNet, calibrate, export_int,
+                          features, training_loss)
+from .data import CACHE, Clip, load_clips
+from .registry import curve_to_ints
+from .train import save_atomic
+
+
+@dataclass
+class TrainConfig:
+    run: str = "aud1"
+    kind: str = "speech"
+    minutes: float = 60.0
+    batch: int = 8
+    segment: int = 4096
+    lr: float = 1e-3
+    lr_final: float = 1.0        # fraction of lr reached at the end of this invocation (cosine); 1 = constant
+    warmup: int = 200
+    ema: float = 0.999
+    stereo_fraction: float = 0.25  # share of stereo batches, when the training clips have stereo ones
+    threads: int = 1
+    eval_every: float = 600.0
+    val_segments: int = 64
+    seed: int = 0
+    qat: bool = False            # quantisation-aware training for an int-exact model
+
+
+class SegmentSampler:
+    """Random segments of `length` frames from clips, chosen in proportion to their usable length."""
+
+    def __init__(self, clips: list[Clip], length: int, seed: int):
+        self.length = length
+        self.rng = np.random.default_rng(seed)
+        self.pools = {}
+        for channels in (1, 2):
+            pool = [c.samples for c in clips if len(c.samples) >= length and (channels == 1 or c.samples.shape[1] == 2)]
+            if pool:
+                w = np.array([len(a) - length + 1 for a in pool], dtype=np.float64)
+                self.pools[channels] = (pool, w / w.sum())
+        if 1 not in self.pools:
+            raise ValueError(f"no clip has {length} frames: use a shorter --segment")
+
+    def batch(self, n: int, channels: int = 1) -> torch.Tensor:
+        """(n, channels, length) int64 values u = sample + 32768 in 0..65535."""
+        pool, p = self.pools[channels]
+        out = np.empty((n, channels, self.length), dtype=np.int64)
+        for i, k in enumerate(self.rng.choice(len(pool), n, p=p)):
+            a = pool[k]
+            s = self.rng.integers(0, len(a) - self.length + 1)
+            seg = a[s:s + self.length].astype(np.int64).T
+            if channels == 1:
+                seg = seg[self.rng.integers(a.shape[1]):][:1]
+            elif self.rng.random() < 0.5:
+                seg = seg[::-1]
+            u = seg + 32768
+            out[i] = 65535 - u if self.rng.random() < 0.5 else u  # polarity: ~x, exact on int16
+        return torch.from_numpy(out)
+
+
+def fixed_segments(clips: list[Clip], n: int, length: int, seed: int = 1234) -> torch.Tensor:
+    """The same n mono validation segments every time: (n, 1, length)."""
+    return SegmentSampler(clips, length, seed).batch(n)
+
+
+@torch.inference_mode()
+def evaluate(net: torch.nn.Module, segs: torch.Tensor, stage: int, batch: int = 16) -> float:
+    """Validation bound of one stage in bits per variable, with t and orders from a fixed generator."""
+    g = torch.Generator().manual_seed(0)
+    total = 0.0
+    for i in range(0, len(segs), batch):
+        u = segs[i:i + batch]
+        loss, _, _ = training_loss(net, u, torch.full((len(u),), stage), generator=g)
+        total += loss.item() * len(u)
+    return total / len(segs)
+
+
+@torch.inference_mode()
+def loss_curve(net: torch.nn.Module, segs: torch.Tensor, stage: int, points: int = 32, batch: int = 16) -> np.ndarray:
+    """L_t of one stage in bits per variable on the LOSS_GRID grid of revealed fractions (g + ½)/G:
+    measured at `points` fractions on every segment, interpolated linearly in between."""
+    g = torch.Generator().manual_seed(0)
+    D = segs.shape[1] * segs.shape[2]
+    fracs = (np.arange(points) + 0.5) / points
+    means = []
+    for f in fracs:
+        lts = []
+        for i in range(0, len(segs), batch):
+            u = segs[i:i + batch]
+            t = torch.full((len(u),), int(f * D))
+            lts.append(training_loss(net, u, torch.full((len(u),), stage), generator=g, t=t)[2])
+        means.append(float(torch.cat(lts).mean()) / math.log(2))
+    return np.interp((np.arange(LOSS_GRID) + 0.5) / LOSS_GRID, fracs, means)
+
+
+def calibration_inputs(sampler: SegmentSampler, cfg: AudioNetConfig, n: int = 8, batch: int = 8) -> list[torch.Tensor]:
+    """Feature batches with random stages and uniformly random revealed fractions, for calibrate()."""
+    g = torch.Generator().manual_seed(1)
+    out = []
+    for _ in range(n):
+        u = sampler.batch(batch)
+        B, C, L = u.shape
+        m = torch.rand(B, C, L, generator=g) < torch.rand(B, 1, 1, generator=g)
+        stage = torch.randint(1, 3, (B,), generator=g)
+        s1 = (stage == 1).view(B, 1, 1)
+        out.append(features(u >> 8, torch.where(s1, m, True), u & 255, torch.where(s1, False, m),
+                            torch.randint(0, 256, (B,), generator=g), stage, cfg))
+    return out
+
+
+def _validation(cfg: TrainConfig) -> torch.Tensor:
+    return fixed_segments(load_clips(CACHE / "data" / "audio_val.npz", cfg.kind), cfg.val_segments, cfg.segment)
+
+
+def train(cfg: TrainConfig, net_cfg: AudioNetConfig) -> None:
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    run_dir = CACHE / "runs" / cfg.run
+    run_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = run_dir / "ckpt.pt"
+    state = {"step": 0, "segments": 0, "seconds": 0.0}
+    ck = torch.load(ckpt_path) if ckpt_path.exists() else None
+    if ck:
+        net_cfg = AudioNetConfig.from_dict(ck["net_config"])
+    net = AudioNet(net_cfg)
+    if ck:
+        net.load_state_dict(ck["net"])
+        state = ck["state"]
+        print(f"resumed {ckpt_path} at step {state['step']}")
+    ema = copy.deepcopy(net).requires_grad_(False)
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
+    if ck:
+        ema.load_state_dict(ck["ema"])
+        opt.load_state_dict(ck["opt"])
+
+    sampler = SegmentSampler(load_clips(CACHE / "data" / "audio_train.npz", cfg.kind), cfg.segment,
+                             cfg.seed + state["step"])
+    scales = ck.get("scales") if ck else None
+    if cfg.qat or scales:  # from here on the net trains through the integer arithmetic it will code with
+        if scales is None:
+            scales = calibrate(ema, calibration_inputs(sampler, net_cfg))
+            print(f"calibrated {len(scales)} quantisation points")
+        net, ema = QuantAudioNet(net, scales), QuantAudioNet(ema, scales)
+    val = _validation(cfg)
+    print(f"{sum(p.numel() for p in net.parameters())} parameters, config {net_cfg}", flush=True)
+
+    start, last_eval = time.time(), time.time()
+    window: dict[int, list[float]] = {1: [], 2: []}
+    seen_at_eval = state["segments"]
+    base_seconds = state["seconds"]
+    while time.time() - start < cfg.minutes * 60:
+        progress = (time.time() - start) / (cfg.minutes * 60)
+        decay = cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+        lr = cfg.lr * min(1.0, (state["step"] + 1) / cfg.warmup) * decay
+        for grp in opt.param_groups:
+            grp["lr"] = lr
+        channels = 2 if 2 in sampler.pools and sampler.rng.random() < cfg.stereo_fraction else 1
+        u = sampler.batch(cfg.batch, channels)
+        stage = torch.from_numpy(sampler.rng.integers(1, 3, cfg.batch))
+        loss, _, lt = training_loss(net, u, stage)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+        opt.step()
+        decay = min(cfg.ema, (1 + state["step"]) / (10 + state["step"]))  # warm-up: useful after short runs
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), net.parameters()):
+                pe.lerp_(p, 1 - decay)
+        state["step"] += 1
+        state["segments"] += cfg.batch
+        for s in (1, 2):
+            window[s] += (lt[stage == s] / math.log(2)).tolist()
+        now = time.time()
+        if now - last_eval > cfg.eval_every or now - start >= cfg.minutes * 60:
+            rate = (state["segments"] - seen_at_eval) / (now - last_eval)
+            state["seconds"] = base_seconds + now - start
+            v1, v2 = evaluate(ema, val, 1), evaluate(ema, val, 2)
+            line = {"step": state["step"], "segments": state["segments"],
+                    "samples": state["segments"] * cfg.segment, "hours": state["seconds"] / 3600,
+                    "segments_per_s": rate, "samples_per_s": rate * cfg.segment,
+                    "train_bits_stage1": float(np.mean(window[1] or [np.nan])),
+                    "train_bits_stage2": float(np.mean(window[2] or [np.nan])),
+                    "val_bits_stage1": v1, "val_bits_stage2": v2, "val_bits_per_sample": v1 + v2, "lr": lr}
+            print(json.dumps(line), flush=True)
+            with open(run_dir / "log.jsonl", "a") as f:
+                f.write(json.dumps(line) + "\n")
+            window, last_eval, seen_at_eval = {1: [], 2: []}, time.time(), state["segments"]
+            inner = (lambda n: n.net) if scales else (lambda n: n)
+            save_atomic({"net": inner(net).state_dict(), "ema": inner(ema).state_dict(), "opt": opt.state_dict(),
+                         "state": state, "net_config": net_cfg.to_dict(), "train_config": asdict(cfg),
+                         **({"scales": scales} if scales else {})}, ckpt_path)
+
+
+def run_net(run: str, weights: str = "ema") -> tuple[torch.nn.Module, dict]:
+    """The EMA (or, weights="net", the last) net of a run, a QuantAudioNet if it was trained with --qat,
+    and its checkpoint."""
+    ck = torch.load(CACHE / "runs" / run / "ckpt.pt")
+    net = AudioNet(AudioNetConfig.from_dict(ck["net_config"]))
+    net.load_state_dict(ck[weights])
+    net.eval().requires_grad_(False)
+    return (QuantAudioNet(net, ck["scales"]) if "scales" in ck else net), ck
+
+
+def measure_curves(cfg: TrainConfig, weights: str = "ema") -> dict:
+    """Per-stage loss curves of a run's EMA net on the validation segments -> curves.json (millibits on
+    LOSS_GRID points, as the manifest stores them) and the bound they imply, in bits per sample."""
+    torch.set_num_threads(cfg.threads)
+    net, _ = run_net(cfg.run, weights)
+    val = _validation(cfg)
+    curves = [loss_curve(net, val, s) for s in (1, 2)]
+    out = {"loss_curves": [curve_to_ints(c) for c in curves],
+           "bound_bits_per_sample": float(sum(c.mean() for c in curves)),
+           "bound_bits_stage": [float(c.mean()) for c in curves], "val_segments": cfg.val_segments,
+           "segment": cfg.segment, "kind": cfg.kind}
+    (CACHE / "runs" / cfg.run / "curves.json").write_text(json.dumps(out) + "\n")
+    return out
+
+
+def run_model(run: str, exact: bool | None = None, weights: str = "ema") -> AudioModel:
+    """An AudioModel from a run's checkpoint and curves.json: int-exact if the run used --qat (or if
+    exact=True: then a float run is calibrated on its validation segments, without fine-tuning)."""
+    net, ck = run_net(run, weights)
+    cfg = AudioNetConfig.from_dict(ck["net_config"])
+    curves = json.loads((CACHE / "runs" / run / "curves.json").read_text())["loss_curves"]
+    curves = tuple(tuple(int(v) for v in c) for c in curves)
+    if exact is None:
+        exact = isinstance(net, QuantAudioNet)
+    if not exact:
+        return AudioModel(cfg, curves, net=net.net if isinstance(net, QuantAudioNet) else net, id=run)
+    if not isinstance(net, QuantAudioNet):
+        tc = TrainConfig(**ck["train_config"])
+        sampler = SegmentSampler(load_clips(CACHE / "data" / "audio_val.npz", tc.kind), tc.segment, 0)
+        net = QuantAudioNet(net, calibrate(net, calibration_inputs(sampler, cfg)))
+    return AudioModel(cfg, curves, exact=ExactAudioNet(cfg, export_int(net)), id=run)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    for f, v in asdict(TrainConfig()).items():
+        if isinstance(v, bool):
+            ap.add_argument("--" + f.replace("_", "-"), action="store_true")
+        else:
+            ap.add_argument("--" + f.replace("_", "-"), type=type(v) if v is not None else str, default=v)
+    ap.add_argument("--widths", type=str, default="32,64,96,128")
+    ap.add_argument("--blocks", type=str, default="1,1,2,2")
+    ap.add_argument("--kernel", type=int, default=5)
+    ap.add_argument("--mixtures", type=int, default=4)
+    ap.add_argument("--curves", action="store_true", help="measure the run's loss curves instead of training")
+    ap.add_argument("--weights", choices=["ema", "net"], default="ema", help="--curves: which weights")
+    a = vars(ap.parse_args())
+    net_cfg = AudioNetConfig(widths=tuple(int(v) for v in a.pop("widths").split(",")),
+                             blocks=tuple(int(v) for v in a.pop("blocks").split(",")),
+                             kernel=a.pop("kernel"), mixtures=a.pop("mixtures"))
+    curves, weights = a.pop("curves"), a.pop("weights")
+    cfg = TrainConfig(**a)
+    if curves:
+        print(json.dumps({k: v for k, v in measure_curves(cfg, weights).items() if k != "loss_curves"}))
+    else:
+        train(cfg, net_cfg)
+
+
+if __name__ == "__main__":
+    main()

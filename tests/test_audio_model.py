@@ -1,0 +1,248 @@
+"""The audio ARDM (issue 6): heads, integer-exact net, codec round trips, trainer."""
+from __future__ import annotations
+
+import hashlib
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from ardmzip import audio_codec as ac
+from ardmzip import audio_model as am
+from ardmzip import exact
+from ardmzip.coder import Decoder, Encoder
+from ardmzip.errors import CorruptError
+
+TINY = am.AudioNetConfig(widths=(8, 16), blocks=(1, 1), kernel=3, mixtures=2, scales=(2, 16))
+CURVE = tuple(int(9000 * (1 - i / 600)) for i in range(512))   # decreasing, millibits
+
+
+def _heads(rng, n, k, mu=(exact.MU_MIN, exact.MU_MAX + 1), logs=(exact.LOGS_MIN, exact.LOGS_MAX + 1)):
+    return np.concatenate([rng.integers(-2048, 2049, (n, k)), rng.integers(*mu, (n, k)), rng.integers(*logs, (n, k))], 1)
+
+
+def _random_state(g: torch.Generator, n: int, C: int, L: int, cfg: am.AudioNetConfig = TINY) -> torch.Tensor:
+    u = torch.randint(0, 65536, (n, C, L), generator=g)
+    m = torch.rand(n, C, L, generator=g) < torch.rand(n, 1, 1, generator=g)
+    stage = torch.randint(1, 3, (n,), generator=g)
+    s1 = (stage == 1).view(n, 1, 1)
+    return am.features(u >> 8, torch.where(s1, m, True), u & 255, torch.where(s1, False, m),
+                       torch.randint(0, 256, (n,), generator=g), stage, cfg)
+
+
+@pytest.fixture(scope="module")
+def nets():
+    """A tiny random float net, its calibration scales and the int-exact net exported from it."""
+    torch.manual_seed(0)
+    net = am.AudioNet(TINY).eval().requires_grad_(False)
+    g = torch.Generator().manual_seed(1)
+    scales = am.calibrate(net, [_random_state(g, 4, 2, 256) for _ in range(3)])
+    qnet = am.QuantAudioNet(net, scales)
+    return net, qnet, am.ExactAudioNet(TINY, am.export_int(qnet))
+
+
+@pytest.fixture(scope="module")
+def models(nets):
+    net, _, ex = nets
+    return {"float": am.AudioModel(TINY, (CURVE, CURVE), net=net), "exact": am.AudioModel(TINY, (CURVE, CURVE), exact=ex)}
+
+
+# ----------------------------------------------------------------------------------------- heads
+class TestIntegerHead:
+    def test_table_is_pinned(self):
+        """The sigmoid table is part of the format: a change would break every exact audio file."""
+        t = am.sigmoid_table()
+        assert hashlib.sha256(t.astype("<i8").tobytes()).hexdigest() == SIGMOID_SHA256
+        assert t[0] > 0 and t[-1] < 1 << am.SIG_BITS and (np.diff(t) >= 0).all()
+
+    @pytest.mark.parametrize("stage", [1, 2])
+    @pytest.mark.parametrize("k", [1, 4])
+    def test_fast_equals_reference(self, stage, k):
+        rng = np.random.default_rng(k + 10 * stage)
+        q = _heads(rng, 2000, k)
+        q[:8, 2 * k:], q[8:16, 2 * k:] = exact.LOGS_MIN, exact.LOGS_MAX    # extremes
+        q[16:24, k:2 * k], q[24:32, k:2 * k] = exact.MU_MIN, exact.MU_MAX
+        p = am.int_probabilities(q, k, stage)
+        assert np.array_equal(p, am.reference_int_probabilities(q, k, stage))
+        assert p.shape == (2000, 256) and (p > 0).all() and np.allclose(p.sum(1), 1.0)
+
+    def test_stages_follow_the_parameters(self):
+        """Stage 1: a narrow component on class 100 puts its mass there. Stage 2: a narrow component
+        outside the bin (mean above 255) puts the bin's mass on its top value: restricted, not tails."""
+        p1 = am.int_probabilities(np.array([[0, 16 * 100, exact.LOGS_MIN]]), 1, 1)[0]
+        p2 = am.int_probabilities(np.array([[0, 16 * 257, -60]]), 1, 2)[0]
+        assert p1.argmax() == 100 and p1[100] > 0.95  # logistic tails: σ(4.3) − σ(−4.3) at the narrowest scale
+        assert p2.argmax() == 255 and p2[255] > 0.15 and np.all(np.diff(p2) >= 0) and p2[:200].sum() < 1e-6
+
+    @pytest.mark.parametrize("stage", [1, 2])
+    def test_float_head_is_the_integer_head_without_grids(self, stage):
+        """The training loss's distribution (float) and the coded one (integer) differ by < 0.01 bit per
+        variable (KL) on heads anywhere on the grids: QAT optimises what will be coded."""
+        rng = np.random.default_rng(stage)
+        k = 4
+        q = _heads(rng, 3000, k, logs=(exact.LOGS_MIN, 49))
+        pi = am.int_probabilities(q, k, stage)
+        pf = am.float_probabilities(am.dequantise(torch.tensor(q, dtype=torch.float64), k), k, stage)
+        kl = (pf * np.log2(pf / pi)).sum(1)
+        assert kl.max() < 0.01 and kl.mean() < 1e-3
+
+    @pytest.mark.parametrize("stage", [1, 2])
+    def test_loss_is_the_coding_distribution(self, stage):
+        rng = np.random.default_rng(5)
+        p = am.dequantise(torch.tensor(_heads(rng, 500, 3, logs=(exact.LOGS_MIN, 49)), dtype=torch.float64), 3)
+        v = torch.from_numpy(rng.integers(0, 256, 500))
+        lp = am.log_prob(p[:, :, None], v[:, None], 3, stage)[:, 0].exp().numpy()
+        probs = am.float_probabilities(p, 3, stage)[np.arange(500), v.numpy()]
+        assert np.allclose(lp, probs, rtol=1e-3)
+
+
+SIGMOID_SHA256 = "99dfa4dd5f4c54b57ccfa348e06f8d50fadb43a3a9626b51682f4840508c3bf6"
+
+
+# ---------------------------------------------------------------------------------------- network
+class TestNet:
+    def test_features_read_only_known_values(self):
+        g = torch.Generator().manual_seed(0)
+        hi, lo = torch.randint(0, 256, (2, 2, 100), generator=g), torch.randint(0, 256, (2, 2, 100), generator=g)
+        mh, ml = torch.rand(2, 2, 100, generator=g) < 0.3, torch.rand(2, 2, 100, generator=g) < 0.3
+        args = (torch.tensor([10, 200]), torch.tensor([1, 2]), TINY)
+        f = am.features(hi, mh, lo, ml, *args)
+        f2 = am.features(torch.where(mh, hi, 255 - hi), mh, torch.where(ml, lo, 0), ml, *args)
+        assert torch.equal(f, f2) and f.shape == (4, TINY.in_features, 100)
+        assert torch.equal(f, f.round()) and f.abs().max() <= 255
+
+    def test_training_loss_is_finite_with_gradients(self):
+        torch.manual_seed(0)
+        net = am.AudioNet(TINY)
+        u = torch.randint(0, 65536, (4, 2, 64))
+        loss, frac, lt = am.training_loss(net, u, torch.tensor([1, 2, 1, 2]))
+        loss.backward()
+        assert torch.isfinite(loss) and 4 < loss.item() < 30 and lt.shape == (4,)
+        assert all(torch.isfinite(p.grad).all() for p in net.parameters())
+
+    def test_exact_net_matches_fake_quantisation(self, nets):
+        _, qnet, ex = nets
+        g = torch.Generator().manual_seed(2)
+        inp = _random_state(g, 3, 2, 500)
+        fake = am.dequantise(ex(inp), TINY.mixtures)
+        with torch.no_grad():
+            ref = qnet(inp * exact.INPUT_SCALE)
+        close = (fake - ref).abs() < 1e-4
+        assert close.float().mean() > 0.999  # a handful may round the other way at a .5
+
+    def test_exact_net_ignores_batch_composition(self, nets):
+        _, _, ex = nets
+        g = torch.Generator().manual_seed(3)
+        inp = _random_state(g, 4, 1, 256)
+        assert torch.equal(ex(inp)[1:3], ex(inp[1:3]))
+
+    def test_model_breaking_the_bound_is_refused(self, nets):
+        _, qnet, _ = nets
+        blob = am.export_int(qnet)
+        blob["layers"]["stem"]["bias"][0] = 1 << 24
+        with pytest.raises(ValueError, match="2\\^24"):
+            am.ExactAudioNet(TINY, blob)
+
+
+# ------------------------------------------------------------------------------------------ codec
+def _signal(kind: str, frames: int, channels: int, bits: int, seed: int = 0) -> np.ndarray:
+    lo, hi = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
+    if kind == "random":
+        x = np.random.default_rng(seed).integers(lo, hi, (frames, channels), endpoint=True)
+        if frames > 1:
+            x[0, 0], x[-1, -1] = lo, hi
+    else:
+        t = np.arange(frames)[:, None]
+        x = np.rint(0.7 * hi * np.sin(2 * np.pi * t * (0.01 + 0.003 * np.arange(channels)))).astype(np.int64)
+    return x.astype({8: np.int8, 16: np.int16, 24: np.int32}[bits])
+
+
+def assert_round_trip(model: am.AudioModel, x: np.ndarray, bits: int, budget: int = 4, seed: int = 7) -> np.ndarray:
+    """Push, pop, and check that the same samples and an empty stack come back; returns the words."""
+    enc = Encoder()
+    model_bits = ac.encode_audio(model, x, bits, budget, seed, enc)
+    words = enc.words()
+    dec = Decoder(words)
+    y = ac.decode_audio(model, x.shape[0], x.shape[1], bits, budget, seed, dec)
+    dec.finish()
+    assert y.dtype == x.dtype and np.array_equal(x, y)
+    assert len(words) * 32 <= 1.01 * model_bits + 64   # the coder adds almost nothing to the model's bits
+    return words
+
+
+@pytest.mark.parametrize("bits", [8, 16, 24])
+@pytest.mark.parametrize("channels", [1, 2])
+@pytest.mark.parametrize("frames", [0, 1, 7, 1000])
+def test_round_trip(models, frames, channels, bits):
+    for kind in ("random", "sine"):
+        for arithmetic in ("exact", "float"):
+            assert_round_trip(models[arithmetic], _signal(kind, frames, channels, bits), bits)
+
+
+@pytest.mark.parametrize("arithmetic,kind,channels,bits", [("exact", "sine", 2, 16), ("exact", "random", 1, 24),
+                                                          ("float", "sine", 1, 8)])
+def test_round_trip_over_segments(models, arithmetic, kind, channels, bits):
+    """70000 frames: three segments of 2^15 frames, the last one short."""
+    assert_round_trip(models[arithmetic], _signal(kind, 70000, channels, bits), bits, budget=3)
+
+
+def test_wrong_seed_does_not_decode(models):
+    x = _signal("sine", 300, 1, 16)
+    words = assert_round_trip(models["exact"], x, 16)
+    dec = Decoder(words)
+    try:
+        y = ac.decode_audio(models["exact"], 300, 1, 16, 4, 8, dec)   # another seed: other orders
+        dec.finish()
+        assert not np.array_equal(x, y)
+    except CorruptError:
+        pass
+
+
+def test_padded_24_bit_low_byte_is_almost_free(models):
+    """24-bit files holding 16-bit audio (low byte 0) pay ~nothing for it: the adaptive stage learns."""
+    x16 = _signal("sine", 5000, 1, 16)
+    x24 = x16.astype(np.int32) << 8
+    b16 = len(assert_round_trip(models["exact"], x16, 16)) * 32
+    b24 = len(assert_round_trip(models["exact"], x24, 24)) * 32
+    assert b24 - b16 < 0.05 * 5000
+
+
+def test_digits_invert():
+    for bits in (8, 16, 24):
+        x = _signal("random", 999, 3, bits)
+        d = ac.to_digits(x, bits)
+        assert all(a.shape == (3, 999) and a.min() >= 0 and a.max() <= 255 for a in d)
+        assert np.array_equal(ac.from_digits(d, bits), x)
+
+
+# ---------------------------------------------------------------------------------------- trainer
+def test_trainer_checkpoints_resumes_quantises_and_measures_curves(tmp_path, monkeypatch):
+    from ardmzip import audio_train
+    from ardmzip.data import Clip, save_clips
+
+    rng = np.random.default_rng(0)
+    data = tmp_path / "data"
+    data.mkdir()
+    for split in ("train", "val"):
+        clips = [Clip(f"c{i}", f"c{i}", 8000, (rng.normal(0, 2000, (3000, 1 + i % 2))).astype(np.int16)) for i in range(4)]
+        save_clips(data / f"audio_{split}.npz", {"speech": clips})
+    monkeypatch.setattr(audio_train, "CACHE", tmp_path)
+    threads = torch.get_num_threads()
+    base = dict(run="t", kind="speech", minutes=0.02, batch=2, segment=256, eval_every=1.0, val_segments=4)
+    try:
+        audio_train.train(audio_train.TrainConfig(**base), TINY)
+        log = [json.loads(line) for line in (tmp_path / "runs/t/log.jsonl").read_text().splitlines()]
+        first = log[-1]["step"]
+        assert first > 0 and np.isfinite(log[-1]["val_bits_per_sample"]) and log[-1]["samples_per_s"] > 0
+        audio_train.train(audio_train.TrainConfig(**base, qat=True), TINY)       # resumes, calibrates
+        audio_train.train(audio_train.TrainConfig(**base), TINY)                 # stays quantised
+        ck = torch.load(tmp_path / "runs/t/ckpt.pt")
+        assert "scales" in ck and ck["state"]["step"] > first
+        out = audio_train.measure_curves(audio_train.TrainConfig(**base))
+        assert len(out["loss_curves"]) == 2 and len(out["loss_curves"][0]) == 512
+        model = audio_train.run_model("t")
+    finally:
+        torch.set_num_threads(threads)
+    assert model.arithmetic == "int-exact"
+    assert_round_trip(model, _signal("sine", 500, 1, 16), 16)
