@@ -519,13 +519,23 @@ def float_probabilities(p: torch.Tensor, k: int, stage: int) -> np.ndarray:
 
 
 # ------------------------------------------------------------------------------- integer head
-# exact.py's head rounds each sigmoid argument to 1/64: for scales above ~64 values adjacent bin edges
-# then share an argument, so every other bin gets no mass (measured: ~0.25 bit/variable of KL on
-# random heads, and most low bytes of loud audio have such scales). Here the argument keeps 8 more
-# fractional bits and the sigmoid table (2^-24 units, ±12) is interpolated linearly, in int64.
+# The audio head needs finer CDFs than the image head (a stage-2 bin spans 256 values of a 16-bit
+# mixture): the sigmoid argument is kept in 1/64 with 8 more fractional bits, and the sigmoid table
+# (2^-24 units, ±12) is interpolated linearly, in int64. exact.py's grids for logits, means and
+# log-scales and its exp table are shared; the inverse-scale table is this head's own (1/64 units).
 SIG_BITS = 24              # sigmoid table in units of 2^-24
-SIG_ZMAX = 12 * exact.Z_UNIT
+Z_UNIT = 64                # sigmoid arguments in 1/64 (before the FRAC_BITS extra bits)
+SIG_ZMAX = 12 * Z_UNIT
 FRAC_BITS = 8              # fractional bits of the sigmoid argument kept for interpolation
+
+
+@lru_cache(maxsize=1)
+def inverse_scale_table() -> np.ndarray:
+    """round(2^INV_SHIFT · Z_UNIT · e^(−j/16) / 2040) for log-scales j = LOGS_MIN … LOGS_MAX (int64)."""
+    getcontext().prec = 40
+    return np.array([int((Decimal(2 ** INV_SHIFT * Z_UNIT) * (Decimal(-j) / LOGS_UNIT).exp()
+                          / (Decimal("127.5") * MU_UNIT)).to_integral_value())
+                     for j in range(LOGS_MIN, LOGS_MAX + 1)], dtype=np.int64)
 
 
 @lru_cache(maxsize=1)
@@ -533,7 +543,7 @@ def sigmoid_table() -> np.ndarray:
     """round(2^24 · σ(z / 64)) for z = −12·64 … 12·64, int64, correctly rounded with `decimal`."""
     getcontext().prec = 40
     one = Decimal(1)
-    return np.array([int((one / (one + (Decimal(-z) / exact.Z_UNIT).exp()) * 2 ** SIG_BITS).to_integral_value())
+    return np.array([int((one / (one + (Decimal(-z) / Z_UNIT).exp()) * 2 ** SIG_BITS).to_integral_value())
                      for z in range(-SIG_ZMAX, SIG_ZMAX + 1)], dtype=np.int64)
 
 
@@ -557,7 +567,8 @@ _SPAN2 = 321  # |v − ⌊μ/16⌋| over the 257 edges v = 0 … 256 and μ in [
 def _edge_table() -> tuple[torch.Tensor, torch.Tensor]:
     """_sigma(e − μ) for every (log-scale, μ mod 16, v − ⌊μ/16⌋) with edges e = 16v − 8, laid out so that
     the 257 edges v = 0 … 256 of one component are contiguous: float64 holding integers ≤ 2^24 (13 MB)."""
-    _, inv, ex = exact.tables()
+    _, _, ex = exact.tables()
+    inv = inverse_scale_table()
     m = np.arange(-_SPAN2, _SPAN2 + 1, dtype=np.int64)
     r = np.arange(MU_UNIT, dtype=np.int64)
     d = MU_UNIT * m[None, :] - MU_UNIT // 2 - r[:, None]
@@ -589,7 +600,8 @@ def int_probabilities(q: np.ndarray | torch.Tensor, k: int, stage: int) -> np.nd
 
 def reference_int_probabilities(q: np.ndarray, k: int, stage: int) -> np.ndarray:
     """The readable definition of int_probabilities (numpy int64, one formula, no layout tricks)."""
-    _, inv, ex = exact.tables()
+    _, _, ex = exact.tables()
+    inv = inverse_scale_table()
     q = np.asarray(q, dtype=np.int64)
     logit, mu, logs = q[:, :k], q[:, k:2 * k], q[:, 2 * k:]
     w = ex[np.minimum(logit.max(1, keepdims=True) - logit, EXP_RANGE)]
