@@ -1,9 +1,12 @@
 """compress()/decompress() on arrays and bytes: the one pipeline that the CLI, the tests and the
-benchmarks all call.
+benchmarks all call, for images and audio clips.
 
     blob = compress(png_bytes)                  # or compress(uint8 array), budget=…, model=…
     png_bytes = decompress(blob)                # the original file format, same pixels
     array = decompress_array(blob)              # (H, W) / (H, W, 3) / (H, W, 4) uint8
+    blob = compress(wav_bytes)                  # WAV / FLAC / AIFF bytes: the audio model
+    wav_bytes = decompress(blob)                # same container type, subtype, rate, samples
+    samples = decompress_array(blob)            # (frames, channels) int8 / int16 / int32
 """
 from __future__ import annotations
 
@@ -13,11 +16,13 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
+import soundfile
 
-from . import container, media
+from . import audio, audio_codec, container, media
+from .audio_model import AudioModel
 from .codec import decode_plane, encode_plane, make_plan
 from .coder import Decoder, Encoder
-from .errors import ChecksumMismatchError, CorruptError, UnsupportedInputError
+from .errors import ChecksumMismatchError, CorruptError, ModelError, UnsupportedInputError
 from .registry import Model, default_model_id, find_model, load_model
 from .schedule import expected_bits
 
@@ -30,14 +35,15 @@ class Report:
     file_bytes: int
     payload_bits: int
     model_bits: float      # Σ −log2 p of the coded values under the model (the ideal code length)
-    predicted_bits: float  # what the schedule predicts from the model's loss curve (validation photos)
+    predicted_bits: float  # what the schedule predicts from the model's loss curve (validation data)
     dims: int              # number of coded subpixels / samples
     steps: int             # network calls
     method: str = "ardm"   # what the file stores: "ardm", or the "raw"/"deflate" fallback when smaller
 
     @property
     def bpd(self) -> float:
-        return 8 * self.file_bytes / self.dims
+        """File bits per subpixel (images) or per sample (audio); NaN for a clip of no samples."""
+        return 8 * self.file_bytes / self.dims if self.dims else float("nan")
 
 
 LEVEL_FACTORS = {1: (1, 25), 2: (1, 10), 3: (1, 5), 4: (2, 5), 5: (3, 5), 6: (1, 1), 7: (2, 1), 8: (4, 1), 9: (8, 1)}
@@ -52,8 +58,21 @@ def level_budget(level: int, model: str | None = None, media_kind: str = "image"
     return max(1, _model(model, media_kind).default_budget * num // den)
 
 
-def _model(model: str | None, media_kind: str) -> Model:
-    return load_model(model or default_model_id(media_kind))
+def _model(model: str | None, media_kind: str) -> Model | AudioModel:
+    m = load_model(model or default_model_id(media_kind))
+    if m.media != media_kind:
+        raise ModelError(f"model '{m.id}' is a model for {m.media}, not for {media_kind} (see `ardmzip models`)")
+    return m
+
+
+def _file_model(header: container.Header) -> Model | AudioModel:
+    """The model a model-coded file names: its weights, media and arithmetic must be the file's."""
+    m = find_model(header.model_id, header.model_hash)
+    if m.media != header.media:
+        raise ModelError(f"file holds {header.media} but names model '{m.id}', a model for {m.media}")
+    if m.arithmetic != header.arithmetic:
+        raise CorruptError(f"file says arithmetic {header.arithmetic}, but model {m.id} is {m.arithmetic}")
+    return m
 
 
 def _samples(img: media.Image) -> np.ndarray:
@@ -98,20 +117,26 @@ def compress_image(img: media.Image, *, budget: int | None = None, model: str | 
                               model_hash=m.hash_prefix, budget=budget, seed=seed,
                               shape=shape, meta=_stored_meta(img.meta, shape),
                               content_hash=container.content_hash(samples))
-    candidates = [("ardm", enc.words()), *(_stored_payloads(samples) if fallback else [])]
-    method, words = min(candidates, key=lambda c: len(c[1]))
-    if method != "ardm":  # never lose to the trivial: the samples stored, or deflated
-        header = dataclasses.replace(header, method=method, model_id="", model_hash=bytes(4), budget=0, seed=0)
-    blob = container.pack(header, words)
+    candidates = [("ardm", enc.words()), *(_stored_payloads(samples.tobytes()) if fallback else [])]
+    blob, method, words = _pack_smallest(header, candidates)
     return blob, Report(len(blob), 32 * len(words), model_bits, predicted, samples.size, total, method)
+
+
+def _pack_smallest(header: container.Header, candidates: list[tuple[str, np.ndarray]]
+                   ) -> tuple[bytes, str, np.ndarray]:
+    """The file of the candidate payload with the fewest words (the first among equals): never lose to
+    the trivial, the samples stored or deflated. Returns (file, method, words)."""
+    method, words = min(candidates, key=lambda c: len(c[1]))
+    if method != "ardm":
+        header = dataclasses.replace(header, method=method, model_id="", model_hash=bytes(4), budget=0, seed=0)
+    return container.pack(header, words), method, words
 
 
 def _words(data: bytes) -> np.ndarray:
     return np.frombuffer(data + bytes(-len(data) % 4), dtype="<u4").astype(np.uint32)
 
 
-def _stored_payloads(samples: np.ndarray) -> list[tuple[str, np.ndarray]]:
-    raw = samples.tobytes()
+def _stored_payloads(raw: bytes) -> list[tuple[str, np.ndarray]]:
     return [("raw", _words(raw)), ("deflate", _words(zlib.compress(raw, 9)))]
 
 
@@ -194,6 +219,11 @@ def decompress_image(blob: bytes, *, progress: Callable[[int, int], None] | None
     header, words = container.unpack(blob)
     if header.media != "image":
         raise UnsupportedInputError(f"file holds {header.media}, not an image")
+    return _decode_image(header, words, progress)
+
+
+def _decode_image(header: container.Header, words: np.ndarray,
+                  progress: Callable[[int, int], None] | None) -> media.Image:
     _check_header(header)
     shapes = _plane_shapes(header)
     if header.method in container.STORED_METHODS:
@@ -201,9 +231,7 @@ def decompress_image(blob: bytes, *, progress: Callable[[int, int], None] | None
         planes = np.split(_unstore(header.method, words, sum(sizes)), np.cumsum(sizes)[:-1])
         return _checked(media.Image([p.reshape(s) for p, s in zip(planes, shapes)],
                                     _full_meta(header.meta, header.shape)), header)
-    m = find_model(header.model_id, header.model_hash)
-    if m.arithmetic != header.arithmetic:
-        raise CorruptError(f"file says arithmetic {header.arithmetic}, but model {m.id} is {m.arithmetic}")
+    m = _file_model(header)
     plans = [make_plan(m, s, header.budget, header.seed) for s in shapes]
     tick = _step_counter(sum(pl.steps for pl in plans), progress)
     dec = Decoder(words)
@@ -219,22 +247,223 @@ def _checked(img: media.Image, header: container.Header) -> media.Image:
     return img
 
 
+# -------------------------------------------------------------------------------------------- audio
+# Dims of an audio file: (frames, channels); a clip of no frames is (channels,), as no dimension is 0.
+# Meta: audio.read_audio's, less what the shape implies (channels) and the defaults below.
+AUDIO_DEFAULTS = {"format": "WAV", "subtype": "PCM_16"}
+MAX_CHANNELS = 1024  # libsndfile's limit
+MAX_SAMPLERATE = (1 << 31) - 1
+ENDIANS = ("LITTLE", "BIG")  # meta "endian", when not the container's default
+
+
+def audio_dims(shape: tuple[int, ...]) -> tuple[int, int]:
+    """(frames, channels) of an audio file's Dims."""
+    return (shape[0], shape[1]) if len(shape) == 2 else (0, shape[0])
+
+
+def _audio_shape(samples: np.ndarray) -> tuple[int, ...]:
+    frames, channels = samples.shape
+    return (frames, channels) if frames else (channels,)
+
+
+def _stored_audio_meta(meta: dict) -> dict:
+    implied = {**AUDIO_DEFAULTS, "channels": meta["channels"]}
+    return {k: v for k, v in meta.items() if implied.get(k, object()) != v}
+
+
+def _audio_meta_problem(meta: dict, channels: int) -> str | None:
+    """Why a complete audio meta cannot describe a clip of `channels` channels that write_audio writes
+    back, or None. The writer and the reader refuse the same."""
+    fmt, subtype, rate, endian = meta.get("format"), meta.get("subtype"), meta.get("samplerate"), meta.get("endian")
+    tags, dropped = meta.get("tags", {}), meta.get("dropped", [])
+    if not isinstance(fmt, str) or fmt not in audio.FORMATS:
+        return f"format {fmt!r} is not one of {', '.join(audio.FORMATS)}"
+    if not isinstance(subtype, str) or subtype not in audio.BITS:
+        return f"subtype {subtype!r} is not one of {', '.join(audio.BITS)}"
+    if isinstance(rate, bool) or not isinstance(rate, int) or not 1 <= rate <= MAX_SAMPLERATE:
+        return f"samplerate {rate!r} is not an integer in 1..{MAX_SAMPLERATE}"
+    if type(meta.get("channels")) is not int or meta["channels"] != channels:
+        return f"channels {meta.get('channels')!r} disagrees with the {channels} channels of the shape"
+    if endian is not None and (not isinstance(endian, str) or endian not in ENDIANS):
+        return f"endian {endian!r} is not one of {', '.join(ENDIANS)}"
+    if not soundfile.check_format(fmt, subtype, endian or "FILE"):
+        return f"a {fmt} file cannot hold {subtype} samples{f' ({endian} endian)' if endian else ''}"
+    if not isinstance(tags, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in tags.items()):
+        return "tags must map names to text"
+    if not isinstance(dropped, list) or not all(isinstance(d, str) for d in dropped):
+        return "dropped must be a list of names"
+    return None
+
+
+def _audio_meta(header: container.Header) -> dict:
+    """The complete meta of an audio header, after refusing a header that no writer makes (shape,
+    limits, budget, meta), before anything is allocated for it."""
+    shape = header.shape
+    if len(shape) not in (1, 2):
+        raise CorruptError(f"file is corrupt: {shape} is not an audio shape (frames, channels), or (channels,) "
+                           "for a clip of no frames")
+    frames, channels = audio_dims(shape)
+    if channels > MAX_CHANNELS:
+        raise CorruptError(f"file is corrupt: {channels} channels, at most {MAX_CHANNELS} are supported")
+    if frames * channels > audio.MAX_SAMPLES:
+        raise CorruptError(f"file is corrupt or too large: it declares {frames} frames x {channels} channels, "
+                           f"at most {audio.MAX_SAMPLES} samples are supported")
+    if header.method == "ardm" and header.budget < 1:
+        raise CorruptError(f"file is corrupt: budget {header.budget} (at least 1 network call)")
+    meta = {**AUDIO_DEFAULTS, "channels": channels, **header.meta}
+    problem = _audio_meta_problem(meta, channels)
+    if problem:
+        raise CorruptError(f"file is corrupt: audio meta: {problem}")
+    return meta
+
+
+def _sample_bytes(samples: np.ndarray, bits: int) -> bytes:
+    """The raw/deflate payload of a clip: samples in C order (frame by frame, channels interleaved), each
+    as bits/8 bytes of little-endian two's complement."""
+    b = np.ascontiguousarray(samples, dtype="<i4").reshape(-1, 1).view(np.uint8)
+    return b[:, :bits // 8].tobytes()
+
+
+def _samples_of_bytes(data: np.ndarray, frames: int, channels: int, bits: int) -> np.ndarray:
+    """Inverse of _sample_bytes: (frames, channels) samples of audio.DTYPES[bits]."""
+    b = data.reshape(-1, bits // 8).astype(np.int64)
+    u = (b << (8 * np.arange(bits // 8))).sum(1)
+    x = u - ((u >> (bits - 1)) << bits)  # two's complement
+    return x.astype(audio.DTYPES[bits]).reshape(frames, channels)
+
+
+def _check_clip(clip: audio.Audio) -> int:
+    """The bits of a clip's samples; UnsupportedInputError unless samples and meta can be coded."""
+    s, meta = clip.samples, clip.meta
+    subtype = meta.get("subtype")
+    bits = audio.BITS.get(subtype) if isinstance(subtype, str) else None
+    if bits is None or not isinstance(s, np.ndarray) or s.ndim != 2 or s.dtype != audio.DTYPES[bits]:
+        raise UnsupportedInputError(f"cannot code a clip of {getattr(s, 'dtype', type(s).__name__)} samples of shape "
+                                    f"{getattr(s, 'shape', '?')} as subtype {meta.get('subtype')!r}; pass samples "
+                                    "(frames, channels) of int8, int16 or int32 for 8-, 16- or 24-bit subtypes")
+    if not 1 <= s.shape[1] <= MAX_CHANNELS or s.size > audio.MAX_SAMPLES:
+        raise UnsupportedInputError(f"cannot code a clip of shape {s.shape}: 1..{MAX_CHANNELS} channels and at "
+                                    f"most {audio.MAX_SAMPLES} samples")
+    problem = _audio_meta_problem(meta, s.shape[1])
+    if problem:
+        raise UnsupportedInputError(f"cannot code this clip: {problem}")
+    if bits == 24 and s.size and (s.min() < -(1 << 23) or s.max() >= 1 << 23):
+        raise UnsupportedInputError("24-bit samples must lie in [-8388608, 8388607]")
+    return bits
+
+
+def compress_audio(clip: audio.Audio, *, budget: int | None = None, model: str | None = None,
+                   seed: int = DEFAULT_SEED, progress: Callable[[int, int], None] | None = None,
+                   fallback: bool = True) -> tuple[bytes, Report]:
+    """Code a clip's samples (frames, channels) with the audio model; returns the .ardm bytes and a Report.
+
+    `budget` is the number of network calls per net-coded stage of each segment (audio_codec.py).
+    With `fallback` (the default) the file stores the samples raw or deflated instead whenever that is
+    smaller than the model's code; a clip of no frames is always stored (there is nothing to code).
+    """
+    m = _model(model, "audio")
+    budget = m.default_budget if budget is None else budget
+    if budget < 1:
+        raise UnsupportedInputError(f"budget must be at least 1 network call (got {budget})")
+    bits = _check_clip(clip)
+    samples = clip.samples
+    frames, channels = samples.shape
+    total, predicted = audio_codec.schedule_cost(m, frames, channels, bits, budget)
+    enc = Encoder()
+    model_bits = audio_codec.encode_audio(m, samples, bits, budget, seed, enc, _step_counter(total, progress))
+    header = container.Header(media="audio", method="ardm", arithmetic=m.arithmetic, model_id=m.id,
+                              model_hash=m.hash_prefix, budget=budget, seed=seed, shape=_audio_shape(samples),
+                              meta=_stored_audio_meta(clip.meta), content_hash=container.content_hash(samples))
+    stored = _stored_payloads(_sample_bytes(samples, bits))
+    candidates = stored[:1] if not samples.size else [("ardm", enc.words()), *(stored if fallback else [])]
+    blob, method, words = _pack_smallest(header, candidates)
+    return blob, Report(len(blob), 32 * len(words), model_bits, predicted, samples.size, total, method)
+
+
+def decompress_audio(blob: bytes, *, progress: Callable[[int, int], None] | None = None) -> audio.Audio:
+    """Inverse of compress_audio: the samples and meta (audio.write_audio writes the file); verifies the
+    content checksum."""
+    header, words = container.unpack(blob)
+    if header.media != "audio":
+        raise UnsupportedInputError(f"file holds {header.media}, not audio")
+    return _decode_audio(header, words, progress)
+
+
+def _decode_audio(header: container.Header, words: np.ndarray,
+                  progress: Callable[[int, int], None] | None) -> audio.Audio:
+    meta = _audio_meta(header)
+    frames, channels = audio_dims(header.shape)
+    bits = audio.BITS[meta["subtype"]]
+    if header.method in container.STORED_METHODS:
+        data = _unstore(header.method, words, frames * channels * (bits // 8))
+        samples = _samples_of_bytes(data, frames, channels, bits)
+    else:
+        m = _file_model(header)
+        total, _ = audio_codec.schedule_cost(m, frames, channels, bits, header.budget)
+        dec = Decoder(words)
+        samples = audio_codec.decode_audio(m, frames, channels, bits, header.budget, header.seed, dec,
+                                           _step_counter(total, progress))
+        dec.finish()
+    if container.content_hash(samples) != header.content_hash:
+        raise ChecksumMismatchError("decoded samples do not match the checksum of the original: "
+                                    "the file is corrupt or this machine computes the model differently")
+    return audio.Audio(samples, meta)
+
+
+def _write_audio(clip: audio.Audio) -> bytes:
+    """The audio file of a decoded clip; a meta that libsndfile cannot write is a corrupt file."""
+    try:
+        return audio.write_audio(clip)
+    except (soundfile.SoundFileError, ValueError, TypeError) as e:
+        raise CorruptError(f"file is corrupt: cannot write its {clip.meta['format']} {clip.meta['subtype']} "
+                           f"audio ({e})") from None
+
+
+# ------------------------------------------------------------------------------- either media
 def read_info(blob: bytes) -> container.Header:
-    """The header of an .ardm file with its meta completed (mode, format, size), for `ardmzip info`."""
+    """The header of an .ardm file with its meta completed, for `ardmzip info`: for images mode,
+    format and size; for audio format, subtype, samplerate and channels (checked as a decoder would)."""
     h = container.read_header(blob)
+    if h.media == "audio":
+        return dataclasses.replace(h, meta=_audio_meta(h))
+    _check_header(h)  # as the decoder does (a 1-D "image" has no implied meta)
     return dataclasses.replace(h, meta=_full_meta(h.meta, h.shape))
 
 
+def read_media(data: bytes, name: str = "<input>") -> media.Image | audio.Audio:
+    """What a file's bytes hold, ready to code: an Audio for WAV/FLAC/AIFF bytes, else an Image."""
+    return audio.read_audio(data, name) if audio.looks_like_audio(data) else media.read_image(data, name)
+
+
+def compress_media(item: media.Image | audio.Audio, **kw) -> tuple[bytes, Report]:
+    """compress_audio for an Audio, compress_image for an Image."""
+    return compress_audio(item, **kw) if isinstance(item, audio.Audio) else compress_image(item, **kw)
+
+
+def decode(blob: bytes, *, progress: Callable[[int, int], None] | None = None) -> media.Image | audio.Audio:
+    """The Image or Audio an .ardm file holds, its content checksum verified."""
+    header, words = container.unpack(blob)
+    if header.media == "audio":
+        return _decode_audio(header, words, progress)
+    return _decode_image(header, words, progress)
+
+
 def compress(data: bytes | np.ndarray, *, name: str = "<input>", **kw) -> bytes:
-    """Image file bytes (PNG, BMP, TIFF, …) or a uint8 array -> .ardm bytes."""
-    img = media.image_from_array(data) if isinstance(data, np.ndarray) else media.read_image(data, name)
-    return compress_image(img, **kw)[0]
+    """Image file bytes (PNG, BMP, TIFF, …), audio file bytes (WAV, FLAC, AIFF) or a uint8 image array
+    -> .ardm bytes."""
+    item = media.image_from_array(data) if isinstance(data, np.ndarray) else read_media(data, name)
+    return compress_media(item, **kw)[0]
 
 
 def decompress(blob: bytes, **kw) -> bytes:
-    """.ardm bytes -> image file bytes in the original format (PNG where it cannot be written losslessly)."""
-    return media.write_image(decompress_image(blob, **kw))
+    """.ardm bytes -> the file: an image in its original format (PNG where it cannot be written
+    losslessly), or audio in its original container type and subtype."""
+    item = decode(blob, **kw)
+    return _write_audio(item) if isinstance(item, audio.Audio) else media.write_image(item)
 
 
 def decompress_array(blob: bytes, **kw) -> np.ndarray:
-    return media.image_to_array(decompress_image(blob, **kw))
+    """An image's pixels ((H, W) / (H, W, C) uint8) or a clip's samples ((frames, channels) int8 /
+    int16 / int32)."""
+    item = decode(blob, **kw)
+    return item.samples if isinstance(item, audio.Audio) else media.image_to_array(item)

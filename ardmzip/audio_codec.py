@@ -33,7 +33,7 @@ from .ardm import order
 from .audio_model import AudioModel, features
 from .coder import Decoder, Encoder
 from .codec import fixed_threads
-from .schedule import step_boundaries
+from .schedule import expected_bits, step_boundaries
 
 SEGMENT = 1 << 15       # frames per independently coded segment
 CHUNK = 4096            # variables per push / pop
@@ -79,6 +79,19 @@ def _steps(model: AudioModel, stage: int, n_vars: int, budget: int, seed: int, s
     bounds = step_boundaries(model.curves[stage - 1], n_vars, budget)
     for i in range(len(bounds) - 1):
         yield int(bounds[i]), sigma[bounds[i]:bounds[i + 1]]
+
+
+def schedule_cost(model: AudioModel, frames: int, channels: int, bits: int, budget: int) -> tuple[int, float]:
+    """(network calls, predicted bits) of a clip: Σ over segments and net-coded stages of the stage's
+    steps, and of the bits its loss curve predicts for them (the 24-bit adaptive low byte not included)."""
+    calls, predicted = 0, 0.0
+    for seg in segments(frames):
+        n = (seg.stop - seg.start) * channels
+        for stage in range(1, BITS_STAGES[bits] + 1):
+            bounds = step_boundaries(model.curves[stage - 1], n, budget)
+            calls += len(bounds) - 1
+            predicted += expected_bits(model.curves[stage - 1], bounds, n)
+    return calls, predicted
 
 
 def _step_params(model: AudioModel, stage: int, hi: np.ndarray, lo: np.ndarray, known: np.ndarray, start: int,

@@ -27,7 +27,7 @@ dimension-agnostic (Conv1d or Conv2d), a candidate generalisation of exact.py's.
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from decimal import Decimal, getcontext
 from functools import lru_cache
 
@@ -409,6 +409,7 @@ class ExactAudioNet:
 
     def __init__(self, cfg: AudioNetConfig, blob: dict):
         self.cfg = cfg
+        self.blob = blob  # what export_int made: the integers a model file stores
         self.skeleton = AudioNet(cfg)  # topology only (names, strides); its float weights are unused
         self.scales = {k: float(v) for k, v in blob["scales"].items()}
         mods = dict(self.skeleton.named_modules())
@@ -668,10 +669,18 @@ class AudioModel:
     exact: ExactAudioNet | None = None
     default_budget: int = 20
     id: str = "local"
+    sha256: str = ""                                   # of the weights file, for a shipped model
+    info: dict = field(default_factory=dict, repr=False)  # its manifest entry
+
+    media = "audio"
 
     @property
     def arithmetic(self) -> str:
         return "int-exact" if self.exact is not None else "float32"
+
+    @property
+    def hash_prefix(self) -> bytes:
+        return bytes.fromhex(self.sha256[:8])  # the 4-byte prefix stored in .ardm files
 
     @torch.inference_mode()
     def params(self, inp: torch.Tensor) -> torch.Tensor:

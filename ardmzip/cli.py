@@ -250,6 +250,25 @@ def _dims(shape: tuple[int, ...]) -> int:
     return n
 
 
+def _rate(h, nbytes: int) -> str:
+    """nbytes in bits per coded value: per subpixel ("bits/dim") for images, per sample for audio."""
+    if h.media == "audio":
+        frames, channels = _api().audio_dims(h.shape)
+        n, unit = frames * channels, "bits/sample"
+    else:
+        n, unit = _dims(h.shape), "bits/dim"
+    return f"{8 * nbytes / n:.3f} {unit}" if n else f"- {unit}"
+
+
+def _same_content(a, b) -> bool:
+    """Whether a decoded Image or Audio holds exactly the samples of the one that was coded."""
+    if hasattr(a, "samples"):
+        return (hasattr(b, "samples") and a.samples.dtype == b.samples.dtype
+                and a.samples.shape == b.samples.shape and (a.samples == b.samples).all())
+    return len(a.planes) == len(b.planes) and all(
+        x.shape == y.shape and (x == y).all() for x, y in zip(a.planes, b.planes))
+
+
 def _percent(part: int, whole: int) -> str:
     return f"{100 * part / whole:.2f}%" if whole else "-"
 
@@ -264,7 +283,7 @@ def _how(h, detail: bool = False) -> str:
 
 
 def _rm_loses(meta: dict) -> str:
-    """What deleting the input would lose beyond the pixels ("" when nothing): --rm then keeps it."""
+    """What deleting the input would lose beyond the pixels or samples ("" when nothing): --rm then keeps it."""
     lost = [f"the {meta['source_format']} file (decompression gives a {meta['format']} of the same pixels)"
             ] if "source_format" in meta else []
     lost += [str(d) for d in meta.get("dropped") or []]
@@ -279,10 +298,10 @@ _OPTIONS = {
                            help="Write to standard output, keep nothing on disk."),
     "rm": click.option("--rm", "rm", is_flag=True,
                        help="Remove each input once its output is written (compress: and decoded back "
-                            "to the same pixels). Never on failure, never for stdin; not with -c."),
+                            "to the same pixels or samples). Never on failure, never for stdin; not with -c."),
     "quiet": click.option("-q", "--quiet", is_flag=True, help="No progress bar, summary lines or warnings."),
     "verbose": click.option("-v", "--verbose", is_flag=True,
-                            help="Per file: sizes, ratio, bits per dimension, model and budget, seconds."),
+                            help="Per file: sizes, ratio, bits per dimension or sample, model and budget, seconds."),
 }
 
 
@@ -297,13 +316,14 @@ def _options(*names: str):
 @click.group(cls=_Cli, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="ardmzip")
 def main() -> None:
-    """Neural lossless compression of images with Autoregressive Diffusion Models.
+    """Neural lossless compression of images and audio clips with Autoregressive Diffusion Models.
 
     \b
       ardmzip compress photo.png          writes photo.png.ardm (keeps photo.png)
+      ardmzip compress clip.wav           writes clip.wav.ardm (WAV, FLAC, AIFF: 8/16/24-bit PCM)
       ardmzip decompress photo.png.ardm   writes photo.png (refuses to overwrite without -f)
       ardmzip test photo.png.ardm         decodes and verifies, writes nothing
-      ardmzip info photo.png.ardm         model, budget, shape, size, bits per dimension
+      ardmzip info photo.png.ardm         model, budget, shape, size, bits per dimension or sample
 
     Exit status: 0 if every file succeeded, 1 if any failed (the others are still done), 2 for a
     usage error, 130 if interrupted (Ctrl-C or SIGTERM: no partial output is left). See
@@ -331,23 +351,23 @@ LEVEL_HELP = {1: "Level 1, fastest: d/25 network calls, where d is the model's d
               9: "Level 9, smallest and slowest: 8d."}
 
 
-@main.command(short_help="Compress images to FILE.ardm.")
+@main.command(short_help="Compress images and audio clips to FILE.ardm.")
 @click.argument("files", nargs=-1, required=True)
 @click.option("-b", "--budget", type=click.IntRange(min=1), default=None,
-              help="Network calls per plane (steps of the schedule); more is smaller and slower. "
-                   "Default: the model's, chosen on validation data.")
+              help="Network calls per image plane, or per stage of each audio segment (steps of the "
+                   "schedule); more is smaller and slower. Default: the model's, chosen on validation data.")
 @_level_options
 @click.option("-m", "--model", "model", default=None, metavar="ID",
-              help="Model id (see `ardmzip models`); default: the default image model.")
+              help="Model id (see `ardmzip models`); default: the default model for the input's media "
+                   "(image or audio).")
 @_options("out", "force", "stdout", "rm", "quiet", "verbose")
 def compress(files, budget, level, model, out, force, stdout, rm, quiet, verbose):
-    """Compress image FILES (PNG, BMP, TIFF, PPM, GIF, WebP, JPEG; `-` = stdin) to FILE.ardm."""
+    """Compress images and audio clips FILES (`-` = stdin) to FILE.ardm: images PNG, BMP, TIFF, PPM, GIF,
+    WebP, JPEG; audio WAV, FLAC, AIFF with 8-, 16- or 24-bit PCM samples."""
     _check_usage(files, out, stdout, rm, quiet, verbose)
     if level is not None and budget is not None:
         raise click.UsageError("use either a level -1 … -9 or -b/--budget", click.get_current_context())
     api = _api()
-    if level is not None:
-        budget = api.level_budget(level, model)
 
     def work(name: str) -> str:
         t0 = time.perf_counter()
@@ -357,19 +377,19 @@ def compress(files, budget, level, model, out, force, stdout, rm, quiet, verbose
             raise Failed(f"{_shown(name)}: refusing to write compressed data to a terminal "
                          f"(use -o FILE or redirect; -f to force)")
         data = _read(name)
-        img = api.media.read_image(data, _shown(name))
+        item = api.read_media(data, _shown(name))
+        kind = "audio" if isinstance(item, api.audio.Audio) else "image"
+        calls = budget if level is None else api.level_budget(level, model, kind)
         tick, close = _progress(f"compress {_shown(name)}", quiet or stdout)
         try:
-            blob, rep = api.compress_image(img, budget=budget, model=model, progress=tick)
+            blob, rep = api.compress_media(item, budget=calls, model=model, progress=tick)
         finally:
             close()
         remove = rm and name != "-"
-        if remove:  # the input is about to go: decode the output first, as decompress will
-            back = api.decompress_image(blob)
-            if len(back.planes) != len(img.planes) or any(
-                    a.shape != b.shape or (a != b).any() for a, b in zip(back.planes, img.planes)):
-                raise Failed(f"{name}: decoding the output does not give back the input's pixels; "
-                             f"nothing written, input kept (please report this bug)")
+        if remove and not _same_content(api.decode(blob), item):  # decode the output first, as decompress will
+            what = "samples" if kind == "audio" else "pixels"
+            raise Failed(f"{name}: decoding the output does not give back the input's {what}; "
+                         f"nothing written, input kept (please report this bug)")
         h = api.read_info(blob)
         kept = remove and _rm_loses(h.meta)
         where = _emit(blob, target, force, name)
@@ -380,8 +400,8 @@ def compress(files, budget, level, model, out, force, stdout, rm, quiet, verbose
                        f"delete it yourself if you do not need it", err=True)
         line = f"{_shown(name)} -> {where}: {len(data)} -> {len(blob)} bytes"
         if not verbose:
-            return f"{line}, {rep.bpd:.3f} bits/dim, {rep.steps} network calls"
-        return (f"{line} ({_percent(len(blob), len(data))}), {rep.bpd:.3f} bits/dim, {_how(h)}, "
+            return f"{line}, {_rate(h, len(blob))}, {rep.steps} network calls"
+        return (f"{line} ({_percent(len(blob), len(data))}), {_rate(h, len(blob))}, {_how(h)}, "
                 f"{rep.steps} network calls, {time.perf_counter() - t0:.2f} s"
                 + (", verified, input removed" if remove and not kept else ""))
 
@@ -389,29 +409,30 @@ def compress(files, budget, level, model, out, force, stdout, rm, quiet, verbose
 
 
 def _test_one(api, name: str, quiet: bool, verbose: bool) -> str:
-    """Decode one .ardm file and verify the pixel checksum, writing nothing."""
+    """Decode one .ardm file and verify the content checksum, writing nothing."""
     t0 = time.perf_counter()
     blob = _read(name)
     tick, close = _progress(f"test {_shown(name)}", quiet)
     try:
-        api.decompress_image(blob, progress=tick)
+        api.decode(blob, progress=tick)
     finally:
         close()
     if not verbose:
         return f"{_shown(name)}: OK"
     h = api.read_info(blob)
-    return (f"{_shown(name)}: OK, {len(blob)} bytes, {8 * len(blob) / _dims(h.shape):.3f} bits/dim, "
+    return (f"{_shown(name)}: OK, {len(blob)} bytes, {_rate(h, len(blob))}, "
             f"{_how(h)}, {time.perf_counter() - t0:.2f} s")
 
 
 @main.command(short_help="Decompress FILE.ardm to FILE.")
 @click.argument("files", nargs=-1, required=True)
 @click.option("-t", "--test", "test", is_flag=True,
-              help="Decode and verify the pixel checksum, write nothing (same as `ardmzip test`).")
+              help="Decode and verify the content checksum, write nothing (same as `ardmzip test`).")
 @_options("out", "force", "stdout", "rm", "quiet", "verbose")
 def decompress(files, test, out, force, stdout, rm, quiet, verbose):
     """Decompress FILE.ardm (`-` = stdin) to FILE: the original image format, or PNG if that format is
-    lossy (photo.jpg.ardm -> photo.png)."""
+    lossy (photo.jpg.ardm -> photo.png); audio in its original container type, subtype, sample rate
+    and channels."""
     _check_usage(files, out, stdout, rm, quiet, verbose, test)
     api = _api()
     if test:
@@ -438,7 +459,7 @@ def decompress(files, test, out, force, stdout, rm, quiet, verbose):
         if not verbose:
             return f"{_shown(name)} -> {where}"
         return (f"{_shown(name)} -> {where}: {len(blob)} -> {len(data)} bytes ({_percent(len(blob), len(data))}), "
-                f"{8 * len(blob) / _dims(h.shape):.3f} bits/dim, {_how(h)}, {time.perf_counter() - t0:.2f} s"
+                f"{_rate(h, len(blob))}, {_how(h)}, {time.perf_counter() - t0:.2f} s"
                 + (", input removed" if remove else ""))
 
     _run_each(files, work, quiet)
@@ -448,7 +469,7 @@ def decompress(files, test, out, force, stdout, rm, quiet, verbose):
 @click.argument("files", nargs=-1, required=True)
 @_options("quiet", "verbose")
 def test_(files, quiet, verbose):
-    """Decode .ardm FILES (`-` = stdin) and verify the pixel checksum, writing nothing (also
+    """Decode .ardm FILES (`-` = stdin) and verify the content checksum, writing nothing (also
     `ardmzip decompress -t`)."""
     _check_usage(files, None, False, False, quiet, verbose)
     api = _api()
@@ -458,16 +479,21 @@ def test_(files, quiet, verbose):
 @main.command(short_help="Show what .ardm files hold.")
 @click.argument("files", nargs=-1, required=True)
 def info(files):
-    """Show model, budget, media, shape, size and bits per dimension of .ardm FILES, and what of the
-    original's metadata they do not keep."""
+    """Show model, budget, media, shape, size and bits per dimension (images) or per sample (audio:
+    frames, channels, sample rate, bits) of .ardm FILES, and what of the original's metadata they do not
+    keep."""
     api = _api()
 
     def work(name: str) -> str:
         blob = _read(name)
         h = api.read_info(blob)
-        click.echo(f"{_shown(name)}: {h.media} {h.meta.get('mode', '')} {'x'.join(map(str, h.shape))} "
-                   f"({h.meta.get('format', '?')}), {_how(h, detail=True)}, {len(blob)} bytes, "
-                   f"{8 * len(blob) / _dims(h.shape):.3f} bits/dim"
+        if h.media == "audio":
+            frames, channels = api.audio_dims(h.shape)
+            what = (f"audio {h.meta['format']} {h.meta['subtype']}, {frames} frames x {channels} channels, "
+                    f"{h.meta['samplerate']} Hz, {api.audio.BITS[h.meta['subtype']]} bits")
+        else:
+            what = f"{h.media} {h.meta.get('mode', '')} {'x'.join(map(str, h.shape))} ({h.meta.get('format', '?')})"
+        click.echo(f"{_shown(name)}: {what}, {_how(h, detail=True)}, {len(blob)} bytes, {_rate(h, len(blob))}"
                    + (f"; {note}" if (note := api.media.preserved_note(h.meta)) else ""))
         return ""
 
@@ -476,15 +502,18 @@ def info(files):
 
 @main.command(short_help="List the shipped models.")
 def models():
-    """List the shipped models: id, media, kind, parameters, default budget, validation bound."""
+    """List the shipped models, image and audio: id, media, kind, parameters, default budget, validation
+    bound (bits per dimension on 32×32 crops, or bits per sample)."""
     from .registry import list_models, manifest
 
     defaults = manifest().get("defaults", {})
     for mid, e in list_models().items():
         mark = " (default)" if defaults.get(e["media"]) == mid else ""
         v = e.get("validation", {})
+        bound = (f"{v.get('bound_bits_per_sample', '?')} bits/sample" if e["media"] == "audio"
+                 else f"{v.get('bound_bpd_32x32', '?')} bpd")
         click.echo(f"{mid}{mark}: {e['media']}, {e['kind']}, {e['parameters']} parameters, "
-                   f"default budget {e['default_budget']}, validation bound {v.get('bound_bpd_32x32', '?')} bpd")
+                   f"default budget {e['default_budget']}, validation bound {bound}")
 
 
 if __name__ == "__main__":

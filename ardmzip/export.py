@@ -1,10 +1,12 @@
 """Turn a training checkpoint into a shipped model: weights in models/, an entry in the manifest.
 
     python -m ardmzip.export --run img1 --id ardm-img-v1 [--budget 50]
+    python -m ardmzip.export --audio --run aud1 --id aud1 [--budget 20]     # an audio_train run
 
-Measures on the validation photos (never the evaluation set): the per-step loss curve L on the grid
-of revealed fractions (the schedule is built from it), the bound in bpd, and the bpd the schedule
-predicts at several budgets. Refuses to overwrite a released id.
+Measures on the validation data (never the evaluation set): the per-step loss curve L on the grid
+of revealed fractions (the schedule is built from it; audio: one curve per stage), the bound in bpd
+(audio: bits per sample), and what the schedule predicts at several budgets; the default budget is the
+smallest within 2% of the prediction at 500 network calls. Refuses to overwrite a released id.
 """
 from __future__ import annotations
 
@@ -26,6 +28,90 @@ from .schedule import expected_bits, step_boundaries
 from .train import fixed_crops
 
 REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
+BUDGETS = (1, 2, 5, 10, 20, 25, 50, 100, 200, 500)  # predicted at export; the last is the reference
+
+
+def choose_budget(predicted: dict[int, float]) -> int:
+    """The default budget: the fewest network calls whose prediction is within 2% of the largest budget's."""
+    return min(b for b, v in predicted.items() if v <= 1.02 * predicted[BUDGETS[-1]])
+
+
+def _read_manifest(models: Path, model_id: str) -> dict:
+    path = models / "manifest.json"
+    manifest = json.loads(path.read_text()) if path.exists() else {"models": {}, "defaults": {}}
+    if model_id in manifest["models"]:
+        raise SystemExit(f"model id {model_id} is already released: a new model needs a new id")
+    return manifest
+
+
+def _ship(models: Path, model_id: str, payload: dict, log: Path) -> tuple[str, str]:
+    """Write models/ID.pt (atomically) and copy the run's log to models/logs/ID.jsonl; (file, SHA-256)."""
+    file = f"{model_id}.pt"
+    tmp = models / (file + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(models / file)
+    (models / "logs").mkdir(exist_ok=True)
+    shutil.copy(log, models / "logs" / f"{model_id}.jsonl")
+    return file, hashlib.sha256((models / file).read_bytes()).hexdigest()
+
+
+def _add_entry(models: Path, manifest: dict, model_id: str, entry: dict) -> None:
+    manifest["models"][model_id] = entry
+    manifest.setdefault("defaults", {}).setdefault(entry["media"], model_id)
+    (models / "manifest.json").write_text(json.dumps(manifest, indent=1) + "\n")
+    size = (models / entry["file"]).stat().st_size
+    print(f"wrote {models / entry['file']} ({size / 1e6:.2f} MB, sha256 {entry['sha256'][:16]}…)")
+
+
+def export_audio(run: str, model_id: str, *, budget: int | None = None, threads: int = 2,
+                 models: Path = REPO_MODELS) -> dict:
+    """Ship an audio_train run as model `model_id`: models/ID.pt holding {"exact": export_int(...)} (a
+    --qat run's quantised net; a float run calibrated on its validation segments, without fine-tuning),
+    and a manifest entry (media "audio") with the per-stage loss curves measured on the validation
+    segments, the default budget chosen from them, and the training log. Returns the entry."""
+    from . import audio_train  # its CACHE is read at call time (tests point it elsewhere)
+    from .audio_codec import BITS_STAGES, SEGMENT
+
+    manifest = _read_manifest(models, model_id)
+    run_dir = audio_train.CACHE / "runs" / run
+    ck = torch.load(run_dir / "ckpt.pt")
+    tc = audio_train.TrainConfig(**{**ck["train_config"], "threads": threads})
+    measured = audio_train.measure_curves(tc)  # writes the run's curves.json, which run_model reads
+    model = audio_train.run_model(run, exact=True)
+    curves = measured["loss_curves"]
+    d = SEGMENT  # a full mono segment: what most of a clip is coded as
+    predicted = {b: sum(expected_bits(c, step_boundaries(c, d, b), d) for c in curves[:BITS_STAGES[16]]) / d
+                 for b in BUDGETS}
+    budget = budget or choose_budget(predicted)
+    bound = measured["bound_bits_per_sample"]
+    print(f"validation bound {bound:.4f} bits/sample (stages: "
+          + ", ".join(f"{v:.4f}" for v in measured["bound_bits_stage"]) + "); predicted bits per sample on "
+          f"{d} frames by budget: " + ", ".join(f"{b}: {v:.3f}" for b, v in predicted.items())
+          + f"; default budget {budget}")
+    file, sha = _ship(models, model_id, {"exact": model.exact.blob, "net_config": model.cfg.to_dict()},
+                      run_dir / "log.jsonl")
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    entry = {
+        "file": file, "sha256": sha, "media": "audio",
+        "kind": "depth-upscaling oa-ardm (16-bit samples as 2 stages of 256 values, uniform random order)",
+        "head": "discretised logistic mixture over 16-bit values, per stage", "arithmetic": "int-exact",
+        "net_config": model.cfg.to_dict(),
+        "parameters": sum(p.numel() for p in model.exact.skeleton.parameters()),
+        "default_budget": budget,
+        "loss_curve_units": f"millibits per variable at revealed fraction (g + 0.5) / {LOSS_GRID}, per stage",
+        "loss_curves": curves,
+        "trained_on": f"ardmzip.data audio: train split, kind {tc.kind}, random segments of {tc.segment} "
+                      "frames, random polarity" + (", quantisation-aware" if "scales" in ck else ""),
+        "training": {"segments_seen": log[-1]["segments"], "samples_seen": log[-1]["samples"],
+                     "cpu_hours": round(log[-1]["hours"], 3), "steps": log[-1]["step"],
+                     "threads": ck["train_config"]["threads"], "qat": "scales" in ck},
+        "validation": {"bound_bits_per_sample": round(bound, 4),
+                       "bound_bits_stage": [round(v, 4) for v in measured["bound_bits_stage"]],
+                       "segments": measured["val_segments"], "segment_frames": measured["segment"],
+                       "predicted_bits_per_sample": {str(b): round(v, 4) for b, v in predicted.items()}},
+    }
+    _add_entry(models, manifest, model_id, entry)
+    return entry
 
 
 @torch.inference_mode()
@@ -52,13 +138,14 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=None, help="default budget (else chosen on validation)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--crops", default="32x32", help="what the run trained on, for the manifest")
+    ap.add_argument("--audio", action="store_true", help="the run is an audio_train run: ship an audio model")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.audio:
+        export_audio(a.run, a.id, budget=a.budget, threads=a.threads)
+        return
 
-    manifest_path = REPO_MODELS / "manifest.json"
-    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}, "defaults": {}}
-    if a.id in manifest["models"]:
-        raise SystemExit(f"model id {a.id} is already released: a new model needs a new id")
+    manifest = _read_manifest(REPO_MODELS, a.id)
 
     run_dir = CACHE / "runs" / a.run
     ck = torch.load(run_dir / "ckpt.pt")
@@ -80,22 +167,15 @@ def main() -> None:
     curve = loss_curve(net, val)
     curve_int = curve_to_ints(curve)
     d64 = 3 * 64 * 64
-    predicted = {b: expected_bits(curve_int, step_boundaries(curve_int, d64, b), d64) / d64
-                 for b in (1, 2, 5, 10, 20, 25, 50, 100, 200, 500)}
+    predicted = {b: expected_bits(curve_int, step_boundaries(curve_int, d64, b), d64) / d64 for b in BUDGETS}
     bound = float(np.mean(curve))
-    budget = a.budget or min(b for b, v in predicted.items() if v <= 1.02 * predicted[500])
+    budget = a.budget or choose_budget(predicted)
     print(f"validation bound {bound:.4f} bpd; predicted bpd on 64×64 by budget: "
           + ", ".join(f"{b}: {v:.3f}" for b, v in predicted.items()) + f"; default budget {budget}")
 
-    file = f"{a.id}.pt"
-    tmp = REPO_MODELS / (file + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(REPO_MODELS / file)
-    sha = hashlib.sha256((REPO_MODELS / file).read_bytes()).hexdigest()
+    file, sha = _ship(REPO_MODELS, a.id, payload, run_dir / "log.jsonl")
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    (REPO_MODELS / "logs").mkdir(exist_ok=True)
-    shutil.copy(run_dir / "log.jsonl", REPO_MODELS / "logs" / f"{a.id}.jsonl")
-    manifest["models"][a.id] = {
+    _add_entry(REPO_MODELS, manifest, a.id, {
         "file": file, "sha256": sha, "media": "image", "kind": "oa-ardm (uniform random order, 256 values)",
         "head": "discretised logistic mixture", "arithmetic": "int-exact" if exact else "float32",
         "net_config": cfg.to_dict(), "parameters": sum(p.numel() for p in net.parameters()),
@@ -108,10 +188,7 @@ def main() -> None:
                      "steps": log[-1]["step"], "threads": ck["train_config"]["threads"]},
         "validation": {"bound_bpd_32x32": round(bound, 4),
                        "predicted_bpd_64x64": {str(b): round(v, 4) for b, v in predicted.items()}},
-    }
-    manifest["defaults"].setdefault("image", a.id)
-    manifest_path.write_text(json.dumps(manifest, indent=1) + "\n")
-    print(f"wrote models/{file} ({(REPO_MODELS / file).stat().st_size / 1e6:.2f} MB, sha256 {sha[:16]}…)")
+    })
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""The shipped models: `models/manifest.json` (ids, files, SHA-256, net configs, loss curves).
+"""The shipped models: `models/manifest.json` (ids, files, SHA-256, net configs, loss curves), for
+images (media "image": a Model) and audio clips (media "audio": an audio_model.AudioModel).
 
 The SHA-256 of a weights file is checked on every load; a released id never changes meaning.
 The folder is found in a source checkout (repo/models) and in a normal install (ardmzip/models).
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from . import ardm, exact
+from .audio_model import STAGES_16, AudioModel, AudioNetConfig, ExactAudioNet
 from .errors import ModelError
 from .nets import ARDMNet, NetConfig
 
@@ -80,8 +82,9 @@ def default_model_id(media: str) -> str:
 
 
 @lru_cache(maxsize=8)
-def load_model(model_id: str) -> Model:
-    """Load a shipped model by id, verifying the SHA-256 of its weights against the manifest."""
+def load_model(model_id: str) -> Model | AudioModel:
+    """Load a shipped model by id, verifying the SHA-256 of its weights against the manifest: a Model
+    for an image entry, an audio_model.AudioModel for an audio one (media "audio")."""
     entries = list_models()
     if model_id not in entries:
         raise ModelError(f"unknown model '{model_id}' (this release has: {', '.join(sorted(entries))})")
@@ -95,6 +98,8 @@ def load_model(model_id: str) -> Model:
         raise ModelError(f"model '{model_id}': {path.name} has SHA-256 {digest[:16]}…, "
                          f"the manifest says {e['sha256'][:16]}… (damaged or replaced weights)")
     ck = torch.load(path, map_location="cpu", weights_only=True)
+    if e["media"] == "audio":
+        return _audio_model(model_id, e, ck, digest)
     cfg = NetConfig.from_dict(e["net_config"])
     net = exact_net = None
     if e.get("arithmetic", "float32") == "int-exact":
@@ -110,7 +115,26 @@ def load_model(model_id: str) -> Model:
                  default_budget=int(e["default_budget"]), sha256=digest, info=e)
 
 
-def find_model(model_id: str, hash_prefix: bytes) -> Model:
+def _audio_model(model_id: str, e: dict, ck: dict, digest: str) -> AudioModel:
+    """An audio manifest entry: int-exact weights {"exact": export_int(...)}, an AudioNetConfig, one
+    loss curve per net-coded stage (millibits, as for images)."""
+    if e.get("arithmetic") != "int-exact":
+        raise ModelError(f"model '{model_id}': audio models must be int-exact, the manifest says "
+                         f"{e.get('arithmetic', 'float32')}")
+    cfg = AudioNetConfig.from_dict(e["net_config"])
+    curves = tuple(tuple(int(v) for v in c) for c in e["loss_curves"])
+    if len(curves) != STAGES_16:
+        raise ModelError(f"model '{model_id}': {len(curves)} loss curves in the manifest, one per stage "
+                         f"({STAGES_16}) expected")
+    try:
+        net = ExactAudioNet(cfg, ck["exact"])
+    except ValueError as err:  # the exactness bound does not hold: refuse rather than risk a bad stream
+        raise ModelError(f"model '{model_id}' is not exact: {err}") from None
+    return AudioModel(cfg, curves, exact=net, default_budget=int(e["default_budget"]), id=model_id,
+                      sha256=digest, info=e)
+
+
+def find_model(model_id: str, hash_prefix: bytes) -> Model | AudioModel:
     """The model a file names, refusing one whose weights differ from those the file was made with."""
     model = load_model(model_id)
     if model.hash_prefix != hash_prefix:
