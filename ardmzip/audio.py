@@ -66,7 +66,7 @@ _FLAC_BLOCKS = {0: "STREAMINFO", 1: "PADDING", 2: "APPLICATION", 3: "SEEKTABLE",
                 5: "CUESHEET", 6: "PICTURE"}
 _FLAC_KEPT = {0, 1, 3, 4}  # padding and seek table are re-made, not "dropped"
 _UNKNOWN_SIZES = {0xFFFFFFFF}  # data chunk size written by streaming WAV writers
-_LIBSNDFILE_SUFFIX = re.compile(r" ?\(libsndfile-[^)]*\)$")
+_LIBSNDFILE_SUFFIX = re.compile(r" ?\(libsndfile-[^)]*\).?$", re.DOTALL)  # .?: AIFF pad byte libsndfile sometimes reads back
 
 
 @dataclass
