@@ -456,6 +456,19 @@ class ExactNet:
         return out[..., :H, :W]
 
 
+def dequantised(exact_net: "ExactNet") -> tuple[ARDMNet, dict[str, float]]:
+    """A float ARDMNet whose fake-quantised forward (QuantNet with the returned scales) reproduces the
+    int-exact model: for resuming quantisation-aware training from a shipped model."""
+    net = ARDMNet(exact_net.cfg)
+    mods = dict(net.named_modules())
+    with torch.no_grad():
+        for name, L in exact_net.layers.items():
+            s_in = np.float32(exact_net.scales[_input_point(name)])
+            mods[name].weight.copy_(L.weight.double() * (L.scale / float(s_in)).view(-1, 1, 1, 1))
+            mods[name].bias.copy_(L.bias.double() * L.scale)
+    return net, dict(exact_net.scales)
+
+
 def bound(layer: IntLayer, input_max: int = ACT_MAX) -> int:
     """The largest |partial sum| any output channel of a conv can reach: max_o Σ|w_o|·max|a| + |b_o|."""
     w = layer.weight.abs().to(torch.int64).sum((1, 2, 3))

@@ -23,7 +23,7 @@ import torch
 
 from .ardm import training_loss
 from .data import CACHE, load_images
-from .exact import QuantNet, calibrate
+from .exact import QuantNet, calibrate, dequantised
 from .nets import ARDMNet, NetConfig
 
 
@@ -115,6 +115,7 @@ def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
 
     net = ARDMNet(net_cfg)
     state = {"step": 0, "images": 0, "seconds": 0.0}
+    init_scales = None
     if ckpt_path.exists():
         ck = torch.load(ckpt_path)
         net_cfg = NetConfig.from_dict(ck["net_config"])
@@ -124,7 +125,11 @@ def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
         print(f"resumed {ckpt_path} at step {state['step']}")
     elif cfg.init:
         from .registry import load_model
-        net = copy.deepcopy(load_model(cfg.init).net)
+        shipped = load_model(cfg.init)
+        if shipped.exact is not None:  # an int-exact model: its dequantised weights, trained on as QAT
+            net, init_scales = dequantised(shipped.exact)
+        else:
+            net = copy.deepcopy(shipped.net)
         net_cfg = net.cfg
         print(f"initialised from shipped model {cfg.init}")
     ema = copy.deepcopy(net).requires_grad_(False)
@@ -136,7 +141,7 @@ def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
     data_dir = CACHE / "data"
     sampler = CropSampler(load_images(data_dir / "images_train.npz"), cfg.crop, cfg.grey_fraction,
                           cfg.seed + state["step"])
-    scales = ck.get("scales") if ckpt_path.exists() else None
+    scales = ck.get("scales") if ckpt_path.exists() else init_scales
     if cfg.qat or scales:  # from here on the net trains through the integer arithmetic it will code with
         if scales is None:
             scales = calibrate(ema, calibration_batches(sampler))

@@ -70,3 +70,18 @@ def test_quantisation_aware_training_exports_an_exact_net(tmp_path, monkeypatch)
     deq = exact.log_probabilities_torch(ints, 2)
     assert (deq - fake).abs().max() <= 1 / 16 + 1e-6        # at most one grid step where rounding ties differ
     assert (deq - fake).abs().gt(1e-4).float().mean() < 0.02
+
+
+def test_dequantised_shipped_exact_model_reproduces_it():
+    """--init from an int-exact model: re-quantising the dequantised float weights gives back the shipped
+    integers (biases within one unit where a layer's weight scale is set by the 2^24 bound: its float32
+    scale then comes back within one ulp), so QAT resumes where the shipped model is."""
+    from ardmzip import exact
+    from ardmzip.registry import list_models, load_model
+    mid = next(k for k, e in list_models().items() if e.get("arithmetic") == "int-exact")
+    m = load_model(mid)
+    net, scales = exact.dequantised(m.exact)
+    again = exact.ExactNet(m.cfg, exact.export_int(exact.QuantNet(net, scales)))
+    for name, layer in m.exact.layers.items():
+        assert torch.equal(again.layers[name].weight, layer.weight), name
+        assert (again.layers[name].bias - layer.bias).abs().max() <= 1, name
