@@ -19,7 +19,7 @@ channel's known high and low bytes and masks, the mean and density of the other 
 bytes, the revealed fraction 255·t // D, the stage, and normalised-convolution context: over centred
 windows of 2h+1 samples (h in cfg.scales) the mean and density of the known high and low bytes.
 
-**Arithmetic.** One topology (`walk`) in three arithmetics, as in exact.py: `PlainOps` (float net,
+**Arithmetic.** One topology (`exact.walk`, shared with the image model) in three arithmetics: `PlainOps` (float net,
 training), `FakeOps` (quantisation-aware training), `IntOps` (coding; float32 holding integers, the
 bound Σ|w|·255 + |b| < 2^24 proven per output channel when a model loads). The ops here are
 dimension-agnostic (Conv1d or Conv2d), a candidate generalisation of exact.py's.
@@ -38,7 +38,7 @@ import torch.nn.functional as F
 
 from . import exact
 from .exact import (ACT_MAX, EXACT_LIMIT, EXP_RANGE, INPUT_SCALE, INV_SHIFT, LOGIT_UNIT, LOGS_MAX, LOGS_MIN,
-                    LOGS_UNIT, MU_MAX, MU_MIN, MU_UNIT, STREAM_MAX, WEIGHT_MAX, IntLayer, _ste)
+                    LOGS_UNIT, MU_MAX, MU_MIN, MU_UNIT, STREAM_MAX, WEIGHT_MAX, IntLayer, _ste, walk)
 
 K_DIGIT = 256          # classes per stage
 STAGES_16 = 2          # net-coded stages of a 16-bit sample
@@ -139,29 +139,6 @@ class AudioNet(nn.Module):
 
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
         return walk(self, PlainOps(self), inp)
-
-
-def walk(net: AudioNet, ops: "PlainOps", inp):
-    """The U-Net, every conv / activation / stream point named, in the arithmetic of `ops`."""
-    h = ops.stream("stem", ops.conv("stem", "input", inp))
-    skips = []
-    for i, enc in enumerate(net.enc):
-        for j in range(len(enc)):
-            h = _block(ops, f"enc.{i}.{j}", h)
-        if i < len(net.down):
-            skips.append(h)
-            h = ops.stream(f"down.{i}", ops.conv(f"down.{i}", f"down.{i}.in", ops.act(f"down.{i}.in", h)))
-    for i in reversed(range(len(net.dec))):
-        u = ops.conv(f"up.{i}", f"up.{i}.in", ops.act(f"up.{i}.in", h))
-        h = ops.add(f"up.{i}.out", skips[i], ops.upsample(u))
-        for j in range(len(net.dec[i])):
-            h = _block(ops, f"dec.{i}.{j}", h)
-    return ops.head(ops.conv("head", "head.in", ops.act("head.in", h)))
-
-
-def _block(ops, name: str, h):
-    a2 = ops.act(f"{name}.a2", ops.conv(f"{name}.conv1", f"{name}.a1", ops.act(f"{name}.a1", h)))
-    return ops.add(f"{name}.out", h, ops.conv(f"{name}.conv2", f"{name}.a2", a2))
 
 
 def input_point(conv: str) -> str:

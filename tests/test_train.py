@@ -8,14 +8,19 @@ from ardmzip import train as train_mod
 from ardmzip.nets import NetConfig
 
 
-def test_train_checkpoints_and_resumes(tmp_path, monkeypatch):
-    rng = np.random.default_rng(0)
+def _tiny_photo_sets(tmp_path, monkeypatch, seed: int) -> None:
+    """Three random 40×48 'photos' per split, and the trainer's cache pointed at them."""
+    rng = np.random.default_rng(seed)
     data = tmp_path / "data"
     data.mkdir()
     for split in ("train", "val"):
         np.savez(data / f"images_{split}.npz", **{f"p{i}": rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
                                                   for i in range(3)})
     monkeypatch.setattr(train_mod, "CACHE", tmp_path)
+
+
+def test_train_checkpoints_and_resumes(tmp_path, monkeypatch):
+    _tiny_photo_sets(tmp_path, monkeypatch, seed=0)
     threads = torch.get_num_threads()
     cfg = train_mod.TrainConfig(run="t", minutes=0.05, batch=4, crop=16, eval_every=1.0)
     net_cfg = NetConfig(widths=(8, 8, 8), blocks=(1, 1, 1), mixtures=2)
@@ -37,13 +42,7 @@ def test_quantisation_aware_training_exports_an_exact_net(tmp_path, monkeypatch)
     from ardmzip import exact
     from ardmzip.nets import ARDMNet
 
-    rng = np.random.default_rng(1)
-    data = tmp_path / "data"
-    data.mkdir()
-    for split in ("train", "val"):
-        np.savez(data / f"images_{split}.npz", **{f"p{i}": rng.integers(0, 256, (40, 48, 3), dtype=np.uint8)
-                                                  for i in range(3)})
-    monkeypatch.setattr(train_mod, "CACHE", tmp_path)
+    _tiny_photo_sets(tmp_path, monkeypatch, seed=1)
     threads = torch.get_num_threads()
     net_cfg = NetConfig(widths=(8, 8, 8), blocks=(1, 1, 1), mixtures=2)
     try:
