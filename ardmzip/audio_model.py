@@ -51,11 +51,13 @@ class AudioNetConfig:
     kernel: int = 5
     mixtures: int = 4
     scales: tuple[int, ...] = (2, 8, 32, 128, 512)  # normconv half-widths: windows of 2h+1 samples
+    neighbours: int = 0          # nearest known samples per side given exactly (0: none; see `features`)
 
     @property
     def in_features(self) -> int:
-        # own hi, mask, lo, mask; others' hi mean, density, lo mean, density; fraction; stage; 4 per scale
-        return 10 + 4 * len(self.scales)
+        # own hi, mask, lo, mask; others' hi mean, density, lo mean, density; fraction; stage; 4 per scale;
+        # value and distance of each of the nearest known neighbours on either side
+        return 10 + 4 * len(self.scales) + 4 * self.neighbours
 
     @property
     def pad_multiple(self) -> int:
@@ -93,8 +95,46 @@ def features(hi: torch.Tensor, mh: torch.Tensor, lo: torch.Tensor, ml: torch.Ten
         for x, m in ((xh, mh), (xl, ml)):
             sx, sm = _box(x, h), _box(m, h)
             rows += [_mean(sx, sm), _density(sm, 2 * h + 1)]
+    if cfg.neighbours:
+        rows += _neighbours(hi.to(torch.int64), mh, lo.to(torch.int64), ml, stage, cfg.neighbours)
     out = torch.stack(rows, 2).reshape(N * C, len(rows), L)
     return F.pad(out, (0, (-L) % cfg.pad_multiple)).to(torch.float32)
+
+
+def _neighbours(hi: torch.Tensor, mh: torch.Tensor, lo: torch.Tensor, ml: torch.Tensor, stage: torch.Tensor,
+                n: int) -> list[torch.Tensor]:
+    """The n nearest known samples on each side of every position: their value and distance (integers).
+
+    Stage 1 (high bytes being revealed): value 2·hi − 255 of the neighbour's known high byte. Stage 2 (every
+    high byte known, low bytes being revealed): the neighbour's full value relative to the centre of this
+    position's own high-byte bin, u_nb − (256·hi + 128), clipped to [−255, 255]: the low byte's natural
+    predictor (interpolating neighbours), which the 8-bit features of separate bytes cannot carry.
+    Distance: min(d, 255); no such neighbour: value 0, distance 255. Rows: left 1..n, then right 1..n,
+    each (value, distance)."""
+    N, C, L = hi.shape
+    s2 = (stage.to(torch.int64) == 2).view(N, 1, 1)
+    known = torch.where(s2, ml, mh).bool()
+    value = torch.where(s2, 256 * hi + lo, 2 * hi - 255)
+    pos = torch.arange(L).expand(N, C, L)
+    rows = []
+    for flip in (False, True):
+        k, v, p = (known.flip(-1), value.flip(-1), pos) if flip else (known, value, pos)
+        # index of the nearest known position strictly before i (−1: none), then of the one before that
+        last = torch.where(k, p, -1).cummax(-1).values
+        prev = F.pad(last[..., :-1], (1, 0), value=-1)
+        idx = prev
+        for _ in range(n):
+            ok = idx >= 0
+            safe = idx.clamp(min=0)
+            nb = torch.gather(v, -1, safe)
+            if flip:
+                nb, ok_, d = nb.flip(-1), ok.flip(-1), (p - idx).flip(-1)
+            else:
+                ok_, d = ok, p - idx
+            own = torch.where(s2, (256 * hi + 128 - nb).neg().clamp(-255, 255), nb)
+            rows += [own * ok_, torch.where(ok_, d.clamp(max=255), 255)]
+            idx = torch.where(ok, torch.gather(prev, -1, safe), -1)
+    return rows
 
 
 def _mean(sx: torch.Tensor, sm: torch.Tensor) -> torch.Tensor:

@@ -82,6 +82,31 @@ class SegmentSampler:
         return torch.from_numpy(out)
 
 
+class MixedSampler:
+    """Batches from several kinds of clips (`--kind speech,music`): each batch is one kind, the kinds drawn
+    in equal shares, so the ~8× more music samples do not drown the speech. Same interface as
+    SegmentSampler (pools: the channel counts some kind can serve)."""
+
+    def __init__(self, groups: dict[str, list[Clip]], length: int, seed: int):
+        self.samplers = {k: SegmentSampler(c, length, seed + i) for i, (k, c) in enumerate(groups.items())}
+        self.rng = np.random.default_rng(seed)
+        self.pools = set().union(*(s.pools for s in self.samplers.values()))
+
+    def batch(self, n: int, channels: int = 1) -> torch.Tensor:
+        kinds = [k for k, s in self.samplers.items() if channels in s.pools]
+        return self.samplers[kinds[self.rng.integers(len(kinds))]].batch(n, channels)
+
+
+def kind_clips(path, kind: str) -> dict[str, list[Clip]]:
+    """{kind: clips} for a comma-separated list of kinds."""
+    return {k: load_clips(path, k) for k in kind.split(",")}
+
+
+def make_sampler(path, kind: str, length: int, seed: int) -> SegmentSampler | MixedSampler:
+    groups = kind_clips(path, kind)
+    return SegmentSampler(*groups.values(), length, seed) if len(groups) == 1 else MixedSampler(groups, length, seed)
+
+
 def fixed_segments(clips: list[Clip], n: int, length: int, seed: int = 1234) -> torch.Tensor:
     """The same n mono validation segments every time: (n, 1, length)."""
     return SegmentSampler(clips, length, seed).batch(n)
@@ -117,7 +142,7 @@ def loss_curve(net: torch.nn.Module, segs: torch.Tensor, stage: int, points: int
     return np.interp((np.arange(LOSS_GRID) + 0.5) / LOSS_GRID, fracs, means)
 
 
-def calibration_inputs(sampler: SegmentSampler, cfg: AudioNetConfig, n: int = 8, batch: int = 8) -> list[torch.Tensor]:
+def calibration_inputs(sampler: SegmentSampler | MixedSampler, cfg: AudioNetConfig, n: int = 8, batch: int = 8) -> list[torch.Tensor]:
     """Feature batches with random stages and uniformly random revealed fractions, for calibrate()."""
     g = torch.Generator().manual_seed(1)
     out = []
@@ -133,7 +158,9 @@ def calibration_inputs(sampler: SegmentSampler, cfg: AudioNetConfig, n: int = 8,
 
 
 def _validation(cfg: TrainConfig) -> torch.Tensor:
-    return fixed_segments(load_clips(CACHE / "data" / "audio_val.npz", cfg.kind), cfg.val_segments, cfg.segment)
+    """Fixed mono validation segments, an equal share from each kind."""
+    groups = kind_clips(CACHE / "data" / "audio_val.npz", cfg.kind)
+    return torch.cat([fixed_segments(c, cfg.val_segments // len(groups), cfg.segment) for c in groups.values()])
 
 
 def train(cfg: TrainConfig, net_cfg: AudioNetConfig) -> None:
@@ -157,8 +184,7 @@ def train(cfg: TrainConfig, net_cfg: AudioNetConfig) -> None:
         ema.load_state_dict(ck["ema"])
         opt.load_state_dict(ck["opt"])
 
-    sampler = SegmentSampler(load_clips(CACHE / "data" / "audio_train.npz", cfg.kind), cfg.segment,
-                             cfg.seed + state["step"])
+    sampler = make_sampler(CACHE / "data" / "audio_train.npz", cfg.kind, cfg.segment, cfg.seed + state["step"])
     scales = ck.get("scales") if ck else None
     if cfg.qat or scales:  # from here on the net trains through the integer arithmetic it will code with
         if scales is None:
@@ -253,7 +279,7 @@ def run_model(run: str, exact: bool | None = None, weights: str = "ema") -> Audi
         return AudioModel(cfg, curves, net=net.net if isinstance(net, QuantAudioNet) else net, id=run)
     if not isinstance(net, QuantAudioNet):
         tc = TrainConfig(**ck["train_config"])
-        sampler = SegmentSampler(load_clips(CACHE / "data" / "audio_val.npz", tc.kind), tc.segment, 0)
+        sampler = make_sampler(CACHE / "data" / "audio_val.npz", tc.kind, tc.segment, 0)
         net = QuantAudioNet(net, calibrate(net, calibration_inputs(sampler, cfg)))
     return AudioModel(cfg, curves, exact=ExactAudioNet(cfg, export_int(net)), id=run)
 
@@ -269,12 +295,13 @@ def main() -> None:
     ap.add_argument("--blocks", type=str, default="1,1,2,2")
     ap.add_argument("--kernel", type=int, default=5)
     ap.add_argument("--mixtures", type=int, default=4)
+    ap.add_argument("--neighbours", type=int, default=2, help="nearest known samples per side as exact features")
     ap.add_argument("--curves", action="store_true", help="measure the run's loss curves instead of training")
     ap.add_argument("--weights", choices=["ema", "net"], default="ema", help="--curves: which weights")
     a = vars(ap.parse_args())
     net_cfg = AudioNetConfig(widths=tuple(int(v) for v in a.pop("widths").split(",")),
                              blocks=tuple(int(v) for v in a.pop("blocks").split(",")),
-                             kernel=a.pop("kernel"), mixtures=a.pop("mixtures"))
+                             kernel=a.pop("kernel"), mixtures=a.pop("mixtures"), neighbours=a.pop("neighbours"))
     curves, weights = a.pop("curves"), a.pop("weights")
     cfg = TrainConfig(**a)
     if curves:

@@ -84,6 +84,10 @@ def main() -> None:
     ap.add_argument("--no-whole", action="store_true", help="crops only")
     ap.add_argument("--float-crops-only", action="store_true",
                     help="run the float model on the crops only (the whole photos take it ~15 min more)")
+    ap.add_argument("--sets", default=None,
+                    help="comma-separated subset of crops32,crops64,whole (default: all, or as --quick/--no-whole)")
+    ap.add_argument("--runs", default="slow-default,two-slow,float",
+                    help="which of the runs: slow-default, two-slow (the exact model), float (the float model)")
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=1, help=argparse.SUPPRESS)
@@ -100,8 +104,9 @@ def main() -> None:
     if models[exact_id].get("arithmetic") != "int-exact":
         raise SystemExit(f"{exact_id} is not an int-exact model")
     run = _run_module()
-    items = run.build_items(("crops32",) if a.quick else
-                            ("crops32", "crops64") + (() if a.no_whole else ("whole",)), a.quick)
+    sets = (("crops32",) if a.quick else ("crops32", "crops64") + (() if a.no_whole else ("whole",)))
+    items = run.build_items(tuple(a.sets.split(",")) if a.sets else sets, a.quick)
+    wanted = set(a.runs.split(","))
     rows = {}
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
@@ -114,9 +119,11 @@ def main() -> None:
         results = {}
         float_budgets = {k: (10 if k.startswith("whole") else load_model(float_id).default_budget) for k in jobs_exact
                          if not (a.float_crops_only and k.startswith("whole"))}
-        for model, (enc, dec), budgets in ((exact_id, ("slow", "default"), jobs_exact),
-                                           (exact_id, ("two", "slow"), jobs_exact),
-                                           (float_id, ("default", "default"), float_budgets)):
+        for key, model, (enc, dec), budgets in (("slow-default", exact_id, ("slow", "default"), jobs_exact),
+                                                ("two-slow", exact_id, ("two", "slow"), jobs_exact),
+                                                ("float", float_id, ("default", "default"), float_budgets)):
+            if key not in wanted:
+                continue
             (folder / "jobs.json").write_text(json.dumps(budgets))
             label = f"{model}: {enc} -> {dec}"
             print(label, flush=True)

@@ -3,6 +3,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 from PIL import Image
 
 DATA = Path(__file__).parent / "data"
@@ -18,3 +19,10 @@ def png_bytes(a: np.ndarray, mode: str | None = None, **save) -> bytes:
 def photo64() -> np.ndarray:
     """A 64×64 crop of a validation photo (not in the evaluation set): (64, 64, 3) uint8."""
     return np.asarray(Image.open(DATA / "crop64.png").convert("RGB"))
+
+
+@pytest.fixture(scope="session")
+def speech8k() -> np.ndarray:
+    """1.2 s of studio speech from the validation split (asterisk prompt "extension", 8 kHz, CC BY-SA 3.0):
+    (9526, 1) int16."""
+    return soundfile.read(DATA / "speech8k.wav", dtype="int16", always_2d=True)[0]

@@ -6,22 +6,41 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import soundfile
 from PIL import Image
 
 from ardmzip import api, container
+from ardmzip.audio import audio_from_array
+from ardmzip.registry import load_model
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "data" / "golden"
 
 
-def main(model_id: str) -> None:
+def image_cases() -> list[tuple[str, np.ndarray]]:
     photo = np.asarray(Image.open(HERE / "data" / "crop64.png").convert("RGB"))
     grey = np.asarray(Image.fromarray(photo[20:36, 8:24]).convert("L"))
-    for kind, a in (("rgb", photo[5:29, 11:31]), ("grey", grey)):
+    return [("rgb", photo[5:29, 11:31]), ("grey", grey)]
+
+
+def audio_cases() -> list[tuple[str, np.ndarray]]:
+    """16-bit mono speech, and a 24-bit stereo clip made from it (a deterministic low byte)."""
+    speech = soundfile.read(HERE / "data" / "speech8k.wav", dtype="int16", always_2d=True)[0]
+    hi = speech[3000:4500].astype(np.int32)
+    stereo = np.concatenate([hi * 256 + (np.arange(1500)[:, None] * 37) % 256, (hi // 2) * 256], axis=1)
+    return [("mono16", np.ascontiguousarray(speech[2000:5000])), ("stereo24", stereo.astype(np.int32))]
+
+
+def main(model_id: str) -> None:
+    audio = load_model(model_id).media == "audio"
+    for kind, a in audio_cases() if audio else image_cases():
         stem = GOLDEN / f"{model_id}-v{container.VERSION}-{kind}"
         if stem.with_suffix(".ardm").exists():
             raise SystemExit(f"{stem}.ardm exists: golden files are never rewritten")
-        blob = api.compress(a, model=model_id, fallback=False)
+        if audio:
+            blob = api.compress_audio(audio_from_array(a, 8000), model=model_id, fallback=False)[0]
+        else:
+            blob = api.compress(a, model=model_id, fallback=False)
         assert np.array_equal(api.decompress_array(blob), a)
         np.save(stem.with_suffix(".npy"), a)
         stem.with_suffix(".ardm").write_bytes(blob)

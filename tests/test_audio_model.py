@@ -1,6 +1,7 @@
 """The audio ARDM (issue 6): heads, integer-exact net, codec round trips, trainer."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 
@@ -14,7 +15,7 @@ from ardmzip import exact
 from ardmzip.coder import Decoder, Encoder
 from ardmzip.errors import CorruptError
 
-TINY = am.AudioNetConfig(widths=(8, 16), blocks=(1, 1), kernel=3, mixtures=2, scales=(2, 16))
+TINY = am.AudioNetConfig(widths=(8, 16), blocks=(1, 1), kernel=3, mixtures=2, scales=(2, 16), neighbours=2)
 CURVE = tuple(int(9000 * (1 - i / 600)) for i in range(512))   # decreasing, millibits
 
 
@@ -102,14 +103,17 @@ SIGMOID_SHA256 = "99dfa4dd5f4c54b57ccfa348e06f8d50fadb43a3a9626b51682f4840508c3b
 
 # ---------------------------------------------------------------------------------------- network
 class TestNet:
-    def test_features_read_only_known_values(self):
+    @pytest.mark.parametrize("neighbours", [0, 2])
+    def test_features_read_only_known_values(self, neighbours):
+        cfg = dataclasses.replace(TINY, neighbours=neighbours)
         g = torch.Generator().manual_seed(0)
         hi, lo = torch.randint(0, 256, (2, 2, 100), generator=g), torch.randint(0, 256, (2, 2, 100), generator=g)
         mh, ml = torch.rand(2, 2, 100, generator=g) < 0.3, torch.rand(2, 2, 100, generator=g) < 0.3
-        args = (torch.tensor([10, 200]), torch.tensor([1, 2]), TINY)
+        mh[1] = True                                        # example 1 is at stage 2: every high byte known
+        args = (torch.tensor([10, 200]), torch.tensor([1, 2]), cfg)
         f = am.features(hi, mh, lo, ml, *args)
         f2 = am.features(torch.where(mh, hi, 255 - hi), mh, torch.where(ml, lo, 0), ml, *args)
-        assert torch.equal(f, f2) and f.shape == (4, TINY.in_features, 100)
+        assert torch.equal(f, f2) and f.shape == (4, cfg.in_features, 100)
         assert torch.equal(f, f.round()) and f.abs().max() <= 255
 
     def test_training_loss_is_finite_with_gradients(self):
