@@ -646,13 +646,30 @@ def random_order_masks(B: int, D: int, t: torch.Tensor, generator: torch.Generat
     return rank < t.view(B, 1)
 
 
+# The head parameters the integer head can express: means within 64 values of the digit range, log-scales
+# in [LOGS_MIN, LOGS_MAX] / LOGS_UNIT. A stage-2 component far outside its bin (or absurdly wide) gives
+# the loss no gradient at all (every clipped bin is empty, the floor decides), and training stalls at
+# exactly 8 bits for good; the penalty pulls such parameters back where the loss can see them.
+MU_RANGE = MU_MAX / (127.5 * MU_UNIT) - 1.0
+LOGS_RANGE = (LOGS_MIN / LOGS_UNIT, LOGS_MAX / LOGS_UNIT)
+
+
+def range_penalty(p: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean squared excess of the head parameters (rows, 3K, ...) over the integer head's ranges."""
+    _, mu, log_s = p.split(k, dim=1)
+    excess = (F.relu(mu.abs() - MU_RANGE) + F.relu(log_s - LOGS_RANGE[1]) + F.relu(LOGS_RANGE[0] - log_s))
+    return excess.square().mean()
+
+
 def training_loss(net: nn.Module, u: torch.Tensor, stage: torch.Tensor, generator: torch.Generator | None = None,
-                  t: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  t: torch.Tensor | None = None, penalty: bool = False
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Order-agnostic ARDM loss for a batch of 16-bit segments.
 
     u: (B, C, L) int64 values 0..65535 (sample + 32768); stage: (B,) 1 or 2; t: (B,) optional numbers
     of known variables of the stage (default t ~ U{0..D−1}, D = C·L). The net takes features·INPUT_SCALE.
-    Returns (loss: scalar, the bound in bits per variable averaged over the batch; frac: (B,) t/D;
+    Returns (loss: scalar, the bound in bits per variable averaged over the batch (with `penalty`, plus
+             range_penalty: what training minimises); frac: (B,) t/D;
              lt: (B,) mean nats per masked variable at that t, each an unbiased term of the stage's bound).
     """
     B, C, L = u.shape
@@ -672,6 +689,8 @@ def training_loss(net: nn.Module, u: torch.Tensor, stage: torch.Tensor, generato
     nll = -log_prob(p, target, net.cfg.mixtures, rows_stage).view(B, C, L)
     lt = (nll * (~m)).sum((1, 2)) / (D - t).float()
     loss = lt.mean() / math.log(2)
+    if penalty:
+        loss = loss + range_penalty(p, net.cfg.mixtures)
     return loss, t.float() / D, lt.detach()
 
 

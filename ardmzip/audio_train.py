@@ -207,7 +207,7 @@ def train(cfg: TrainConfig, net_cfg: AudioNetConfig) -> None:
         channels = 2 if 2 in sampler.pools and sampler.rng.random() < cfg.stereo_fraction else 1
         u = sampler.batch(cfg.batch, channels)
         stage = torch.from_numpy(sampler.rng.integers(1, 3, cfg.batch))
-        loss, _, lt = training_loss(net, u, stage)
+        loss, _, lt = training_loss(net, u, stage, penalty=True)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 
 import numpy as np
 import pytest
@@ -115,6 +116,19 @@ class TestNet:
         f2 = am.features(torch.where(mh, hi, 255 - hi), mh, torch.where(ml, lo, 0), ml, *args)
         assert torch.equal(f, f2) and f.shape == (4, cfg.in_features, 100)
         assert torch.equal(f, f.round()) and f.abs().max() <= 255
+
+    def test_range_penalty_pulls_dead_parameters_back(self):
+        """A stage-2 head far outside its bin has no loss gradient; the penalty has one, and is 0 inside."""
+        k = 2
+        inside = torch.tensor([[0.5, -0.5, 0.2, -1.4, -3.0, 2.5]]).view(1, 3 * k, 1)
+        assert am.range_penalty(inside, k).item() == 0.0
+        dead = torch.tensor([[0.0, 0.0, 40.0, -40.0, -60.0, 50.0]]).view(1, 3 * k, 1).requires_grad_()
+        nll = -am.log_prob(dead, torch.tensor([[100]]), k, 2)
+        assert abs(nll.item() / math.log(2) - 8) < 1e-3           # uniform: the floor decides
+        g_loss, = torch.autograd.grad(nll.sum(), dead)
+        assert g_loss.abs().max() < 1e-6
+        g_pen, = torch.autograd.grad(am.range_penalty(dead, k), dead)
+        assert (g_pen[0, k:, 0].abs() > 0).all()
 
     def test_training_loss_is_finite_with_gradients(self):
         torch.manual_seed(0)
