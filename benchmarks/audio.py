@@ -597,7 +597,10 @@ def _budget_heading(label: str, env: dict) -> str:
 
 
 def table_budgets(rows: list[dict]) -> list[str]:
+    """The budget labels to show, by calls; a number equal to the default budget is shown once, as the default."""
     calls = {r["budget"]: r["budget_calls"] for r in rows if r["method"] == "ardmzip"}
+    if "default" in calls:
+        calls = {b: c for b, c in calls.items() if b == "default" or c != calls["default"]}
     return sorted(calls, key=lambda b: (calls[b], b))
 
 
