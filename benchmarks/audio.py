@@ -652,8 +652,9 @@ def _speed_table(rows: list[dict], env: dict, codecs: list[Classical]) -> list[s
     item = speed_item(rows)
     if item is None:
         return []
-    mine = [r for r in rows if r["dataset"] == item["dataset"] and r["item"] == item["item"]]
     order = {b: i for i, b in enumerate(table_budgets(rows))}
+    mine = [r for r in rows if r["dataset"] == item["dataset"] and r["item"] == item["item"]
+            and (r["method"] != "ardmzip" or r["budget"] in order)]
     table = []
     for r in sorted(mine, key=lambda r: (r["method"] != "ardmzip", order.get(r["budget"], 0))):
         label = (f"ardmzip {_budget_heading(r['budget'], env)}" if r["method"] == "ardmzip"
