@@ -127,7 +127,6 @@ SAMPLES_PER_SET, ITEM_SAMPLES, SEED = 64_000, 16_000, 20240611
 QUICK_SETS, QUICK_SAMPLES_PER_SET, QUICK_ITEM_SAMPLES = ("codec2", "hydrogen"), 8_000, 2_000
 SPEECH_TARGET, MUSIC_TARGET = 0.85, 1.0   # issue 6: ardmzip(default) / FLAC on speech ≤ 0.85, music < 1
 RESULTS = BENCH / "results" / "audio"
-README = REPO / "README.md"
 README_BEGIN = "<!-- audio-results:begin (written by benchmarks/audio.py) -->"
 README_END = "<!-- audio-results:end -->"
 
@@ -751,18 +750,6 @@ def write_markdown(path: Path, env: dict, rows: list[dict], summary: list[dict],
     return findings
 
 
-def update_readme(markdown: str) -> None:
-    """Put results.md between the README's audio-results markers."""
-    text = README.read_text()
-    if README_BEGIN not in text or README_END not in text:
-        _log(f"README.md has no {README_BEGIN} ... {README_END} block; not updated")
-        return
-    head, rest = text.split(README_BEGIN, 1)
-    tail = rest.split(README_END, 1)[1]
-    README.write_text(f"{head}{README_BEGIN}\n{markdown.rstrip()}\n{README_END}{tail}")
-    _log("README.md audio results updated")
-
-
 def print_table(summary: list[dict]) -> None:
     """The per-set and per-kind summary on stderr."""
     _log(f"\n{'set/kind':10} {'method':10} {'budget':>7} {'calls':>6} {'bps':>7} {'pred':>7} {'model':>7} "
@@ -951,7 +938,7 @@ def main(argv: list[str] | None = None) -> int:
     findings = write_markdown(out / "results.md", env, rows, summary, codecs)
 
     if out.resolve() == RESULTS.resolve() and not (args.quick or args.clips):
-        update_readme((out / "results.md").read_text())
+        run.update_readme((out / "results.md").read_text(), README_BEGIN, README_END)
     print_table(summary)
     for f in findings:
         _log(f"finding: {f}")

@@ -688,15 +688,16 @@ README = BENCH.parent / "README.md"
 README_BEGIN, README_END = "<!-- results:begin (written by benchmarks/run.py) -->", "<!-- results:end -->"
 
 
-def update_readme(markdown: str) -> None:
-    """Put results.md between the README's results markers: the README's numbers come from this run."""
+def update_readme(markdown: str, begin: str = README_BEGIN, end: str = README_END) -> None:
+    """Put results.md between the README's markers `begin` and `end` (the image results by default; audio.py
+    passes its own): the README's numbers come from the benchmark runs."""
     text = README.read_text()
-    if README_BEGIN not in text or README_END not in text:
-        _log(f"README.md has no {README_BEGIN} ... {README_END} block; not updated")
+    if begin not in text or end not in text:
+        _log(f"README.md has no {begin} ... {end} block; not updated")
         return
-    head, rest = text.split(README_BEGIN, 1)
-    tail = rest.split(README_END, 1)[1]
-    README.write_text(f"{head}{README_BEGIN}\n{markdown.rstrip()}\n{README_END}{tail}")
+    head, rest = text.split(begin, 1)
+    tail = rest.split(end, 1)[1]
+    README.write_text(f"{head}{begin}\n{markdown.rstrip()}\n{end}{tail}")
     _log("README.md results updated")
 
 
