@@ -37,8 +37,52 @@ def order(seed: int, n: int) -> np.ndarray:
     Returns int64 (n,) position indices, first-revealed first. Depends only on (seed, n): stable sort
     of 64-bit integer keys, no RNG library involved, vectorised for millions of positions.
     """
-    keys = _splitmix64(np.arange(n, dtype=np.uint64) ^ _splitmix64(np.full(n, seed, dtype=np.uint64)))
-    return np.argsort(keys, kind="stable")
+    return np.argsort(_keys(seed, n), kind="stable")
+
+
+def _keys(seed: int, n: int) -> np.ndarray:
+    return _splitmix64(np.arange(n, dtype=np.uint64) ^ _splitmix64(np.full(n, seed, dtype=np.uint64)))
+
+
+# A structured order reveals its positions group after group, in a random order (the same hash) within
+# each group: the net learns a few regular tasks instead of every density pattern, and each step of the
+# schedule stays inside one group (schedule.step_boundaries with `groups`), where the positions are
+# exchangeable, so one loss curve value per step start still prices the whole step.
+#
+# The dyadic family (1-D, audio frames), coarse to fine: group 0 holds the multiples of `top` (a
+# uniformly random order among themselves), group k = 1 … log2(top) the odd multiples of top / 2^k,
+# each of which has its known neighbours at distance top / 2^k on both sides. With top = 64 the groups
+# hold 1/64, 1/64, 2/64, 4/64, 8/64, 16/64 and 32/64 of the frames.
+DYADIC_TOP = 64
+
+
+def dyadic_groups(frames: int, top: int = DYADIC_TOP) -> np.ndarray:
+    """(frames,) int64 group of every frame (see above)."""
+    f = np.arange(frames, dtype=np.int64)
+    g = np.zeros(frames, dtype=np.int64)
+    k, d = 1, top // 2
+    while d >= 1:
+        g[f % (2 * d) == d] = k
+        k, d = k + 1, d // 2
+    return g
+
+
+def dyadic_edges(grid: int = LOSS_GRID, top: int = DYADIC_TOP) -> tuple[int, ...]:
+    """The groups' nominal ranges on a loss-curve grid of `grid` revealed fractions: 0, grid/top,
+    2·grid/top, 4·grid/top, … grid (each group from one edge to the next)."""
+    if grid % top:
+        raise ValueError(f"a grid of {grid} points cannot hold dyadic groups of 1/{top}")
+    out, e = [0, grid // top], grid // top
+    while e < grid:
+        e *= 2
+        out.append(e)
+    return tuple(out)
+
+
+def grouped_order(seed: int, groups: np.ndarray) -> np.ndarray:
+    """σ of a structured order: positions sorted by (group, hash(seed, position)) — `order` within each
+    group. groups: (n,) int64 per position. Returns int64 (n,) positions, first-revealed first."""
+    return np.lexsort((_keys(seed, len(groups)), groups))
 
 
 # ------------------------------------------------------------------------------ logistic mixture head

@@ -16,9 +16,11 @@ channel p // frames, frame p % frames):
   low bytes 0) costs ~620 bits per segment of 2^15 frames, and a uniformly random low byte 8.07 bits
   per sample (the fast adaptation's price on noise).
 
-Each net-coded stage has its own random order (ardm.order with a seed derived from (seed, segment,
-stage)) and its own schedule (schedule.step_boundaries on the stage's loss curve, `budget` network calls
-per stage per segment). The encoder walks everything last to first and calls the net exactly as the
+Each net-coded stage has its own random order (with a seed derived from (seed, segment, stage)) of the
+model's order family (`AudioNetConfig.order`: "uniform", ardm.order over all variables; or "dyadic",
+ardm.grouped_order over the coarse-to-fine groups of the frames, every channel of a frame in its group)
+and its own schedule (schedule.step_boundaries on the stage's loss curve, `budget` network calls per
+stage per segment; a dyadic model takes at least one call per group, 7 per stage). The encoder walks everything last to first and calls the net exactly as the
 decoder will (same function, same tensors; float models with a fixed thread count).
 """
 from __future__ import annotations
@@ -29,11 +31,11 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from .ardm import order
+from .ardm import dyadic_edges, dyadic_groups, grouped_order, order
 from .audio_model import AudioModel, features
 from .coder import Decoder, Encoder
 from .codec import fixed_threads
-from .schedule import expected_bits, step_boundaries
+from .schedule import Groups, expected_bits, step_boundaries
 
 SEGMENT = 1 << 15       # frames per independently coded segment
 CHUNK = 4096            # variables per push / pop
@@ -72,11 +74,28 @@ def stage_seed(seed: int, segment: int, stage: int) -> int:
     return ((seed << 24) | (segment << 2) | stage) & ((1 << 64) - 1)
 
 
-def _steps(model: AudioModel, stage: int, n_vars: int, budget: int, seed: int, segment: int
+def _groups(model: AudioModel, frames: int, channels: int) -> tuple[np.ndarray, Groups] | None:
+    """A dyadic model's group of every variable (p = channel·frames + frame) and the schedule's Groups."""
+    if model.cfg.order == "uniform":
+        return None
+    per_frame = dyadic_groups(frames)
+    edges = dyadic_edges(len(model.curves[0]))
+    counts = np.bincount(per_frame, minlength=len(edges) - 1) * channels
+    return np.tile(per_frame, channels), Groups(edges, tuple(int(c) for c in counts))
+
+
+def _bounds(model: AudioModel, stage: int, frames: int, channels: int, budget: int,
+            groups: tuple[np.ndarray, Groups] | None) -> np.ndarray:
+    return step_boundaries(model.curves[stage - 1], frames * channels, budget, groups and groups[1])
+
+
+def _steps(model: AudioModel, stage: int, frames: int, channels: int, budget: int, seed: int, segment: int
            ) -> Iterator[tuple[int, np.ndarray]]:
     """(start, positions) of each step of a net-coded stage, first to last."""
-    sigma = order(stage_seed(seed, segment, stage), n_vars)
-    bounds = step_boundaries(model.curves[stage - 1], n_vars, budget)
+    groups = _groups(model, frames, channels)
+    key = stage_seed(seed, segment, stage)
+    sigma = order(key, frames * channels) if groups is None else grouped_order(key, groups[0])
+    bounds = _bounds(model, stage, frames, channels, budget, groups)
     for i in range(len(bounds) - 1):
         yield int(bounds[i]), sigma[bounds[i]:bounds[i + 1]]
 
@@ -86,11 +105,12 @@ def schedule_cost(model: AudioModel, frames: int, channels: int, bits: int, budg
     steps, and of the bits its loss curve predicts for them (the 24-bit adaptive low byte not included)."""
     calls, predicted = 0, 0.0
     for seg in segments(frames):
-        n = (seg.stop - seg.start) * channels
+        f = seg.stop - seg.start
+        groups = _groups(model, f, channels)
         for stage in range(1, BITS_STAGES[bits] + 1):
-            bounds = step_boundaries(model.curves[stage - 1], n, budget)
+            bounds = _bounds(model, stage, f, channels, budget, groups)
             calls += len(bounds) - 1
-            predicted += expected_bits(model.curves[stage - 1], bounds, n)
+            predicted += expected_bits(model.curves[stage - 1], bounds, f * channels, groups and groups[1])
     return calls, predicted
 
 
@@ -165,7 +185,7 @@ def encode_audio(model: AudioModel, samples: np.ndarray, bits: int, budget: int,
             hi, lo = digits[0], digits[1] if bits > 8 else np.zeros_like(digits[0])
             for stage in reversed(range(1, BITS_STAGES[bits] + 1)):
                 values = (hi if stage == 1 else lo).reshape(-1)
-                steps = list(_steps(model, stage, C * f, budget, seed, s))
+                steps = list(_steps(model, stage, f, C, budget, seed, s))
                 rank = np.empty(C * f, dtype=np.int64)
                 rank[np.concatenate([p for _, p in steps])] = np.arange(C * f)
                 for start, positions in reversed(steps):
@@ -192,7 +212,7 @@ def decode_audio(model: AudioModel, frames: int, channels: int, bits: int, budge
             for stage in range(1, BITS_STAGES[bits] + 1):
                 values = (hi if stage == 1 else lo).reshape(-1)      # views: filled in place
                 known = np.zeros(channels * f, dtype=bool)
-                for start, positions in _steps(model, stage, channels * f, budget, seed, s):
+                for start, positions in _steps(model, stage, f, channels, budget, seed, s):
                     params = _step_params(model, stage, hi, lo, known.reshape(channels, f), start, positions)
                     for c in _chunks(len(positions)):
                         values[positions[c]] = dec.pop(model.probabilities(params[c], stage))

@@ -3,7 +3,9 @@
 **Variables and stages.** A segment of F frames and C channels has D = F·C variables per stage, one per
 (frame, channel) position. A 16-bit sample x is two base-256 digits of u = x + 32768: stage 1 reveals the
 high byte u >> 8 of every position (uniformly random order, its own schedule), stage 2 the low byte
-u & 255 given every high byte. 8-bit audio is stage 1 alone (u = x + 128); 24-bit audio codes its top
+u & 255 given every high byte (each stage in the order family of `AudioNetConfig.order`: uniformly random,
+or dyadic coarse to fine — ardm.dyadic_groups — where training scores only the unknown variables of the
+group being revealed). 8-bit audio is stage 1 alone (u = x + 128); 24-bit audio codes its top
 16 bits as two stages and its low byte with a block-adaptive count model (audio_codec.py).
 
 **Head.** One discretised logistic mixture per variable over the 16-bit value; the net knows the stage
@@ -37,6 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import exact
+from .ardm import dyadic_groups
 from .exact import (ACT_MAX, EXACT_LIMIT, EXP_RANGE, INPUT_SCALE, INV_SHIFT, LOGIT_UNIT, LOGS_MAX, LOGS_MIN,
                     LOGS_UNIT, MU_MAX, MU_MIN, MU_UNIT, STREAM_MAX, WEIGHT_MAX, IntLayer, _ste, walk)
 
@@ -52,6 +55,7 @@ class AudioNetConfig:
     mixtures: int = 4
     scales: tuple[int, ...] = (2, 8, 32, 128, 512)  # normconv half-widths: windows of 2h+1 samples
     neighbours: int = 0          # nearest known samples per side given exactly (0: none; see `features`)
+    order: str = "uniform"       # order family of every stage: "uniform" or "dyadic" (ardm.dyadic_groups)
 
     @property
     def in_features(self) -> int:
@@ -646,6 +650,20 @@ def random_order_masks(B: int, D: int, t: torch.Tensor, generator: torch.Generat
     return rank < t.view(B, 1)
 
 
+def dyadic_masks(B: int, C: int, L: int, t: torch.Tensor, generator: torch.Generator | None = None
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Masks of the dyadic order family (ardm.dyadic_groups over frames, every channel of a frame in its
+    group), for t[b] known variables of D = C·L: (known, current), both (B, C, L) bool; `current` marks
+    the unknown positions of the group that σ(t) belongs to, the positions exchangeable with it."""
+    groups = torch.from_numpy(dyadic_groups(L)).view(1, 1, L).expand(B, C, L)
+    key = groups + torch.rand(B, C, L, generator=generator)                    # group first, random within
+    rank = key.reshape(B, C * L).argsort(1).argsort(1).view(B, C, L)
+    known = rank < t.view(B, 1, 1)
+    ends = torch.cumsum(torch.bincount(groups[0].reshape(-1)), 0)              # variables up to each group's end
+    now = torch.searchsorted(ends, t, right=True)                              # group of σ(t)
+    return known, ~known & (groups == now.view(B, 1, 1))
+
+
 # The head parameters the integer head can express: means within 64 values of the digit range, log-scales
 # in [LOGS_MIN, LOGS_MAX] / LOGS_UNIT. A stage-2 component far outside its bin (or absurdly wide) gives
 # the loss no gradient at all (every clipped bin is empty, the floor decides), and training stalls at
@@ -670,13 +688,18 @@ def training_loss(net: nn.Module, u: torch.Tensor, stage: torch.Tensor, generato
     of known variables of the stage (default t ~ U{0..D−1}, D = C·L). The net takes features·INPUT_SCALE.
     Returns (loss: scalar, the bound in bits per variable averaged over the batch (with `penalty`, plus
              range_penalty: what training minimises); frac: (B,) t/D;
-             lt: (B,) mean nats per masked variable at that t, each an unbiased term of the stage's bound).
+             lt: (B,) mean nats per masked variable at that t — in the dyadic family per unknown variable of
+             σ(t)'s group — each an unbiased term of the stage's bound).
     """
     B, C, L = u.shape
     D = C * L
     if t is None:
         t = (torch.rand(B, generator=generator) * D).long()
-    m = random_order_masks(B, D, t, generator).view(B, C, L)
+    if net.cfg.order == "dyadic":
+        m, scored = dyadic_masks(B, C, L, t, generator)
+    else:
+        m = random_order_masks(B, D, t, generator).view(B, C, L)
+        scored = ~m
     s1 = (stage == 1).view(B, 1, 1)
     hi, lo = u >> 8, u & 255
     mh = torch.where(s1, m, torch.ones_like(m))
@@ -687,7 +710,7 @@ def training_loss(net: nn.Module, u: torch.Tensor, stage: torch.Tensor, generato
     target = torch.where(s1, hi, lo).reshape(B * C, L)
     rows_stage = stage.repeat_interleave(C)
     nll = -log_prob(p, target, net.cfg.mixtures, rows_stage).view(B, C, L)
-    lt = (nll * (~m)).sum((1, 2)) / (D - t).float()
+    lt = (nll * scored).sum((1, 2)) / scored.sum((1, 2)).float()
     loss = lt.mean() / math.log(2)
     if penalty:
         loss = loss + range_penalty(p, net.cfg.mixtures)

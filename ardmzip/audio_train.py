@@ -18,12 +18,13 @@ import copy
 import json
 import math
 import time
+from pathlib import Path
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 
-from .ardm import LOSS_GRID
+from .ardm import LOSS_GRID, dyadic_edges
 from .audio_model import (AudioModel, AudioNet, AudioNetConfig, ExactAudioNet, QuantAudioNet, calibrate, export_int,
                           features, training_loss)
 from .data import CACHE, Clip, load_clips
@@ -48,6 +49,7 @@ class TrainConfig:
     val_segments: int = 64
     seed: int = 0
     qat: bool = False            # quantisation-aware training for an int-exact model
+    init: str | None = None      # a run's checkpoint file whose EMA weights start a new run (same net shape)
 
 
 class SegmentSampler:
@@ -127,19 +129,29 @@ def evaluate(net: torch.nn.Module, segs: torch.Tensor, stage: int, batch: int = 
 @torch.inference_mode()
 def loss_curve(net: torch.nn.Module, segs: torch.Tensor, stage: int, points: int = 32, batch: int = 16) -> np.ndarray:
     """L_t of one stage in bits per variable on the LOSS_GRID grid of revealed fractions (g + ½)/G:
-    measured at `points` fractions on every segment, interpolated linearly in between."""
+    measured at `points` fractions on every segment, interpolated linearly in between; for a dyadic net
+    at 4 fractions inside each group's grid range, interpolated within the group only (the curve jumps
+    where a group ends)."""
     g = torch.Generator().manual_seed(0)
     D = segs.shape[1] * segs.shape[2]
-    fracs = (np.arange(points) + 0.5) / points
-    means = []
-    for f in fracs:
+
+    def mean_bits(f: float) -> float:
         lts = []
         for i in range(0, len(segs), batch):
             u = segs[i:i + batch]
             t = torch.full((len(u),), int(f * D))
             lts.append(training_loss(net, u, torch.full((len(u),), stage), generator=g, t=t)[2])
-        means.append(float(torch.cat(lts).mean()) / math.log(2))
-    return np.interp((np.arange(LOSS_GRID) + 0.5) / LOSS_GRID, fracs, means)
+        return float(torch.cat(lts).mean()) / math.log(2)
+
+    if net.cfg.order == "dyadic":
+        edges = dyadic_edges(LOSS_GRID)
+        spans = [(a, b, (a + (np.arange(4) + 0.5) * (b - a) / 4) / LOSS_GRID) for a, b in zip(edges[:-1], edges[1:])]
+    else:
+        spans = [(0, LOSS_GRID, (np.arange(points) + 0.5) / points)]
+    curve = np.empty(LOSS_GRID)
+    for a, b, fracs in spans:
+        curve[a:b] = np.interp((np.arange(a, b) + 0.5) / LOSS_GRID, fracs, [mean_bits(f) for f in fracs])
+    return curve
 
 
 def calibration_inputs(sampler: SegmentSampler | MixedSampler, cfg: AudioNetConfig, n: int = 8, batch: int = 8) -> list[torch.Tensor]:
@@ -178,6 +190,11 @@ def train(cfg: TrainConfig, net_cfg: AudioNetConfig) -> None:
         net.load_state_dict(ck["net"])
         state = ck["state"]
         print(f"resumed {ckpt_path} at step {state['step']}")
+    elif cfg.init and Path(cfg.init).exists():
+        net.load_state_dict(torch.load(cfg.init)["ema"])
+        print(f"initialised from the EMA weights of {cfg.init}")
+    elif cfg.init:
+        print(f"{cfg.init} is gone (checkpoints live outside git): starting from scratch")
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     if ck:
@@ -296,12 +313,14 @@ def main() -> None:
     ap.add_argument("--kernel", type=int, default=5)
     ap.add_argument("--mixtures", type=int, default=4)
     ap.add_argument("--neighbours", type=int, default=2, help="nearest known samples per side as exact features")
+    ap.add_argument("--order", choices=["uniform", "dyadic"], default="dyadic", help="order family of the stages")
     ap.add_argument("--curves", action="store_true", help="measure the run's loss curves instead of training")
     ap.add_argument("--weights", choices=["ema", "net"], default="ema", help="--curves: which weights")
     a = vars(ap.parse_args())
     net_cfg = AudioNetConfig(widths=tuple(int(v) for v in a.pop("widths").split(",")),
                              blocks=tuple(int(v) for v in a.pop("blocks").split(",")),
-                             kernel=a.pop("kernel"), mixtures=a.pop("mixtures"), neighbours=a.pop("neighbours"))
+                             kernel=a.pop("kernel"), mixtures=a.pop("mixtures"), neighbours=a.pop("neighbours"),
+                             order=a.pop("order"))
     curves, weights = a.pop("curves"), a.pop("weights")
     cfg = TrainConfig(**a)
     if curves:

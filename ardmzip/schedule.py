@@ -5,19 +5,32 @@ A model stores its loss curve L as integers (millibits per variable) on a grid o
 L[g] is the expected cost of a variable revealed when g/G of the variables are known. For D variables
 and a budget of B network calls we pick boundaries 0 = s_0 < s_1 < … < s_S = D (S ≤ B) minimising
 Σ_i (s_{i+1} − s_i)·L(s_i): every variable of a step is predicted from what was known at its start.
+
+A structured order (ardm.grouped_order) reveals groups of positions one after another, each occupying a
+fixed range of the grid (`Groups.edges`); its schedule keeps every step inside one group (the positions
+of a group are exchangeable, so L at the step's start prices all of them), hence at least one step per
+group, and maps each group's grid range onto that group's actual number of variables.
 """
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 import numpy as np
 
 
-def reference_dp(curve: Sequence[float], budget: int) -> tuple[list[int], float]:
+class Groups(NamedTuple):
+    """The groups of a structured order: edges (0 = e_0 < … < e_K = G) on the curve's grid of G points,
+    group j covering grid points e_j … e_{j+1} − 1; counts: the variables of each group in this instance."""
+    edges: tuple[int, ...]
+    counts: tuple[int, ...]
+
+
+def reference_dp(curve: Sequence[float], budget: int, group: Sequence[int] | None = None) -> tuple[list[int], float]:
     """Readable O(B·N²) reference: optimal boundaries [0, …, N] and cost for N = len(curve) variables.
 
-    cost[k][t] = min over s < t of cost[k−1][s] + (t − s)·curve[s]  (k steps cover the first t variables).
+    cost[k][t] = min over s < t of cost[k−1][s] + (t − s)·curve[s]  (k steps cover the first t variables),
+    where a step [s, t) must not cross groups (group[s] == group[t − 1]) when `group` (per point) is given.
     """
     n = len(curve)
     budget = min(budget, n)
@@ -28,6 +41,8 @@ def reference_dp(curve: Sequence[float], budget: int) -> tuple[list[int], float]
     for k in range(1, budget + 1):
         for t in range(1, n + 1):
             for s in range(t):
+                if group is not None and group[s] != group[t - 1]:
+                    continue
                 c = cost[k - 1][s] + (t - s) * curve[s]
                 if c < cost[k][t]:
                     cost[k][t], arg[k][t] = c, s
@@ -39,7 +54,7 @@ def reference_dp(curve: Sequence[float], budget: int) -> tuple[list[int], float]
     return bounds[::-1], cost[best_k][n]
 
 
-def optimal_boundaries(curve: np.ndarray, budget: int) -> tuple[np.ndarray, int]:
+def optimal_boundaries(curve: np.ndarray, budget: int, group: np.ndarray | None = None) -> tuple[np.ndarray, int]:
     """The same DP vectorised over t, exact in int64. curve: (N,) int64. Returns (bounds, cost).
 
     Ties are broken towards the smallest s (np.argmin), identically on every platform.
@@ -50,7 +65,11 @@ def optimal_boundaries(curve: np.ndarray, budget: int) -> tuple[np.ndarray, int]
     big = np.iinfo(np.int64).max // 4
     s = np.arange(n + 1)
     # step[s, t] = (t − s)·curve[s] for s < t, "infinite" otherwise
-    step = np.where(s[None, :] > s[:, None], (s[None, :] - s[:, None]) * np.append(curve, 0)[:, None], big)
+    allowed = s[None, :] > s[:, None]
+    if group is not None:  # [s, t) inside one group
+        g = np.asarray(group, dtype=np.int64)
+        allowed &= np.append(g, -1)[:, None] == np.append(-2, g)[None, :]
+    step = np.where(allowed, (s[None, :] - s[:, None]) * np.append(curve, 0)[:, None], big)
     cost = np.full(n + 1, big, dtype=np.int64)
     cost[0] = 0
     args, totals = [], []
@@ -60,6 +79,8 @@ def optimal_boundaries(curve: np.ndarray, budget: int) -> tuple[np.ndarray, int]
         cost = np.minimum(total[arg, s], big)
         args.append(arg)
         totals.append(int(cost[n]))
+    if min(totals) >= big:
+        raise ValueError(f"{budget} steps cannot cover {len(set(group.tolist()))} groups")
     best_k = int(np.argmin(totals)) + 1          # fewest steps among equal costs
     bounds, t = [n], n
     for k in range(best_k - 1, -1, -1):
@@ -77,25 +98,75 @@ def _grid_boundaries(curve: tuple[int, ...], n: int, budget: int) -> tuple[int, 
     return tuple(int(b) for b in optimal_boundaries(resampled, budget)[0])
 
 
-def step_boundaries(curve: Sequence[int], n_vars: int, budget: int) -> np.ndarray:
+def step_boundaries(curve: Sequence[int], n_vars: int, budget: int, groups: Groups | None = None) -> np.ndarray:
     """Step boundaries (S+1,) int64 for n_vars variables and at most `budget` network calls.
 
     Integer arithmetic only. B ≥ D: one variable per step. Otherwise the DP runs on N = min(D, G) grid
     points with budget min(B, N), grid boundaries map to variables by g·D // N; for B > N each step is
     split further in proportion to its size (largest remainders, ties to the earlier step). Empty steps
-    are dropped.
+    are dropped. With `groups` (a structured order; see the module's docstring) the groups without
+    variables are left out, the budget is raised to the number of groups if lower, the DP runs on their
+    grid points, and a grid point x of group j maps to
+    Σ_{i<j} counts_i + (x − e_j)·counts_j // (e_{j+1} − e_j).
     """
     if n_vars < 1 or budget < 1:
         raise ValueError(f"need at least one variable and one step (got D={n_vars}, budget={budget})")
+    if groups is not None:
+        if sum(groups.counts) != n_vars or groups.edges[0] != 0 or groups.edges[-1] != len(curve):
+            raise ValueError(f"groups {groups} do not fit {n_vars} variables and a grid of {len(curve)}")
+        curve, groups = _drop_empty(curve, groups)
+        budget = max(budget, len(groups.counts))
     if budget >= n_vars:
         return np.arange(n_vars + 1, dtype=np.int64)
-    n = min(n_vars, len(curve))
-    grid = np.array(_grid_boundaries(tuple(int(c) for c in curve), n, min(budget, n)), dtype=np.int64)
-    bounds = grid * n_vars // n
+    curve_key = tuple(int(c) for c in curve)
+    if groups is None:
+        n = min(n_vars, len(curve))
+        grid = np.array(_grid_boundaries(curve_key, n, min(budget, n)), dtype=np.int64)
+        bounds = grid * n_vars // n
+    else:
+        grid = np.array(_grouped_grid_boundaries(curve_key, tuple(groups.edges), min(budget, len(curve))),
+                        dtype=np.int64)
+        bounds = _grid_to_variables(grid, groups)
+    bounds = np.unique(bounds)
     extra = budget - (len(bounds) - 1)
     if extra > 0:
         bounds = _split_steps(bounds, extra, n_vars)
     return np.unique(bounds)  # sorted; drops empty steps
+
+
+def _drop_empty(curve: Sequence[int], groups: Groups) -> tuple[list[int], Groups]:
+    """The curve and groups without the groups that hold no variable (a short clip's missing levels)."""
+    keep = [j for j, c in enumerate(groups.counts) if c > 0]
+    e = groups.edges
+    sub = [int(v) for j in keep for v in curve[e[j]:e[j + 1]]]
+    edges = tuple(int(x) for x in np.cumsum([0] + [e[j + 1] - e[j] for j in keep]))
+    return sub, Groups(edges, tuple(groups.counts[j] for j in keep))
+
+
+def _group_of(edges: Sequence[int], g: int) -> np.ndarray:
+    """(g,) group index of every grid point."""
+    return np.searchsorted(np.asarray(edges[1:], dtype=np.int64), np.arange(g), side="right")
+
+
+def _sorted_within(curve: tuple[int, ...], edges: Sequence[int]) -> np.ndarray:
+    """The curve sorted in decreasing order inside each group (noise removal, as for a single group)."""
+    c = np.asarray(curve, dtype=np.int64)
+    return np.concatenate([np.sort(c[a:b])[::-1] for a, b in zip(edges[:-1], edges[1:])])
+
+
+@lru_cache(maxsize=256)
+def _grouped_grid_boundaries(curve: tuple[int, ...], edges: tuple[int, ...], budget: int) -> tuple[int, ...]:
+    group = _group_of(edges, len(curve))
+    return tuple(int(b) for b in optimal_boundaries(_sorted_within(curve, edges), budget, group)[0])
+
+
+def _grid_to_variables(points: np.ndarray, groups: Groups) -> np.ndarray:
+    """Grid points (0 … G) -> variable indices, group by group (integer arithmetic)."""
+    edges = np.asarray(groups.edges, dtype=np.int64)
+    counts = np.asarray(groups.counts, dtype=np.int64)
+    starts = np.concatenate([[0], np.cumsum(counts)])
+    j = np.minimum(np.searchsorted(edges, points, side="right") - 1, len(counts) - 1)
+    return starts[j] + (points - edges[j]) * counts[j] // (edges[j + 1] - edges[j])
 
 
 def _split_steps(bounds: np.ndarray, extra: int, n_vars: int) -> np.ndarray:
@@ -111,9 +182,18 @@ def _split_steps(bounds: np.ndarray, extra: int, n_vars: int) -> np.ndarray:
     return np.concatenate(out)
 
 
-def expected_bits(curve: Sequence[int], bounds: np.ndarray, n_vars: int) -> float:
-    """Bits the schedule predicts from the curve: Σ_steps size·L(start) (curve in millibits, sorted)."""
-    c = np.sort(np.asarray(curve, dtype=np.int64))[::-1]
+def expected_bits(curve: Sequence[int], bounds: np.ndarray, n_vars: int, groups: Groups | None = None) -> float:
+    """Bits the schedule predicts from the curve: Σ_steps size·L(start) (curve in millibits, sorted as the
+    schedule sorts it; with `groups`, a step's start is placed on its group's grid range)."""
     b = np.asarray(bounds, dtype=np.int64)
-    starts = c[np.minimum(b[:-1] * len(c) // n_vars, len(c) - 1)]
+    if groups is None:
+        c = np.sort(np.asarray(curve, dtype=np.int64))[::-1]
+        starts = c[np.minimum(b[:-1] * len(c) // n_vars, len(c) - 1)]
+    else:
+        c = _sorted_within(tuple(int(v) for v in curve), groups.edges)
+        edges, counts = np.asarray(groups.edges, dtype=np.int64), np.asarray(groups.counts, dtype=np.int64)
+        ends = np.cumsum(counts)
+        j = np.searchsorted(ends, b[:-1], side="right")                # group of each step's first variable
+        pos = b[:-1] - (ends[j] - counts[j])
+        starts = c[edges[j] + pos * (edges[j + 1] - edges[j]) // counts[j]]
     return float((np.diff(b) * starts).sum()) / 1000.0

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from ardmzip.ardm import log_prob, order, probabilities, training_loss
+from ardmzip.ardm import (dyadic_edges, dyadic_groups, grouped_order, log_prob, order, probabilities,
+                          training_loss)
 from ardmzip.nets import ARDMNet, NetConfig
 
 
@@ -29,6 +30,29 @@ GOLDEN_ORDER_0_8 = [1, 4, 5, 7, 6, 0, 3, 2]
 GOLDEN_ORDER_123456789_5 = [2, 4, 0, 1, 3]
 
 
+class TestDyadicOrder:
+    def test_groups_coarse_to_fine(self):
+        assert dyadic_groups(17, top=8).tolist() == [0, 3, 2, 3, 1, 3, 2, 3, 0, 3, 2, 3, 1, 3, 2, 3, 0]
+        g = dyadic_groups(1 << 15)
+        assert np.bincount(g).tolist() == [512, 512, 1024, 2048, 4096, 8192, 16384]
+        assert dyadic_edges() == (0, 8, 16, 32, 64, 128, 256, 512)
+        with pytest.raises(ValueError):
+            dyadic_edges(100)
+
+    def test_grouped_order_is_the_random_order_within_each_group(self):
+        groups = dyadic_groups(5000)
+        sigma = grouped_order(9, groups)
+        assert np.array_equal(np.sort(sigma), np.arange(5000))
+        assert np.all(np.diff(groups[sigma]) >= 0)
+        plain = order(9, 5000)
+        for k in range(7):
+            assert np.array_equal(sigma[groups[sigma] == k], plain[groups[plain] == k])
+
+    def test_golden_values(self):
+        """Part of the file format (dyadic audio models): never changes."""
+        assert grouped_order(5, dyadic_groups(16, 8)).tolist() == GOLDEN_DYADIC
+
+
 class TestMixtureHead:
     def test_probabilities_are_distributions_matching_log_prob(self):
         torch.manual_seed(0)
@@ -52,3 +76,6 @@ class TestTrainingLoss:
         assert torch.isfinite(loss) and frac.shape == (4,) and (frac < 1).all()
         loss.backward()
         assert all(p.grad is not None for p in net.parameters())
+
+
+GOLDEN_DYADIC = [8, 0, 12, 4, 14, 2, 10, 6, 11, 15, 3, 7, 9, 13, 5, 1]

@@ -12,12 +12,14 @@ import torch
 
 from ardmzip import audio_codec as ac
 from ardmzip import audio_model as am
-from ardmzip import exact
+from ardmzip import ardm, exact
 from ardmzip.coder import Decoder, Encoder
 from ardmzip.errors import CorruptError
 
 TINY = am.AudioNetConfig(widths=(8, 16), blocks=(1, 1), kernel=3, mixtures=2, scales=(2, 16), neighbours=2)
 CURVE = tuple(int(9000 * (1 - i / 600)) for i in range(512))   # decreasing, millibits
+# a dyadic model's curve: flat inside each group, lower for finer groups
+DYADIC_CURVE = tuple(int(9000 - 900 * int(np.searchsorted(ardm.dyadic_edges(), i, side="right")) - i) for i in range(512))
 
 
 def _heads(rng, n, k, mu=(exact.MU_MIN, exact.MU_MAX + 1), logs=(exact.LOGS_MIN, exact.LOGS_MAX + 1)):
@@ -46,8 +48,10 @@ def nets():
 
 @pytest.fixture(scope="module")
 def models(nets):
-    net, _, ex = nets
-    return {"float": am.AudioModel(TINY, (CURVE, CURVE), net=net), "exact": am.AudioModel(TINY, (CURVE, CURVE), exact=ex)}
+    net, qnet, ex = nets
+    dyadic = dataclasses.replace(TINY, order="dyadic")
+    return {"float": am.AudioModel(TINY, (CURVE, CURVE), net=net), "exact": am.AudioModel(TINY, (CURVE, CURVE), exact=ex),
+            "dyadic": am.AudioModel(dyadic, (DYADIC_CURVE, DYADIC_CURVE), exact=am.ExactAudioNet(dyadic, am.export_int(qnet)))}
 
 
 # ----------------------------------------------------------------------------------------- heads
@@ -194,15 +198,48 @@ def assert_round_trip(model: am.AudioModel, x: np.ndarray, bits: int, budget: in
 @pytest.mark.parametrize("frames", [0, 1, 7, 1000])
 def test_round_trip(models, frames, channels, bits):
     for kind in ("random", "sine"):
-        for arithmetic in ("exact", "float"):
+        for arithmetic in ("exact", "float", "dyadic"):
             assert_round_trip(models[arithmetic], _signal(kind, frames, channels, bits), bits)
 
 
 @pytest.mark.parametrize("arithmetic,kind,channels,bits", [("exact", "sine", 2, 16), ("exact", "random", 1, 24),
-                                                          ("float", "sine", 1, 8)])
+                                                          ("float", "sine", 1, 8), ("dyadic", "sine", 2, 16)])
 def test_round_trip_over_segments(models, arithmetic, kind, channels, bits):
     """70000 frames: three segments of 2^15 frames, the last one short."""
     assert_round_trip(models[arithmetic], _signal(kind, 70000, channels, bits), bits, budget=3)
+
+
+@pytest.mark.parametrize("frames,channels", [(4096, 1), (1000, 2), (70, 1), (3, 2)])
+@pytest.mark.parametrize("budget", [1, 7, 10, 40])
+def test_dyadic_steps_go_coarse_to_fine(models, frames, channels, budget):
+    """Every step of a dyadic stage lies inside one group, groups come coarse to fine, each variable once,
+    and a budget below the 7 groups is raised to one call per group."""
+    model = models["dyadic"]
+    groups = np.tile(ardm.dyadic_groups(frames), channels)
+    steps = list(ac._steps(model, 1, frames, channels, budget, 7, 0))
+    seen = np.concatenate([p for _, p in steps])
+    assert np.array_equal(np.sort(seen), np.arange(frames * channels))
+    step_groups = [np.unique(groups[p]) for _, p in steps]
+    assert all(len(g) == 1 for g in step_groups)
+    assert all(a[0] <= b[0] for a, b in zip(step_groups, step_groups[1:]))
+    assert [start for start, _ in steps] == list(np.cumsum([0] + [len(p) for _, p in steps[:-1]]))
+    n_groups = len(np.unique(groups))
+    assert len(steps) <= max(budget, n_groups) and (len(steps) >= n_groups)
+    calls, _ = ac.schedule_cost(model, frames, channels, 16, budget)
+    assert calls == 2 * len(steps)
+
+
+def test_dyadic_masks_score_the_current_group():
+    g = torch.Generator().manual_seed(0)
+    B, C, L = 64, 2, 256
+    t = torch.randint(0, C * L, (B,), generator=g)
+    known, scored = am.dyadic_masks(B, C, L, t, g)
+    groups = torch.from_numpy(ardm.dyadic_groups(L)).expand(C, L)
+    assert torch.equal(known.sum((1, 2)), t)
+    for b in range(B):
+        current = int(groups[~known[b]].min())       # the coarsest unknown group is σ(t)'s
+        assert torch.equal(scored[b], ~known[b] & (groups == current))
+        assert not (known[b] & (groups > current)).any()        # nothing finer is known yet
 
 
 def test_wrong_seed_does_not_decode(models):
@@ -264,3 +301,18 @@ def test_trainer_checkpoints_resumes_quantises_and_measures_curves(tmp_path, mon
         torch.set_num_threads(threads)
     assert model.arithmetic == "int-exact"
     assert_round_trip(model, _signal("sine", 500, 1, 16), 16)
+
+
+def test_dyadic_loss_curve_is_measured_inside_each_group(nets):
+    """A dyadic net's curve: 512 points, measured at 4 points in every group's range and interpolated
+    within the group only — the value just before a group's end is not pulled towards the next group."""
+    from ardmzip import audio_train
+    net = am.AudioNet(dataclasses.replace(TINY, order="dyadic")).eval()
+    net.load_state_dict(nets[0].state_dict())
+    segs = torch.randint(0, 65536, (2, 1, 256), generator=torch.Generator().manual_seed(0))
+    curve = audio_train.loss_curve(net, segs, 1)
+    assert curve.shape == (512,) and np.isfinite(curve).all()
+    for a, b in zip(ardm.dyadic_edges()[:-1], ardm.dyadic_edges()[1:]):
+        inner = (np.arange(a, b) + 0.5) / 512
+        first, last = (a + 0.125 * (b - a)) / 512, (a + 0.875 * (b - a)) / 512
+        assert np.allclose(curve[a:b][inner <= first], curve[a]) and np.allclose(curve[a:b][inner >= last], curve[b - 1])
