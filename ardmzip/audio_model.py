@@ -2,7 +2,7 @@
 
 **Variables and stages.** A segment of F frames and C channels has D = F·C variables per stage, one per
 (frame, channel) position. A 16-bit sample x is two base-256 digits of u = x + 32768: stage 1 reveals the
-high byte u >> 8 of every position (uniformly random order, its own schedule), stage 2 the low byte
+high byte u >> 8 of every position (its own order and schedule), stage 2 the low byte
 u & 255 given every high byte (each stage in the order family of `AudioNetConfig.order`: uniformly random,
 or dyadic coarse to fine — ardm.dyadic_groups — where training scores only the unknown variables of the
 group being revealed). 8-bit audio is stage 1 alone (u = x + 128); 24-bit audio codes its top
