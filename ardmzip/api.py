@@ -24,7 +24,6 @@ from .codec import decode_plane, encode_plane, make_plan
 from .coder import Decoder, Encoder
 from .errors import ChecksumMismatchError, CorruptError, ModelError, UnsupportedInputError
 from .registry import Model, default_model_id, find_model, load_model
-from .schedule import expected_bits
 
 DEFAULT_SEED = 0
 
@@ -155,7 +154,7 @@ def _unstore(method: str, words: np.ndarray, n: int) -> np.ndarray:
 
 
 def _predicted_bits(m: Model, plans: list) -> float:
-    return sum(expected_bits(m.curve, pl.bounds, pl.n_vars) for pl in plans)
+    return sum(pl.predicted_bits(m.curve) for pl in plans)
 
 
 def predict_bits(img: media.Image, *, budget: int | None = None, model: str | None = None) -> float:

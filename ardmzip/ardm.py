@@ -49,11 +49,20 @@ def _keys(seed: int, n: int) -> np.ndarray:
 # schedule stays inside one group (schedule.step_boundaries with `groups`), where the positions are
 # exchangeable, so one loss curve value per step start still prices the whole step.
 #
-# The dyadic family (1-D, audio frames), coarse to fine: group 0 holds the multiples of `top` (a
-# uniformly random order among themselves), group k = 1 … log2(top) the odd multiples of top / 2^k,
-# each of which has its known neighbours at distance top / 2^k on both sides. With top = 64 the groups
-# hold 1/64, 1/64, 2/64, 4/64, 8/64, 16/64 and 32/64 of the frames.
+# Both families below have 7 groups holding 1/64, 1/64, 2/64, 4/64, 8/64, 16/64 and 32/64 of the
+# positions (exactly so for sizes that are multiples of 64, resp. 8×8), so they share one set of loss-curve
+# grid edges (`group_edges`).
+#
+# dyadic (1-D, audio frames), coarse to fine: group 0 holds the multiples of 64 (a uniformly random order
+# among themselves), group k = 1 … 6 the odd multiples of 64 / 2^k, whose nearest known neighbours are
+# at distance 64 / 2^k on both sides.
+#
+# quincunx (2-D, image pixels): group 0 holds the pixels (y, x) with y and x multiples of 8; then for
+# d = 4, 2, 1 in turn, the centres of the known 2d×2d squares (y ≡ x ≡ d mod 2d: their 4 diagonal
+# neighbours are known), then the rest of the d-lattice (their 4 axial neighbours at distance d are
+# known): groups 1, 2 (d = 4), 3, 4 (d = 2), 5, 6 (d = 1). Every subpixel of a pixel is in its group.
 DYADIC_TOP = 64
+QUINCUNX_TOP = 8
 
 
 def dyadic_groups(frames: int, top: int = DYADIC_TOP) -> np.ndarray:
@@ -67,12 +76,25 @@ def dyadic_groups(frames: int, top: int = DYADIC_TOP) -> np.ndarray:
     return g
 
 
-def dyadic_edges(grid: int = LOSS_GRID, top: int = DYADIC_TOP) -> tuple[int, ...]:
-    """The groups' nominal ranges on a loss-curve grid of `grid` revealed fractions: 0, grid/top,
-    2·grid/top, 4·grid/top, … grid (each group from one edge to the next)."""
-    if grid % top:
-        raise ValueError(f"a grid of {grid} points cannot hold dyadic groups of 1/{top}")
-    out, e = [0, grid // top], grid // top
+def quincunx_groups(h: int, w: int, top: int = QUINCUNX_TOP) -> np.ndarray:
+    """(h, w) int64 group of every pixel (see above)."""
+    y, x = np.arange(h, dtype=np.int64)[:, None], np.arange(w, dtype=np.int64)[None, :]
+    g = np.zeros((h, w), dtype=np.int64)
+    k, d = 1, top // 2
+    while d >= 1:
+        on = (y % d == 0) & (x % d == 0) & ~((y % (2 * d) == 0) & (x % (2 * d) == 0))
+        centre = on & (y % (2 * d) == d) & (x % (2 * d) == d)
+        g[centre], g[on & ~centre] = k, k + 1
+        k, d = k + 2, d // 2
+    return g
+
+
+def group_edges(grid: int = LOSS_GRID) -> tuple[int, ...]:
+    """The groups' nominal ranges on a loss-curve grid of `grid` revealed fractions: 0, grid/64,
+    2·grid/64, 4·grid/64, … grid (each group from one edge to the next)."""
+    if grid % 64:
+        raise ValueError(f"a grid of {grid} points cannot hold groups of 1/64")
+    out, e = [0, grid // 64], grid // 64
     while e < grid:
         e *= 2
         out.append(e)
@@ -139,7 +161,9 @@ def training_loss(net: ARDMNet, x: torch.Tensor, grey: torch.Tensor, generator: 
 
     x: (B, 3, H, W) uint8-valued subpixels; grey: (B,) bool, True where the image is grey replicated
     into 3 channels (its variables are the H·W pixels, masks tied across channels); t: (B,) optional
-    fixed numbers of known variables (default: t ~ U{0..D−1}).
+    fixed numbers of known variables (default: t ~ U{0..D−1}). The net's order family
+    (`NetConfig.order`) gives the masks: uniformly random, or quincunx (groups coarse to fine, random
+    within; only the unknown variables of σ(t)'s group are scored).
     Returns (loss: scalar, the bound in bits per dimension averaged over the batch;
              frac: (B,) revealed fraction t/D; lt: (B,) mean nats per masked variable at that t).
     """
@@ -150,6 +174,10 @@ def training_loss(net: ARDMNet, x: torch.Tensor, grey: torch.Tensor, generator: 
         t = (torch.rand(B, generator=generator, device=dev) * n_var).long()  # t ~ U{0..D−1}
     noise = torch.rand(B, C, H, W, generator=generator, device=dev)
     noise = torch.where(grey.view(B, 1, 1, 1), noise[:, :1].expand(B, C, H, W), noise)
+    grouped = net.cfg.order == "quincunx"
+    if grouped:  # group first, random within (a structured order: see quincunx_groups)
+        groups = torch.from_numpy(quincunx_groups(H, W)).to(dev)
+        noise = noise + groups
     # rank of each variable in a uniformly random order; tied channels of grey pixels share a rank
     flat = noise.reshape(B, -1)
     rank = flat.argsort(1).argsort(1).reshape(B, C, H, W)
@@ -161,8 +189,12 @@ def training_loss(net: ARDMNet, x: torch.Tensor, grey: torch.Tensor, generator: 
     nll = -log_prob(p, x, net.cfg.mixtures)                            # (B, C, H, W) nats
     counted = (1 - m) * torch.where(grey.view(B, 1, 1, 1), (torch.arange(C, device=dev) == 0).view(1, C, 1, 1).float(),
                                     torch.ones(1, C, 1, 1, device=dev))
+    if grouped:  # score only the unknown variables of σ(t)'s group: the ones exchangeable with σ(t)
+        ends = torch.cumsum(torch.bincount(groups.reshape(-1)), 0).view(1, -1) * torch.where(grey, 1, C).view(B, 1)
+        current = (t.view(B, 1) >= ends).sum(1)
+        counted = counted * (groups.view(1, 1, H, W) == current.view(B, 1, 1, 1)).float()
     masked_sum = (nll * counted).sum((1, 2, 3))
-    n_masked = (n_var - t).float()
+    n_masked = counted.sum((1, 2, 3))
     lt = masked_sum / n_masked  # D/(D−t)·Σ_masked/D: per example an unbiased term of the bound (nats/dim)
     loss = lt.mean() / math.log(2)
     return loss, frac.detach(), lt.detach()

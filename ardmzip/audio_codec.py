@@ -31,7 +31,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from .ardm import dyadic_edges, dyadic_groups, grouped_order, order
+from .ardm import group_edges, dyadic_groups, grouped_order, order
 from .audio_model import AudioModel, features
 from .coder import Decoder, Encoder
 from .codec import fixed_threads
@@ -79,7 +79,7 @@ def _groups(model: AudioModel, frames: int, channels: int) -> tuple[np.ndarray, 
     if model.cfg.order == "uniform":
         return None
     per_frame = dyadic_groups(frames)
-    edges = dyadic_edges(len(model.curves[0]))
+    edges = group_edges(len(model.curves[0]))
     counts = np.bincount(per_frame, minlength=len(edges) - 1) * channels
     return np.tile(per_frame, channels), Groups(edges, tuple(int(c) for c in counts))
 

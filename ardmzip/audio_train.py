@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .ardm import LOSS_GRID, dyadic_edges
+from .ardm import LOSS_GRID, group_edges
 from .audio_model import (AudioModel, AudioNet, AudioNetConfig, ExactAudioNet, QuantAudioNet, calibrate, export_int,
                           features, training_loss)
 from .data import CACHE, Clip, load_clips
@@ -144,7 +144,7 @@ def loss_curve(net: torch.nn.Module, segs: torch.Tensor, stage: int, points: int
         return float(torch.cat(lts).mean()) / math.log(2)
 
     if net.cfg.order == "dyadic":
-        edges = dyadic_edges(LOSS_GRID)
+        edges = group_edges(LOSS_GRID)
         spans = [(a, b, (a + (np.arange(4) + 0.5) * (b - a) / 4) / LOSS_GRID) for a, b in zip(edges[:-1], edges[1:])]
     else:
         spans = [(0, LOSS_GRID, (np.arange(points) + 0.5) / points)]

@@ -14,10 +14,10 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from .ardm import order
+from .ardm import group_edges, grouped_order, order, quincunx_groups
 from .coder import Decoder, Encoder
 from .registry import Model
-from .schedule import step_boundaries
+from .schedule import Groups, expected_bits, step_boundaries
 
 CODING_THREADS = 1  # float32 models' outputs depend on the thread count: both sides use this many
 TILE = 512   # larger planes are run through the net in tiles of this size ...
@@ -35,6 +35,7 @@ class Plan:
     grey: bool
     order: np.ndarray      # (D,) variable indices, first revealed first
     bounds: np.ndarray     # (S+1,) step boundaries
+    groups: Groups | None = None  # a structured order's groups (the schedule keeps steps inside them)
 
     @property
     def n_vars(self) -> int:
@@ -45,11 +46,23 @@ class Plan:
         return len(self.bounds) - 1
 
 
+    def predicted_bits(self, curve) -> float:
+        return expected_bits(curve, self.bounds, self.n_vars, self.groups)
+
+
 def make_plan(model: Model, shape: tuple[int, ...], budget: int, seed: int) -> Plan:
+    """The plan of a plane: the model's order family ("uniform": ardm.order over the D variables;
+    "quincunx": ardm.grouped_order over the pixels' groups, every subpixel in its pixel's group) and the
+    schedule of `budget` network calls."""
     h, w = shape[:2]
     grey = len(shape) == 2
     n = h * w * (1 if grey else 3)
-    return Plan((h, w), grey, order(seed, n), step_boundaries(model.curve, n, budget))
+    if model.cfg.order == "uniform":
+        return Plan((h, w), grey, order(seed, n), step_boundaries(model.curve, n, budget))
+    per_var = np.tile(quincunx_groups(h, w).reshape(-1), 1 if grey else 3)
+    edges = group_edges(len(model.curve))
+    groups = Groups(edges, tuple(int(c) for c in np.bincount(per_var, minlength=len(edges) - 1)))
+    return Plan((h, w), grey, grouped_order(seed, per_var), step_boundaries(model.curve, n, budget, groups), groups)
 
 
 def _net_input(values: np.ndarray, known: np.ndarray, plan: Plan, exact: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

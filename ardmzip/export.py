@@ -15,6 +15,7 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import torch
@@ -24,7 +25,7 @@ from .data import CACHE, load_images
 from .exact import QuantNet, export_int
 from .nets import ARDMNet, NetConfig
 from .registry import curve_to_ints
-from .schedule import expected_bits, step_boundaries
+from .codec import make_plan
 from .train import fixed_crops
 
 REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -70,7 +71,7 @@ def export_audio(run: str, model_id: str, *, budget: int | None = None, threads:
     and a manifest entry (media "audio") with the per-stage loss curves measured on the validation
     segments, the default budget chosen from them, and the training log. Returns the entry."""
     from . import audio_train  # its CACHE is read at call time (tests point it elsewhere)
-    from .audio_codec import BITS_STAGES, SEGMENT
+    from .audio_codec import SEGMENT, schedule_cost
 
     manifest = _read_manifest(models, model_id)
     run_dir = audio_train.CACHE / "runs" / run
@@ -80,8 +81,7 @@ def export_audio(run: str, model_id: str, *, budget: int | None = None, threads:
     model = audio_train.run_model(run, exact=True)
     curves = measured["loss_curves"]
     d = SEGMENT  # a full mono segment: what most of a clip is coded as
-    predicted = {b: sum(expected_bits(c, step_boundaries(c, d, b), d) for c in curves[:BITS_STAGES[16]]) / d
-                 for b in BUDGETS}
+    predicted = {b: schedule_cost(model, d, 1, 16, b)[1] / d for b in BUDGETS}
     budget = budget or choose_budget(predicted)
     bound = measured["bound_bits_per_sample"]
     print(f"validation bound {bound:.4f} bits/sample (stages: "
@@ -93,7 +93,8 @@ def export_audio(run: str, model_id: str, *, budget: int | None = None, threads:
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     entry = {
         "file": file, "sha256": sha, "media": "audio",
-        "kind": "depth-upscaling oa-ardm (16-bit samples as 2 stages of 256 values, uniform random order)",
+        "kind": "depth-upscaling oa-ardm (16-bit samples as 2 stages of 256 values, "
+                + ORDER_NAMES[model.cfg.order] + ")",
         "head": "discretised logistic mixture over 16-bit values, per stage", "arithmetic": "int-exact",
         "net_config": model.cfg.to_dict(),
         "parameters": sum(p.numel() for p in model.exact.skeleton.parameters()),
@@ -112,6 +113,11 @@ def export_audio(run: str, model_id: str, *, budget: int | None = None, threads:
     }
     _add_entry(models, manifest, model_id, entry)
     return entry
+
+
+ORDER_NAMES = {"uniform": "uniform random order",
+               "dyadic": "dyadic coarse-to-fine order of the frames, random within each of 7 groups",
+               "quincunx": "quincunx coarse-to-fine order of the pixels, random within each of 7 groups"}
 
 
 @torch.inference_mode()
@@ -167,7 +173,8 @@ def main() -> None:
     curve = loss_curve(net, val)
     curve_int = curve_to_ints(curve)
     d64 = 3 * 64 * 64
-    predicted = {b: expected_bits(curve_int, step_boundaries(curve_int, d64, b), d64) / d64 for b in BUDGETS}
+    shaped = SimpleNamespace(cfg=cfg, curve=curve_int)   # what make_plan reads of a model
+    predicted = {b: make_plan(shaped, (64, 64, 3), b, 0).predicted_bits(curve_int) / d64 for b in BUDGETS}
     bound = float(np.mean(curve))
     budget = a.budget or choose_budget(predicted)
     print(f"validation bound {bound:.4f} bpd; predicted bpd on 64×64 by budget: "
@@ -176,7 +183,7 @@ def main() -> None:
     file, sha = _ship(REPO_MODELS, a.id, payload, run_dir / "log.jsonl")
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     _add_entry(REPO_MODELS, manifest, a.id, {
-        "file": file, "sha256": sha, "media": "image", "kind": "oa-ardm (uniform random order, 256 values)",
+        "file": file, "sha256": sha, "media": "image", "kind": f"oa-ardm ({ORDER_NAMES[cfg.order]}, 256 values)",
         "head": "discretised logistic mixture", "arithmetic": "int-exact" if exact else "float32",
         "net_config": cfg.to_dict(), "parameters": sum(p.numel() for p in net.parameters()),
         "default_budget": budget,

@@ -1,7 +1,7 @@
 """Train an image ARDM. Resumable: the checkpoint lives outside git and may vanish, in which case a run
 starts from the shipped weights given by --init (or from scratch).
 
-    python -m ardmzip.train --run img1 --minutes 120 [--init ardm-img-...] [--threads 1]
+    python -m ardmzip.train --run img1 --minutes 120 [--init MODEL-ID | --init RUN/ckpt.pt] [--threads 1]
 
 Every --eval-every seconds: validation bpd on fixed crops of the validation photos, a line in the run's
 log.jsonl (images seen, wall time, train and validation bpd) and an atomic checkpoint. The per-step
@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import math
 import os
@@ -123,6 +124,12 @@ def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
         net.load_state_dict(ck["net"])
         state = ck["state"]
         print(f"resumed {ckpt_path} at step {state['step']}")
+    elif cfg.init and cfg.init.endswith(".pt"):  # another run's checkpoint: its EMA weights
+        ck_init = torch.load(cfg.init)
+        net = ARDMNet(dataclasses.replace(NetConfig.from_dict(ck_init["net_config"]), order=net_cfg.order))
+        net.load_state_dict(ck_init["ema"])
+        net_cfg = net.cfg
+        print(f"initialised from the EMA weights of {cfg.init}")
     elif cfg.init:
         from .registry import load_model
         shipped = load_model(cfg.init)
@@ -130,7 +137,7 @@ def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
             net, init_scales = dequantised(shipped.exact)
         else:
             net = copy.deepcopy(shipped.net)
-        net_cfg = net.cfg
+        net_cfg = net.cfg = dataclasses.replace(net.cfg, order=net_cfg.order)
         print(f"initialised from shipped model {cfg.init}")
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
@@ -196,9 +203,11 @@ def main() -> None:
     ap.add_argument("--widths", type=str, default="32,64,128")
     ap.add_argument("--blocks", type=str, default="2,2,3")
     ap.add_argument("--mixtures", type=int, default=6)
+    ap.add_argument("--order", choices=["uniform", "quincunx"], default="uniform", help="order family")
     a = vars(ap.parse_args())
     net_cfg = NetConfig(widths=tuple(int(v) for v in a.pop("widths").split(",")),
-                        blocks=tuple(int(v) for v in a.pop("blocks").split(",")), mixtures=a.pop("mixtures"))
+                        blocks=tuple(int(v) for v in a.pop("blocks").split(",")), mixtures=a.pop("mixtures"),
+                        order=a.pop("order"))
     train(TrainConfig(**a), net_cfg)
 
 

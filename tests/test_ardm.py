@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from ardmzip.ardm import (dyadic_edges, dyadic_groups, grouped_order, log_prob, order, probabilities,
+from ardmzip.ardm import (group_edges, dyadic_groups, grouped_order, log_prob, order, probabilities,
                           training_loss)
 from ardmzip.nets import ARDMNet, NetConfig
 
@@ -35,9 +35,9 @@ class TestDyadicOrder:
         assert dyadic_groups(17, top=8).tolist() == [0, 3, 2, 3, 1, 3, 2, 3, 0, 3, 2, 3, 1, 3, 2, 3, 0]
         g = dyadic_groups(1 << 15)
         assert np.bincount(g).tolist() == [512, 512, 1024, 2048, 4096, 8192, 16384]
-        assert dyadic_edges() == (0, 8, 16, 32, 64, 128, 256, 512)
+        assert group_edges() == (0, 8, 16, 32, 64, 128, 256, 512)
         with pytest.raises(ValueError):
-            dyadic_edges(100)
+            group_edges(100)
 
     def test_grouped_order_is_the_random_order_within_each_group(self):
         groups = dyadic_groups(5000)

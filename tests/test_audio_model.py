@@ -19,7 +19,7 @@ from ardmzip.errors import CorruptError
 TINY = am.AudioNetConfig(widths=(8, 16), blocks=(1, 1), kernel=3, mixtures=2, scales=(2, 16), neighbours=2)
 CURVE = tuple(int(9000 * (1 - i / 600)) for i in range(512))   # decreasing, millibits
 # a dyadic model's curve: flat inside each group, lower for finer groups
-DYADIC_CURVE = tuple(int(9000 - 900 * int(np.searchsorted(ardm.dyadic_edges(), i, side="right")) - i) for i in range(512))
+DYADIC_CURVE = tuple(int(9000 - 900 * int(np.searchsorted(ardm.group_edges(), i, side="right")) - i) for i in range(512))
 
 
 def _heads(rng, n, k, mu=(exact.MU_MIN, exact.MU_MAX + 1), logs=(exact.LOGS_MIN, exact.LOGS_MAX + 1)):
@@ -312,7 +312,7 @@ def test_dyadic_loss_curve_is_measured_inside_each_group(nets):
     segs = torch.randint(0, 65536, (2, 1, 256), generator=torch.Generator().manual_seed(0))
     curve = audio_train.loss_curve(net, segs, 1)
     assert curve.shape == (512,) and np.isfinite(curve).all()
-    for a, b in zip(ardm.dyadic_edges()[:-1], ardm.dyadic_edges()[1:]):
+    for a, b in zip(ardm.group_edges()[:-1], ardm.group_edges()[1:]):
         inner = (np.arange(a, b) + 0.5) / 512
         first, last = (a + 0.125 * (b - a)) / 512, (a + 0.875 * (b - a)) / 512
         assert np.allclose(curve[a:b][inner <= first], curve[a]) and np.allclose(curve[a:b][inner >= last], curve[b - 1])
