@@ -20,7 +20,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from .ardm import LOSS_GRID, training_loss
+from .ardm import LOSS_GRID, group_edges, training_loss
 from .data import CACHE, load_images
 from .exact import QuantNet, export_int
 from .nets import ARDMNet, NetConfig
@@ -30,6 +30,13 @@ from .train import fixed_crops
 
 REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
 BUDGETS = (1, 2, 5, 10, 20, 25, 50, 100, 200, 500)  # predicted at export; the last is the reference
+
+
+def candidate_budgets(order: str) -> list[int]:
+    """BUDGETS as a model of this order family runs them: a coarse-to-fine order takes one call per group
+    at least, so smaller budgets are that minimum."""
+    floor = 1 if order == "uniform" else len(group_edges()) - 1
+    return sorted({max(b, floor) for b in BUDGETS})
 
 
 def choose_budget(predicted: dict[int, float]) -> int:
@@ -81,7 +88,7 @@ def export_audio(run: str, model_id: str, *, budget: int | None = None, threads:
     model = audio_train.run_model(run, exact=True)
     curves = measured["loss_curves"]
     d = SEGMENT  # a full mono segment: what most of a clip is coded as
-    predicted = {b: schedule_cost(model, d, 1, 16, b)[1] / d for b in BUDGETS}
+    predicted = {b: schedule_cost(model, d, 1, 16, b)[1] / d for b in candidate_budgets(model.cfg.order)}
     budget = budget or choose_budget(predicted)
     bound = measured["bound_bits_per_sample"]
     print(f"validation bound {bound:.4f} bits/sample (stages: "
@@ -174,7 +181,8 @@ def main() -> None:
     curve_int = curve_to_ints(curve)
     d64 = 3 * 64 * 64
     shaped = SimpleNamespace(cfg=cfg, curve=curve_int)   # what make_plan reads of a model
-    predicted = {b: make_plan(shaped, (64, 64, 3), b, 0).predicted_bits(curve_int) / d64 for b in BUDGETS}
+    predicted = {b: make_plan(shaped, (64, 64, 3), b, 0).predicted_bits(curve_int) / d64
+                 for b in candidate_budgets(cfg.order)}
     bound = float(np.mean(curve))
     budget = a.budget or choose_budget(predicted)
     print(f"validation bound {bound:.4f} bpd; predicted bpd on 64×64 by budget: "
