@@ -367,7 +367,10 @@ def test_interrupted_run_leaves_nothing(tmp_path, photo64, sig):
     src = tmp_path / "big.png"
     src.write_bytes(png_bytes(np.tile(photo64, (8, 8, 1))))      # 512×512: many seconds of work
     before = snapshot(tmp_path)
-    p = subprocess.Popen([*CLI, "compress", "-q", str(src)], env=ENV, stderr=subprocess.PIPE)
+    # a child of a background job inherits SIGINT ignored (POSIX), and Python then never raises
+    # KeyboardInterrupt: give the child the default disposition, as an interactive shell would
+    p = subprocess.Popen([*CLI, "compress", "-q", str(src)], env=ENV, stderr=subprocess.PIPE,
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     time.sleep(4.0)                                             # past start-up, inside the coding
     p.send_signal(getattr(signal, sig))
     _, err = p.communicate(timeout=60)
