@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 from .nets import ARDMNet
+from .schedule import Groups
 
 K_VALUES = 256
 LOSS_GRID = 512  # the per-step loss curve is kept on this grid of revealed fractions
@@ -99,6 +100,25 @@ def group_edges(grid: int = LOSS_GRID) -> tuple[int, ...]:
         e *= 2
         out.append(e)
     return tuple(out)
+
+
+def min_budget(order_family: str) -> int:
+    """The fewest network calls a model of this order family takes per plane / stage: one per group."""
+    return 1 if order_family == "uniform" else len(group_edges()) - 1
+
+
+def schedule_groups(groups: np.ndarray, grid: int) -> Groups:
+    """The schedule's Groups of a structured order: group_edges on the model's loss-curve grid, and the
+    number of variables in each group (groups: the group of every variable)."""
+    edges = group_edges(grid)
+    return Groups(edges, tuple(int(c) for c in np.bincount(groups, minlength=len(edges) - 1)))
+
+
+def revealing_group(groups: torch.Tensor, t: torch.Tensor, per: torch.Tensor | int) -> torch.Tensor:
+    """(B,) the group of σ(t) for t[b] known variables of a structured order (training): groups holds the
+    group of every position (any shape), each position standing for `per` variables (an int, or (B,))."""
+    ends = torch.cumsum(torch.bincount(groups.reshape(-1)), 0).view(1, -1) * torch.as_tensor(per).view(-1, 1)
+    return (t.view(-1, 1) >= ends).sum(1)
 
 
 def grouped_order(seed: int, groups: np.ndarray) -> np.ndarray:
@@ -190,8 +210,7 @@ def training_loss(net: ARDMNet, x: torch.Tensor, grey: torch.Tensor, generator: 
     counted = (1 - m) * torch.where(grey.view(B, 1, 1, 1), (torch.arange(C, device=dev) == 0).view(1, C, 1, 1).float(),
                                     torch.ones(1, C, 1, 1, device=dev))
     if grouped:  # score only the unknown variables of σ(t)'s group: the ones exchangeable with σ(t)
-        ends = torch.cumsum(torch.bincount(groups.reshape(-1)), 0).view(1, -1) * torch.where(grey, 1, C).view(B, 1)
-        current = (t.view(B, 1) >= ends).sum(1)
+        current = revealing_group(groups, t, torch.where(grey, 1, C))
         counted = counted * (groups.view(1, 1, H, W) == current.view(B, 1, 1, 1)).float()
     masked_sum = (nll * counted).sum((1, 2, 3))
     n_masked = counted.sum((1, 2, 3))

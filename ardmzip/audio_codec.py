@@ -20,8 +20,9 @@ Each net-coded stage has its own random order (with a seed derived from (seed, s
 model's order family (`AudioNetConfig.order`: "uniform", ardm.order over all variables; or "dyadic",
 ardm.grouped_order over the coarse-to-fine groups of the frames, every channel of a frame in its group)
 and its own schedule (schedule.step_boundaries on the stage's loss curve, `budget` network calls per
-stage per segment; a dyadic model takes at least one call per group, 7 per stage). The encoder walks everything last to first and calls the net exactly as the
-decoder will (same function, same tensors; float models with a fixed thread count).
+stage per segment; a dyadic model takes at least one call per group, 7 per stage). The encoder walks
+everything last to first and calls the net exactly as the decoder will (same function, same tensors;
+float models with a fixed thread count).
 """
 from __future__ import annotations
 
@@ -31,7 +32,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from .ardm import group_edges, dyadic_groups, grouped_order, order
+from .ardm import dyadic_groups, grouped_order, order, schedule_groups
 from .audio_model import AudioModel, features
 from .coder import Decoder, Encoder
 from .codec import fixed_threads
@@ -78,10 +79,8 @@ def _groups(model: AudioModel, frames: int, channels: int) -> tuple[np.ndarray, 
     """A dyadic model's group of every variable (p = channel·frames + frame) and the schedule's Groups."""
     if model.cfg.order == "uniform":
         return None
-    per_frame = dyadic_groups(frames)
-    edges = group_edges(len(model.curves[0]))
-    counts = np.bincount(per_frame, minlength=len(edges) - 1) * channels
-    return np.tile(per_frame, channels), Groups(edges, tuple(int(c) for c in counts))
+    per_var = np.tile(dyadic_groups(frames), channels)
+    return per_var, schedule_groups(per_var, len(model.curves[0]))
 
 
 def _bounds(model: AudioModel, stage: int, frames: int, channels: int, budget: int,

@@ -39,7 +39,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from . import exact
-from .ardm import dyadic_groups
+from .ardm import dyadic_groups, revealing_group
 from .exact import (ACT_MAX, EXACT_LIMIT, EXP_RANGE, INPUT_SCALE, INV_SHIFT, LOGIT_UNIT, LOGS_MAX, LOGS_MIN,
                     LOGS_UNIT, MU_MAX, MU_MIN, MU_UNIT, STREAM_MAX, WEIGHT_MAX, IntLayer, _ste, walk)
 
@@ -659,8 +659,7 @@ def dyadic_masks(B: int, C: int, L: int, t: torch.Tensor, generator: torch.Gener
     key = groups + torch.rand(B, C, L, generator=generator)                    # group first, random within
     rank = key.reshape(B, C * L).argsort(1).argsort(1).view(B, C, L)
     known = rank < t.view(B, 1, 1)
-    ends = torch.cumsum(torch.bincount(groups[0].reshape(-1)), 0)              # variables up to each group's end
-    now = torch.searchsorted(ends, t, right=True)                              # group of σ(t)
+    now = revealing_group(groups[0, 0], t, C)
     return known, ~known & (groups == now.view(B, 1, 1))
 
 

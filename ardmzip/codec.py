@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from .ardm import group_edges, grouped_order, order, quincunx_groups
+from .ardm import grouped_order, order, quincunx_groups, schedule_groups
 from .coder import Decoder, Encoder
 from .registry import Model
 from .schedule import Groups, expected_bits, step_boundaries
@@ -45,10 +45,8 @@ class Plan:
     def steps(self) -> int:
         return len(self.bounds) - 1
 
-
     def predicted_bits(self, curve) -> float:
         return expected_bits(curve, self.bounds, self.n_vars, self.groups)
-
 
 def make_plan(model: Model, shape: tuple[int, ...], budget: int, seed: int) -> Plan:
     """The plan of a plane: the model's order family ("uniform": ardm.order over the D variables;
@@ -60,8 +58,7 @@ def make_plan(model: Model, shape: tuple[int, ...], budget: int, seed: int) -> P
     if model.cfg.order == "uniform":
         return Plan((h, w), grey, order(seed, n), step_boundaries(model.curve, n, budget))
     per_var = np.tile(quincunx_groups(h, w).reshape(-1), 1 if grey else 3)
-    edges = group_edges(len(model.curve))
-    groups = Groups(edges, tuple(int(c) for c in np.bincount(per_var, minlength=len(edges) - 1)))
+    groups = schedule_groups(per_var, len(model.curve))
     return Plan((h, w), grey, grouped_order(seed, per_var), step_boundaries(model.curve, n, budget, groups), groups)
 
 

@@ -20,12 +20,12 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from .ardm import LOSS_GRID, group_edges, training_loss
+from .ardm import LOSS_GRID, min_budget, training_loss
+from .codec import make_plan
 from .data import CACHE, load_images
 from .exact import QuantNet, export_int
 from .nets import ARDMNet, NetConfig
 from .registry import curve_to_ints
-from .codec import make_plan
 from .train import fixed_crops
 
 REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
@@ -35,8 +35,7 @@ BUDGETS = (1, 2, 5, 10, 20, 25, 50, 100, 200, 500)  # predicted at export; the l
 def candidate_budgets(order: str) -> list[int]:
     """BUDGETS as a model of this order family runs them: a coarse-to-fine order takes one call per group
     at least, so smaller budgets are that minimum."""
-    floor = 1 if order == "uniform" else len(group_edges()) - 1
-    return sorted({max(b, floor) for b in BUDGETS})
+    return sorted({max(b, min_budget(order)) for b in BUDGETS})
 
 
 def choose_budget(predicted: dict[int, float]) -> int:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from ardmzip import audio
-from ardmzip.ardm import group_edges
+from ardmzip.ardm import min_budget
 from ardmzip.registry import default_model_id, load_model
 
 REPO = Path(__file__).resolve().parent.parent
@@ -80,7 +80,7 @@ class TestQuickRun:
         for r in res["items"]:
             assert r["exact"] is True and r["error"] is None, r
             assert _finite_positive(r["bpd"]) and r["bytes"] * 8 == r["bits"], r
-        floor = 1 if load_model(default_model_id("audio")).cfg.order == "uniform" else len(group_edges()) - 1
+        floor = min_budget(load_model(default_model_id("audio")).cfg.order)
         for r in ardm:  # a coarse-to-fine model takes one call per group at least
             assert 1 <= r["calls"] <= max(r["budget_calls"], floor) * r["stage_segments"], r
             assert r["stored_as"] == "ardm", r
