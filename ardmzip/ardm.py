@@ -62,8 +62,13 @@ def _keys(seed: int, n: int) -> np.ndarray:
 # d = 4, 2, 1 in turn, the centres of the known 2d×2d squares (y ≡ x ≡ d mod 2d: their 4 diagonal
 # neighbours are known), then the rest of the d-lattice (their 4 axial neighbours at distance d are
 # known): groups 1, 2 (d = 4), 3, 4 (d = 2), 5, 6 (d = 1). Every subpixel of a pixel is in its group.
+#
+# quincunx-grb: quincunx with every group of an RGB plane split in three by channel, G first, then R, then
+# B, so the net predicts R knowing G, and B knowing both (21 groups; grey planes keep the 7 of quincunx).
 DYADIC_TOP = 64
 QUINCUNX_TOP = 8
+CHANNEL_RANK = (1, 0, 2)  # quincunx-grb: the place of R, G, B within a group (G first)
+GROUP_PARTS = {"quincunx-grb": 3}  # families whose groups split into parts (by channel)
 
 
 def dyadic_groups(frames: int, top: int = DYADIC_TOP) -> np.ndarray:
@@ -90,27 +95,48 @@ def quincunx_groups(h: int, w: int, top: int = QUINCUNX_TOP) -> np.ndarray:
     return g
 
 
-def group_edges(grid: int = LOSS_GRID) -> tuple[int, ...]:
+def image_groups(family: str, h: int, w: int, grey: bool) -> np.ndarray:
+    """(D,) int64 group of every variable of an image plane of a structured family, in the codec's flat
+    order (c·H·W + y·W + x; grey planes: y·W + x)."""
+    g = quincunx_groups(h, w).reshape(-1)
+    if grey:
+        return g
+    parts = GROUP_PARTS.get(family, 1)
+    return np.concatenate([g * parts + (CHANNEL_RANK[c] if parts > 1 else 0) for c in range(3)])
+
+
+def curve_grid(family: str) -> int:
+    """The loss-curve grid of a model of this order family: LOSS_GRID, or 256 points per part of a group
+    split into parts (so each part of the smallest group spans whole grid points)."""
+    parts = GROUP_PARTS.get(family, 1)
+    return LOSS_GRID if parts == 1 else 256 * parts
+
+
+def group_edges(grid: int = LOSS_GRID, parts: int = 1) -> tuple[int, ...]:
     """The groups' nominal ranges on a loss-curve grid of `grid` revealed fractions: 0, grid/64,
-    2·grid/64, 4·grid/64, … grid (each group from one edge to the next)."""
-    if grid % 64:
-        raise ValueError(f"a grid of {grid} points cannot hold groups of 1/64")
+    2·grid/64, 4·grid/64, … grid (each group from one edge to the next), each range cut into `parts`
+    equal parts when the groups are split (quincunx-grb)."""
+    if grid % (64 * parts):
+        raise ValueError(f"a grid of {grid} points cannot hold groups of 1/64 in {parts} parts")
     out, e = [0, grid // 64], grid // 64
     while e < grid:
         e *= 2
         out.append(e)
-    return tuple(out)
+    return tuple([a + (b - a) * i // parts for a, b in zip(out[:-1], out[1:]) for i in range(parts)] + [grid])
 
 
 def min_budget(order_family: str) -> int:
-    """The fewest network calls a model of this order family takes per plane / stage: one per group."""
-    return 1 if order_family == "uniform" else len(group_edges()) - 1
+    """The fewest network calls a model of this order family takes per plane / stage (an RGB plane for
+    images): one per group."""
+    if order_family == "uniform":
+        return 1
+    return (len(group_edges()) - 1) * GROUP_PARTS.get(order_family, 1)
 
 
-def schedule_groups(groups: np.ndarray, grid: int) -> Groups:
+def schedule_groups(groups: np.ndarray, grid: int, parts: int = 1) -> Groups:
     """The schedule's Groups of a structured order: group_edges on the model's loss-curve grid, and the
     number of variables in each group (groups: the group of every variable)."""
-    edges = group_edges(grid)
+    edges = group_edges(grid, parts)
     return Groups(edges, tuple(int(c) for c in np.bincount(groups, minlength=len(edges) - 1)))
 
 
@@ -182,8 +208,8 @@ def training_loss(net: ARDMNet, x: torch.Tensor, grey: torch.Tensor, generator: 
     x: (B, 3, H, W) uint8-valued subpixels; grey: (B,) bool, True where the image is grey replicated
     into 3 channels (its variables are the H·W pixels, masks tied across channels); t: (B,) optional
     fixed numbers of known variables (default: t ~ U{0..D−1}). The net's order family
-    (`NetConfig.order`) gives the masks: uniformly random, or quincunx (groups coarse to fine, random
-    within; only the unknown variables of σ(t)'s group are scored).
+    (`NetConfig.order`) gives the masks: uniformly random, or a structured family (groups coarse to
+    fine, random within; only the unknown variables of σ(t)'s group are scored).
     Returns (loss: scalar, the bound in bits per dimension averaged over the batch;
              frac: (B,) revealed fraction t/D; lt: (B,) mean nats per masked variable at that t).
     """
@@ -194,9 +220,11 @@ def training_loss(net: ARDMNet, x: torch.Tensor, grey: torch.Tensor, generator: 
         t = (torch.rand(B, generator=generator, device=dev) * n_var).long()  # t ~ U{0..D−1}
     noise = torch.rand(B, C, H, W, generator=generator, device=dev)
     noise = torch.where(grey.view(B, 1, 1, 1), noise[:, :1].expand(B, C, H, W), noise)
-    grouped = net.cfg.order == "quincunx"
-    if grouped:  # group first, random within (a structured order: see quincunx_groups)
-        groups = torch.from_numpy(quincunx_groups(H, W)).to(dev)
+    grouped = net.cfg.order != "uniform"
+    if grouped:  # group first, random within (a structured order: see image_groups)
+        rgb = torch.from_numpy(image_groups(net.cfg.order, H, W, grey=False).reshape(C, H, W)).to(dev)
+        spatial = torch.from_numpy(image_groups(net.cfg.order, H, W, grey=True).reshape(1, H, W)).to(dev)
+        groups = torch.where(grey.view(B, 1, 1, 1), spatial, rgb)    # (B, C, H, W)
         noise = noise + groups
     # rank of each variable in a uniformly random order; tied channels of grey pixels share a rank
     flat = noise.reshape(B, -1)
@@ -210,8 +238,8 @@ def training_loss(net: ARDMNet, x: torch.Tensor, grey: torch.Tensor, generator: 
     counted = (1 - m) * torch.where(grey.view(B, 1, 1, 1), (torch.arange(C, device=dev) == 0).view(1, C, 1, 1).float(),
                                     torch.ones(1, C, 1, 1, device=dev))
     if grouped:  # score only the unknown variables of σ(t)'s group: the ones exchangeable with σ(t)
-        current = revealing_group(groups, t, torch.where(grey, 1, C))
-        counted = counted * (groups.view(1, 1, H, W) == current.view(B, 1, 1, 1)).float()
+        current = torch.where(rank == t.view(B, 1, 1, 1), groups, 0).amax((1, 2, 3))
+        counted = counted * (groups == current.view(B, 1, 1, 1)).float()
     masked_sum = (nll * counted).sum((1, 2, 3))
     n_masked = counted.sum((1, 2, 3))
     lt = masked_sum / n_masked  # D/(D−t)·Σ_masked/D: per example an unbiased term of the bound (nats/dim)

@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from .ardm import grouped_order, order, quincunx_groups, schedule_groups
+from .ardm import GROUP_PARTS, grouped_order, image_groups, order, schedule_groups
 from .coder import Decoder, Encoder
 from .registry import Model
 from .schedule import Groups, expected_bits, step_boundaries
@@ -50,15 +50,15 @@ class Plan:
 
 def make_plan(model: Model, shape: tuple[int, ...], budget: int, seed: int) -> Plan:
     """The plan of a plane: the model's order family ("uniform": ardm.order over the D variables;
-    "quincunx": ardm.grouped_order over the pixels' groups, every subpixel in its pixel's group) and the
-    schedule of `budget` network calls."""
+    structured: ardm.grouped_order over the variables' groups, ardm.image_groups) and the schedule of
+    `budget` network calls."""
     h, w = shape[:2]
     grey = len(shape) == 2
     n = h * w * (1 if grey else 3)
     if model.cfg.order == "uniform":
         return Plan((h, w), grey, order(seed, n), step_boundaries(model.curve, n, budget))
-    per_var = np.tile(quincunx_groups(h, w).reshape(-1), 1 if grey else 3)
-    groups = schedule_groups(per_var, len(model.curve))
+    per_var = image_groups(model.cfg.order, h, w, grey)
+    groups = schedule_groups(per_var, len(model.curve), 1 if grey else GROUP_PARTS.get(model.cfg.order, 1))
     return Plan((h, w), grey, grouped_order(seed, per_var), step_boundaries(model.curve, n, budget, groups), groups)
 
 

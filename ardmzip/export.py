@@ -2,6 +2,7 @@
 
     python -m ardmzip.export --run img1 --id ardm-img-v1 [--budget 50]
     python -m ardmzip.export --audio --run aud1 --id aud1 [--budget 20]     # an audio_train run
+    python -m ardmzip.export --files img2,img3 --budgets 10,20,50,100        # compare image models
 
 Measures on the validation data (never the evaluation set): the per-step loss curve L on the grid
 of revealed fractions (the schedule is built from it; audio: one curve per stage), the bound in bpd
@@ -20,7 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from .ardm import LOSS_GRID, min_budget, training_loss
+from .ardm import LOSS_GRID, curve_grid, min_budget, training_loss
 from .codec import make_plan
 from .data import CACHE, load_images
 from .exact import QuantNet, export_int
@@ -123,36 +124,65 @@ def export_audio(run: str, model_id: str, *, budget: int | None = None, threads:
 
 ORDER_NAMES = {"uniform": "uniform random order",
                "dyadic": "dyadic coarse-to-fine order of the frames, random within each of 7 groups",
-               "quincunx": "quincunx coarse-to-fine order of the pixels, random within each of 7 groups"}
+               "quincunx": "quincunx coarse-to-fine order of the pixels, random within each of 7 groups",
+               "quincunx-grb": "quincunx coarse-to-fine order of the pixels, each of its 7 groups split by "
+                               "channel (G, R, B), random within each of the 21"}
 
 
 @torch.inference_mode()
 def loss_curve(net: ARDMNet, crops: torch.Tensor, per_bin: int = 8, batch: int = 64) -> np.ndarray:
-    """Mean loss per masked variable (bits) at the centre of each of the LOSS_GRID fraction bins."""
+    """Mean loss per masked variable (bits) at the centre of each of the model's grid of fraction bins
+    (ardm.curve_grid of its order family)."""
     _, c, h, w = crops.shape
     d = c * h * w
-    bins = np.repeat(np.arange(LOSS_GRID), per_bin)
-    sums = np.zeros(LOSS_GRID)
+    grid = curve_grid(net.cfg.order)
+    bins = np.repeat(np.arange(grid), per_bin)
+    sums = np.zeros(grid)
     g = torch.Generator().manual_seed(0)
     for i in range(0, len(bins), batch):
         b = bins[i:i + batch]
         x = crops[(np.arange(i, i + len(b))) % len(crops)]
-        t = torch.from_numpy(((2 * b + 1) * d) // (2 * LOSS_GRID))
+        t = torch.from_numpy(((2 * b + 1) * d) // (2 * grid))
         _, _, lt = training_loss(net, x, torch.zeros(len(b), dtype=torch.bool), generator=g, t=t)
         np.add.at(sums, b, lt.numpy())
     return sums / per_bin / np.log(2)
 
 
+VALIDATION_FILES = (12, 64)  # image models are compared on whole files of this many crops of this size
+
+
+def validation_files(model_id: str, budgets: list[int], n: int = VALIDATION_FILES[0],
+                     size: int = VALIDATION_FILES[1]) -> dict[int, float]:
+    """bpd of whole .ardm files (headers included, api.compress) of n fixed size×size crops of the
+    validation photos, per budget: what a default budget and a new default model are chosen on."""
+    from . import api
+    crops = fixed_crops(load_images(CACHE / "data" / "images_val.npz"), n, size)
+    arrays = [c.permute(1, 2, 0).numpy().astype(np.uint8) for c in crops]
+    return {b: 8 * sum(len(api.compress(a, model=model_id, budget=b)) for a in arrays) / (n * size * size * 3)
+            for b in budgets}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--run", required=True)
-    ap.add_argument("--id", required=True)
+    ap.add_argument("--run")
+    ap.add_argument("--id")
+    ap.add_argument("--files", help="compare these shipped image models (comma-separated ids) on validation files")
+    ap.add_argument("--budgets", default="10,20,50,100", help="with --files: the budgets")
     ap.add_argument("--budget", type=int, default=None, help="default budget (else chosen on validation)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--crops", default="32x32", help="what the run trained on, for the manifest")
     ap.add_argument("--audio", action="store_true", help="the run is an audio_train run: ship an audio model")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
+    if a.files:
+        n, size = VALIDATION_FILES
+        print(f"bpd of whole files, {n} fixed {size}x{size} crops of the validation photos")
+        for model_id in a.files.split(","):
+            bpd = validation_files(model_id, [int(b) for b in a.budgets.split(",")])
+            print(model_id, " ".join(f"B={b}: {v:.4f}" for b, v in bpd.items()), flush=True)
+        return
+    if not (a.run and a.id):
+        ap.error("--run and --id are required (unless --files)")
     if a.audio:
         export_audio(a.run, a.id, budget=a.budget, threads=a.threads)
         return
@@ -194,7 +224,7 @@ def main() -> None:
         "head": "discretised logistic mixture", "arithmetic": "int-exact" if exact else "float32",
         "net_config": cfg.to_dict(), "parameters": sum(p.numel() for p in net.parameters()),
         "default_budget": budget,
-        "loss_curve_units": f"millibits per variable at revealed fraction (g + 0.5) / {LOSS_GRID}",
+        "loss_curve_units": f"millibits per variable at revealed fraction (g + 0.5) / {len(curve_int)}",
         "loss_curve": curve_int,
         "trained_on": "ardmzip.data images: train split (302 photos, 69.7 Mpx after 2x box downscale), "
                       f"random crops ({a.crops}), flips, 90-degree rotations, 15% grey",

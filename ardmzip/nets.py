@@ -22,7 +22,7 @@ class NetConfig:
     widths: tuple[int, ...] = (48, 96, 128)  # full, 1/2 and 1/4 resolution
     blocks: tuple[int, ...] = (1, 2, 3)      # residual blocks per level
     mixtures: int = 6                       # logistic mixture components per subpixel
-    order: str = "uniform"                  # order family: "uniform" or "quincunx" (ardm.quincunx_groups)
+    order: str = "uniform"                  # order family: "uniform", "quincunx" or "quincunx-grb" (ardm.py)
 
     @property
     def in_features(self) -> int:

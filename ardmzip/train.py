@@ -203,7 +203,7 @@ def main() -> None:
     ap.add_argument("--widths", type=str, default="32,64,128")
     ap.add_argument("--blocks", type=str, default="2,2,3")
     ap.add_argument("--mixtures", type=int, default=6)
-    ap.add_argument("--order", choices=["uniform", "quincunx"], default="uniform", help="order family")
+    ap.add_argument("--order", choices=["uniform", "quincunx", "quincunx-grb"], default="uniform", help="order family")
     a = vars(ap.parse_args())
     net_cfg = NetConfig(widths=tuple(int(v) for v in a.pop("widths").split(",")),
                         blocks=tuple(int(v) for v in a.pop("blocks").split(",")), mixtures=a.pop("mixtures"),
