@@ -175,6 +175,24 @@ def _validation(cfg: TrainConfig) -> torch.Tensor:
     return torch.cat([fixed_segments(c, cfg.val_segments // len(groups), cfg.segment) for c in groups.values()])
 
 
+def init_from(net: AudioNet, weights: dict, cfg: AudioNetConfig) -> None:
+    """Start `net` from another run's weights of the same topology. A net that adds the prior (cfg.prior)
+    to one without it gets zero weights on its extra input rows (the last ones) and a head whose mean and
+    log-scale corrections are constants: 0 for the means, spread log-scales (−0.5 … +1 around the prior's:
+    a scale mixture), so it starts out as the prior."""
+    weights = dict(weights)
+    if net.cfg.prior and not cfg.prior:
+        stem = net.stem.weight.detach().clone().zero_()
+        stem[:, :weights["stem.weight"].shape[1]] = weights["stem.weight"]
+        weights["stem.weight"] = stem
+        k = net.cfg.mixtures
+        weights["head.weight"], weights["head.bias"] = weights["head.weight"].clone(), weights["head.bias"].clone()
+        weights["head.weight"][k:] = 0
+        weights["head.bias"][k:2 * k] = 0
+        weights["head.bias"][2 * k:] = torch.linspace(-0.5, 1.0, k)
+    net.load_state_dict(weights)
+
+
 def train(cfg: TrainConfig, net_cfg: AudioNetConfig) -> None:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -191,7 +209,8 @@ def train(cfg: TrainConfig, net_cfg: AudioNetConfig) -> None:
         state = ck["state"]
         print(f"resumed {ckpt_path} at step {state['step']}")
     elif cfg.init and Path(cfg.init).exists():
-        net.load_state_dict(torch.load(cfg.init)["ema"])
+        init = torch.load(cfg.init)
+        init_from(net, init["ema"], AudioNetConfig.from_dict(init["net_config"]))
         print(f"initialised from the EMA weights of {cfg.init}")
     elif cfg.init:
         print(f"{cfg.init} is gone (checkpoints live outside git): starting from scratch")
@@ -314,13 +333,14 @@ def main() -> None:
     ap.add_argument("--mixtures", type=int, default=4)
     ap.add_argument("--neighbours", type=int, default=2, help="nearest known samples per side as exact features")
     ap.add_argument("--order", choices=["uniform", "dyadic"], default="dyadic", help="order family of the stages")
+    ap.add_argument("--prior", action="store_true", help="the head corrects an exact interpolation prior")
     ap.add_argument("--curves", action="store_true", help="measure the run's loss curves instead of training")
     ap.add_argument("--weights", choices=["ema", "net"], default="ema", help="--curves: which weights")
     a = vars(ap.parse_args())
     net_cfg = AudioNetConfig(widths=tuple(int(v) for v in a.pop("widths").split(",")),
                              blocks=tuple(int(v) for v in a.pop("blocks").split(",")),
                              kernel=a.pop("kernel"), mixtures=a.pop("mixtures"), neighbours=a.pop("neighbours"),
-                             order=a.pop("order"))
+                             order=a.pop("order"), prior=a.pop("prior"))
     curves, weights = a.pop("curves"), a.pop("weights")
     cfg = TrainConfig(**a)
     if curves:

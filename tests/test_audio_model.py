@@ -46,12 +46,26 @@ def nets():
     return net, qnet, am.ExactAudioNet(TINY, am.export_int(qnet))
 
 
+PRIOR = dataclasses.replace(TINY, order="dyadic", prior=True)
+
+
 @pytest.fixture(scope="module")
-def models(nets):
+def prior_nets():
+    """As `nets`, for a dyadic net that corrects the exact prior."""
+    torch.manual_seed(0)
+    net = am.AudioNet(PRIOR).eval().requires_grad_(False)
+    g = torch.Generator().manual_seed(1)
+    qnet = am.QuantAudioNet(net, am.calibrate(net, [_random_state(g, 4, 2, 256, PRIOR) for _ in range(3)]))
+    return net, qnet, am.ExactAudioNet(PRIOR, am.export_int(qnet))
+
+
+@pytest.fixture(scope="module")
+def models(nets, prior_nets):
     net, qnet, ex = nets
     dyadic = dataclasses.replace(TINY, order="dyadic")
     return {"float": am.AudioModel(TINY, (CURVE, CURVE), net=net), "exact": am.AudioModel(TINY, (CURVE, CURVE), exact=ex),
-            "dyadic": am.AudioModel(dyadic, (DYADIC_CURVE, DYADIC_CURVE), exact=am.ExactAudioNet(dyadic, am.export_int(qnet)))}
+            "dyadic": am.AudioModel(dyadic, (DYADIC_CURVE, DYADIC_CURVE), exact=am.ExactAudioNet(dyadic, am.export_int(qnet))),
+            "prior": am.AudioModel(PRIOR, (DYADIC_CURVE, DYADIC_CURVE), exact=prior_nets[2])}
 
 
 # ----------------------------------------------------------------------------------------- heads
@@ -108,9 +122,9 @@ SIGMOID_SHA256 = "99dfa4dd5f4c54b57ccfa348e06f8d50fadb43a3a9626b51682f4840508c3b
 
 # ---------------------------------------------------------------------------------------- network
 class TestNet:
-    @pytest.mark.parametrize("neighbours", [0, 2])
-    def test_features_read_only_known_values(self, neighbours):
-        cfg = dataclasses.replace(TINY, neighbours=neighbours)
+    @pytest.mark.parametrize("neighbours,prior", [(0, False), (2, False), (1, True), (2, True)])
+    def test_features_read_only_known_values(self, neighbours, prior):
+        cfg = dataclasses.replace(TINY, neighbours=neighbours, prior=prior)
         g = torch.Generator().manual_seed(0)
         hi, lo = torch.randint(0, 256, (2, 2, 100), generator=g), torch.randint(0, 256, (2, 2, 100), generator=g)
         mh, ml = torch.rand(2, 2, 100, generator=g) < 0.3, torch.rand(2, 2, 100, generator=g) < 0.3
@@ -118,8 +132,9 @@ class TestNet:
         args = (torch.tensor([10, 200]), torch.tensor([1, 2]), cfg)
         f = am.features(hi, mh, lo, ml, *args)
         f2 = am.features(torch.where(mh, hi, 255 - hi), mh, torch.where(ml, lo, 0), ml, *args)
-        assert torch.equal(f, f2) and f.shape == (4, cfg.in_features, 100)
-        assert torch.equal(f, f.round()) and f.abs().max() <= 255
+        assert torch.equal(f, f2) and f.shape == (4, cfg.in_features + 2 * prior, 100)
+        net_rows, _ = am.split_prior(f, cfg)
+        assert torch.equal(f, f.round()) and net_rows.abs().max() <= 255 and net_rows.shape[1] == cfg.in_features
 
     def test_range_penalty_pulls_dead_parameters_back(self):
         """A stage-2 head far outside its bin has no loss gradient; the penalty has one, and is 0 inside."""
@@ -153,6 +168,14 @@ class TestNet:
         close = (fake - ref).abs() < 1e-4
         assert close.float().mean() > 0.999  # a handful may round the other way at a .5
 
+    def test_exact_prior_net_matches_fake_quantisation(self, prior_nets):
+        _, qnet, ex = prior_nets
+        inp = _random_state(torch.Generator().manual_seed(2), 3, 2, 500, PRIOR)
+        fake = am.dequantise(ex(inp), PRIOR.mixtures)
+        with torch.no_grad():
+            ref = qnet(inp * exact.INPUT_SCALE)
+        assert ((fake - ref).abs() < 1e-4).float().mean() > 0.999
+
     def test_exact_net_ignores_batch_composition(self, nets):
         _, _, ex = nets
         g = torch.Generator().manual_seed(3)
@@ -165,6 +188,59 @@ class TestNet:
         blob["layers"]["stem"]["bias"][0] = 1 << 24
         with pytest.raises(ValueError, match="2\\^24"):
             am.ExactAudioNet(TINY, blob)
+
+
+# ------------------------------------------------------------------------------------------ prior
+class TestPrior:
+    def test_quarter_octaves_are_exact(self):
+        v = torch.tensor([0, 1, 2, 3, 4, 5, 16, 19, 20, 1 << 20, (1 << 20) + 1, 1 << 40])
+        # 2^(j/4) ≤ v  ⇔  2^j ≤ v^4 for integers: count the j
+        expected = [sum(1 for j in range(160) if (1 << j) <= int(x) ** 4) if x > 0 else 0 for x in v]
+        assert am.quarter_octaves(v).tolist() == expected
+        assert am.quarter_octaves(torch.tensor([1 << 20])).item() == 81
+
+    def _prior(self, x: np.ndarray, known: np.ndarray, stage: int = 2):
+        u = torch.from_numpy(x.astype(np.int64) + 32768).view(1, 1, -1)
+        k = torch.from_numpy(known).view(1, 1, -1)
+        everything = torch.ones_like(k)
+        mh, ml = (k, ~everything) if stage == 1 else (everything, k)
+        return am.prior(u >> 8, mh, u & 255, ml, torch.tensor([stage]))
+
+    def test_cubic_on_a_regular_lattice_linear_elsewhere(self):
+        x = (np.arange(64) ** 3 // 50 - 2000).astype(np.int64)           # a cubic: the 4-point rule is exact
+        known = np.arange(64) % 4 == 0
+        p16, levels, _ = self._prior(x, known)
+        p = p16[0, 0].numpy()
+        mid = np.arange(10, 54, 4)                                         # known at ±2 and ±6
+        assert np.abs(p[mid] - 16 * (x[mid] + 32768)).max() <= 16         # exact up to x's own rounding
+        assert (levels[0][0, 0] >= 0).all()
+        one = np.zeros(9, dtype=bool)
+        one[[2, 7]] = True                                                 # irregular: linear between 2 and 7
+        x = np.arange(9, dtype=np.int64) * 100
+        p16, _, _ = self._prior(x, one)
+        assert p16[0, 0, 4].item() == 16 * (32768 + 400) and p16[0, 0, 0].item() == 16 * (32768 + 200)
+        p16, levels, _ = self._prior(x, np.zeros(9, dtype=bool))           # nothing known: mid-scale, full-scale level
+        assert (p16 == 16 * 32768).all() and (levels[1] == am.quarter_octaves(torch.tensor(16 << 15))).all()
+
+    def test_stage_1_predicts_from_bin_centres(self):
+        x = np.full(16, 1000, dtype=np.int64)
+        known = np.arange(16) % 2 == 0
+        p16, _, _ = self._prior(x, known, stage=1)
+        centre = ((1000 + 32768) >> 8) * 256 + 128
+        assert (p16[0, 0, 3:13] == 16 * centre).all()
+        mu, _ = am.prior_params(p16, torch.zeros_like(p16), torch.full_like(p16, (1000 + 32768) >> 8), torch.tensor([1]))
+        assert (mu[0, 0, 3:13] == 16 * ((1000 + 32768) >> 8)).all()       # the bin's own value on the mean grid
+
+    def test_a_net_started_from_one_without_the_prior_predicts_the_prior(self, nets):
+        from ardmzip.audio_train import init_from
+        net = am.AudioNet(PRIOR)
+        init_from(net, nets[0].state_dict(), TINY)
+        inp = _random_state(torch.Generator().manual_seed(5), 2, 1, 64, PRIOR)
+        with torch.no_grad():
+            p = net(inp * exact.INPUT_SCALE)
+        k = PRIOR.mixtures
+        prior_mu = inp[:, -2:-1] / (127.5 * exact.MU_UNIT) - 1.0
+        assert torch.allclose(p[:, k:2 * k], prior_mu.expand(-1, k, -1), atol=1e-5)
 
 
 # ------------------------------------------------------------------------------------------ codec
@@ -198,12 +274,13 @@ def assert_round_trip(model: am.AudioModel, x: np.ndarray, bits: int, budget: in
 @pytest.mark.parametrize("frames", [0, 1, 7, 1000])
 def test_round_trip(models, frames, channels, bits):
     for kind in ("random", "sine"):
-        for arithmetic in ("exact", "float", "dyadic"):
+        for arithmetic in ("exact", "float", "dyadic", "prior"):
             assert_round_trip(models[arithmetic], _signal(kind, frames, channels, bits), bits)
 
 
 @pytest.mark.parametrize("arithmetic,kind,channels,bits", [("exact", "sine", 2, 16), ("exact", "random", 1, 24),
-                                                          ("float", "sine", 1, 8), ("dyadic", "sine", 2, 16)])
+                                                          ("float", "sine", 1, 8), ("dyadic", "sine", 2, 16),
+                                                          ("prior", "sine", 2, 16)])
 def test_round_trip_over_segments(models, arithmetic, kind, channels, bits):
     """70000 frames: three segments of 2^15 frames, the last one short."""
     assert_round_trip(models[arithmetic], _signal(kind, 70000, channels, bits), bits, budget=3)
