@@ -125,21 +125,25 @@ def features(hi: torch.Tensor, mh: torch.Tensor, lo: torch.Tensor, ml: torch.Ten
 # the known samples of centred windows (PRIOR_SCALES) is coded in quarter octaves (`quarter_octaves`);
 # a window without known samples gets the level of a full-scale residual.
 PRIOR_SCALES = (8, 32, 128)   # half-widths of the residual windows; the middle one sets the prior's scale
-_QUARTER_OCTAVES = None
+
+
+def _quarter_octave_edges(n: int = 160) -> torch.Tensor:
+    """⌈2^(j/4)⌉ for j < n, exactly: the least t with t^4 ≥ 2^j."""
+    edges = []
+    for j in range(n):
+        t = math.isqrt(math.isqrt(1 << j))
+        while t ** 4 < (1 << j):
+            t += 1
+        edges.append(t)
+    return torch.tensor(edges, dtype=torch.int64)
+
+
+_QUARTER_OCTAVE_EDGES = _quarter_octave_edges()
 
 
 def quarter_octaves(v: torch.Tensor) -> torch.Tensor:
     """#{j ≥ 0 : v ≥ ⌈2^(j/4)⌉} for integers v ≥ 0 (0 for v = 0; about 4·log2 v + 1), exactly."""
-    global _QUARTER_OCTAVES
-    if _QUARTER_OCTAVES is None:
-        table = []
-        for j in range(4 * 40):
-            t = math.isqrt(math.isqrt(1 << j))  # ⌈2^(j/4)⌉: the least t with t^4 ≥ 2^j
-            while t ** 4 < (1 << j):
-                t += 1
-            table.append(t)
-        _QUARTER_OCTAVES = torch.tensor(table, dtype=torch.int64)
-    return torch.bucketize(v, _QUARTER_OCTAVES, right=True)
+    return torch.bucketize(v, _QUARTER_OCTAVE_EDGES, right=True)
 
 
 def prior(hi: torch.Tensor, mh: torch.Tensor, lo: torch.Tensor, ml: torch.Tensor, stage: torch.Tensor
@@ -190,6 +194,8 @@ def _prior_rows(hi: torch.Tensor, mh: torch.Tensor, lo: torch.Tensor, ml: torch.
     """The prior's feature rows: each of the cfg.neighbours nearest known samples per side relative to
     the prediction (low-byte values in stage 2, 16ths of a high byte in stage 1, clipped to ±255), the
     residual levels; then the two rows the stem does not read: the prior's mean and log-scale."""
+    if cfg.neighbours > 2:
+        raise ValueError(f"the prior gives the 2 nearest known samples per side, not {cfg.neighbours}")
     p16, levels, near = prior(hi, mh, lo, ml, stage)
     unit = torch.where((stage.to(torch.int64) == 2).view(-1, 1, 1), 16, 256)
     sides = near[:cfg.neighbours] + near[2:2 + cfg.neighbours]
