@@ -95,20 +95,25 @@ def quincunx_groups(h: int, w: int, top: int = QUINCUNX_TOP) -> np.ndarray:
     return g
 
 
+def group_parts(family: str, grey: bool = False) -> int:
+    """How many parts each group of this family has (by channel; grey planes have one channel)."""
+    return 1 if grey else GROUP_PARTS.get(family, 1)
+
+
 def image_groups(family: str, h: int, w: int, grey: bool) -> np.ndarray:
     """(D,) int64 group of every variable of an image plane of a structured family, in the codec's flat
     order (c·H·W + y·W + x; grey planes: y·W + x)."""
     g = quincunx_groups(h, w).reshape(-1)
-    if grey:
-        return g
-    parts = GROUP_PARTS.get(family, 1)
-    return np.concatenate([g * parts + (CHANNEL_RANK[c] if parts > 1 else 0) for c in range(3)])
+    parts = group_parts(family, grey)
+    if parts == 1:
+        return g if grey else np.tile(g, 3)
+    return np.concatenate([g * parts + CHANNEL_RANK[c] for c in range(3)])
 
 
 def curve_grid(family: str) -> int:
     """The loss-curve grid of a model of this order family: LOSS_GRID, or 256 points per part of a group
     split into parts (so each part of the smallest group spans whole grid points)."""
-    parts = GROUP_PARTS.get(family, 1)
+    parts = group_parts(family)
     return LOSS_GRID if parts == 1 else 256 * parts
 
 
@@ -130,7 +135,7 @@ def min_budget(order_family: str) -> int:
     images): one per group."""
     if order_family == "uniform":
         return 1
-    return (len(group_edges()) - 1) * GROUP_PARTS.get(order_family, 1)
+    return (len(group_edges()) - 1) * group_parts(order_family)
 
 
 def schedule_groups(groups: np.ndarray, grid: int, parts: int = 1) -> Groups:

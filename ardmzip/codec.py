@@ -14,7 +14,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from .ardm import GROUP_PARTS, grouped_order, image_groups, order, schedule_groups
+from .ardm import group_parts, grouped_order, image_groups, order, schedule_groups
 from .coder import Decoder, Encoder
 from .registry import Model
 from .schedule import Groups, expected_bits, step_boundaries
@@ -58,7 +58,7 @@ def make_plan(model: Model, shape: tuple[int, ...], budget: int, seed: int) -> P
     if model.cfg.order == "uniform":
         return Plan((h, w), grey, order(seed, n), step_boundaries(model.curve, n, budget))
     per_var = image_groups(model.cfg.order, h, w, grey)
-    groups = schedule_groups(per_var, len(model.curve), 1 if grey else GROUP_PARTS.get(model.cfg.order, 1))
+    groups = schedule_groups(per_var, len(model.curve), group_parts(model.cfg.order, grey))
     return Plan((h, w), grey, grouped_order(seed, per_var), step_boundaries(model.curve, n, budget, groups), groups)
 
 
