@@ -37,6 +37,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from .nets import NORMCONV_SCALES, PAD_MULTIPLE, ARDMNet, NetConfig
+from .prior import LOGS_MAX, LOGS_MIN, LOGS_UNIT, MU_MAX, MU_MIN, MU_UNIT, add_prior, prior  # noqa: F401
 
 ACT_MAX = 255             # conv inputs: unsigned 8-bit
 WEIGHT_MAX = 127          # conv weights: signed 8-bit, per output channel scale
@@ -44,12 +45,8 @@ STREAM_MAX = 32767        # residual streams: signed 16-bit
 EXACT_LIMIT = 2 ** 24     # float32 represents every integer below this exactly
 INPUT_SCALE = 1.0 / 255   # every input feature is an integer in [-255, 255] meaning value·255
 
-# head grids
+# head grids (means and log-scales: prior.py, which adds its prediction on them)
 LOGIT_UNIT = 16           # mixture logits in 1/16
-LOGS_UNIT = 16            # log-scales (of [-1, 1] units) in 1/16
-LOGS_MIN, LOGS_MAX = -7 * LOGS_UNIT, 3 * LOGS_UNIT
-MU_UNIT = 16              # means in 1/16 of a value step: mu_q = 16·(value position)
-MU_MIN, MU_MAX = -64 * MU_UNIT, (255 + 64) * MU_UNIT
 Z_UNIT = 4096             # sigmoid arguments in 1/4096: adjacent bin edges stay apart up to scales of ~1000 values
 Z_MAX = 12 * Z_UNIT       # 2^16·σ(±12) rounds to 2^16 / 0
 INV_SHIFT = 20            # fixed point of the inverse-scale table
@@ -149,12 +146,15 @@ def log_probabilities_torch(q: torch.Tensor, k: int) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------ integer inputs
-def int_inputs(v: torch.Tensor, known: torch.Tensor, fi: torch.Tensor) -> torch.Tensor:
-    """Integer input features, float32 holding integers in [-255, 255], padded to PAD_MULTIPLE.
+def int_inputs(v: torch.Tensor, known: torch.Tensor, fi: torch.Tensor, with_prior: bool = False
+               ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+    """Integer input features, float32 holding integers in [-255, 255], padded to PAD_MULTIPLE, and with
+    with_prior the prior's (mean, log-scale) on the head's grids (prior.prior, padded), else None.
 
     v: (B, C, H, W) values 0..255 (read only where known); known: (B, C, H, W) 0/1; fi: (B,) the
     revealed fraction as an integer 255·t // D. Channels: 2v − 255 where known, 255·known, fi, then per
-    normconv scale s: round(Σ(2v − 255) / Σknown) over s×s blocks and round(255·Σknown / s²).
+    normconv scale s: round(Σ(2v − 255) / Σknown) over s×s blocks and round(255·Σknown / s²); with the
+    prior, its feature rows last.
     """
     B, C, H, W = v.shape
     ph, pw = (-H) % PAD_MULTIPLE, (-W) % PAD_MULTIPLE
@@ -169,7 +169,12 @@ def int_inputs(v: torch.Tensor, known: torch.Tensor, fi: torch.Tensor) -> torch.
         mean = torch.div(2 * sx + sm, 2 * sm.clamp(min=1), rounding_mode="floor") * (sm > 0)
         den = torch.div(2 * 255 * sm + s * s, 2 * s * s, rounding_mode="floor")
         feats += [mean.repeat_interleave(s, 2).repeat_interleave(s, 3), den.repeat_interleave(s, 2).repeat_interleave(s, 3)]
-    return torch.cat(feats, 1).to(torch.float32)
+    pri = None
+    if with_prior:
+        mean16, logs, rows = prior(F.pad(v.to(torch.int32) * kn[:, :, :H, :W], (0, pw, 0, ph)), kn)
+        feats.append(rows)
+        pri = (mean16, logs)
+    return torch.cat(feats, 1).to(torch.float32), pri
 
 
 # --------------------------------------------------------------------------------------- topology
@@ -302,7 +307,7 @@ def calibrate(net: ARDMNet, batches: list[tuple[torch.Tensor, torch.Tensor, torc
     ops = FloatOps(net)
     with torch.no_grad():
         for v, known, fi in batches:
-            walk(net, ops, int_inputs(v, known, fi) * INPUT_SCALE)
+            walk(net, ops, int_inputs(v, known, fi, net.cfg.prior)[0] * INPUT_SCALE)
     scales = {"input": INPUT_SCALE}
     for name, r in ops.ranges.items():
         if name.endswith((".in", ".a1", ".a2")):
@@ -328,9 +333,11 @@ class QuantNet(nn.Module):
         B, C, H, W = x.shape
         v = torch.round((x + 1.0) * 127.5) * m
         fi = torch.floor(frac * 255 + 1e-4)
-        inp = int_inputs(v, m, fi) * INPUT_SCALE
-        out = walk(self.net, FakeOps(self.net, self.scales), inp)[..., :H, :W]
-        return out
+        inp, pri = int_inputs(v, m, fi, self.cfg.prior)
+        out = walk(self.net, FakeOps(self.net, self.scales), inp * INPUT_SCALE)
+        if pri is not None:
+            out = add_prior(out, *pri, self.cfg.mixtures)
+        return out[..., :H, :W]
 
 
 # ------------------------------------------------------------------------------- integer inference
@@ -451,8 +458,10 @@ class ExactNet:
     def __call__(self, v: torch.Tensor, known: torch.Tensor, fi: torch.Tensor) -> torch.Tensor:
         """v, known: (B, C, H, W); fi: (B,) integers. Returns (B, C, 3K, H, W) float32 integers."""
         H, W = v.shape[2:]
-        inp = int_inputs(v, known, fi)
+        inp, pri = int_inputs(v, known, fi, self.cfg.prior)
         out = walk(self.skeleton, self.ops, (inp, torch.tensor(INPUT_SCALE, dtype=torch.float64)))
+        if pri is not None:
+            out = add_prior(out, *pri, self.cfg.mixtures, integer=True)
         return out[..., :H, :W]
 
 

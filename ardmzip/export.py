@@ -152,11 +152,13 @@ VALIDATION_FILES = (12, 64)  # image models are compared on whole files of this 
 
 
 def validation_files(model_id: str, budgets: list[int], n: int = VALIDATION_FILES[0],
-                     size: int = VALIDATION_FILES[1]) -> dict[int, float]:
+                     size: int = VALIDATION_FILES[1], scaled: bool = False) -> dict[int, float]:
     """bpd of whole .ardm files (headers included, api.compress) of n fixed size×size crops of the
-    validation photos, per budget: what a default budget and a new default model are chosen on."""
+    validation photos, per budget: what a default budget and a new default model are chosen on.
+    scaled: the crops upscaled by random factors (train.SCALE_RANGE), standing in for photos at their
+    native resolution, which are smoother per pixel than the 2×-downscaled validation photos."""
     from . import api
-    crops = fixed_crops(load_images(CACHE / "data" / "images_val.npz"), n, size)
+    crops = fixed_crops(load_images(CACHE / "data" / "images_val.npz"), n, size, scaled=scaled)
     arrays = [c.permute(1, 2, 0).numpy().astype(np.uint8) for c in crops]
     return {b: 8 * sum(len(api.compress(a, model=model_id, budget=b)) for a in arrays) / (n * size * size * 3)
             for b in budgets}
@@ -176,10 +178,12 @@ def main() -> None:
     torch.set_num_threads(a.threads)
     if a.files:
         n, size = VALIDATION_FILES
-        print(f"bpd of whole files, {n} fixed {size}x{size} crops of the validation photos")
+        print(f"bpd of whole files, {n} fixed {size}x{size} crops of the validation photos (as they are; upscaled)")
         for model_id in a.files.split(","):
-            bpd = validation_files(model_id, [int(b) for b in a.budgets.split(",")])
-            print(model_id, " ".join(f"B={b}: {v:.4f}" for b, v in bpd.items()), flush=True)
+            for scaled in (False, True):
+                bpd = validation_files(model_id, [int(b) for b in a.budgets.split(",")], scaled=scaled)
+                print(model_id, "upscaled" if scaled else "plain   ",
+                      " ".join(f"B={b}: {v:.4f}" for b, v in bpd.items()), flush=True)
         return
     if not (a.run and a.id):
         ap.error("--run and --id are required (unless --files)")
@@ -227,7 +231,9 @@ def main() -> None:
         "loss_curve_units": f"millibits per variable at revealed fraction (g + 0.5) / {len(curve_int)}",
         "loss_curve": curve_int,
         "trained_on": "ardmzip.data images: train split (302 photos, 69.7 Mpx after 2x box downscale), "
-                      f"random crops ({a.crops}), flips, 90-degree rotations, 15% grey",
+                      f"random crops ({a.crops}), flips, 90-degree rotations, 15% grey"
+                      + (f", {ck['train_config']['scale_fraction']:.0%} upscaled by 1-3x (bilinear, bicubic, lanczos)"
+                         if ck["train_config"].get("scale_fraction") else ""),
         "training": {"images_seen": log[-1]["images"], "cpu_hours": round(log[-1]["hours"], 3),
                      "steps": log[-1]["step"], "threads": ck["train_config"]["threads"]},
         "validation": {"bound_bpd_32x32": round(bound, 4),

@@ -12,6 +12,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .prior import add_prior, prior
+
 NORMCONV_SCALES = (2, 4, 8, 16)  # context pooled from the known pixels at these block sizes
 PAD_MULTIPLE = 16                # inputs are padded (as "unknown") to a multiple of this
 
@@ -23,11 +25,13 @@ class NetConfig:
     blocks: tuple[int, ...] = (1, 2, 3)      # residual blocks per level
     mixtures: int = 6                       # logistic mixture components per subpixel
     order: str = "uniform"                  # order family: "uniform", "quincunx" or "quincunx-grb" (ardm.py)
+    prior: bool = False                     # the head corrects an exact neighbour prediction (prior.py)
 
     @property
     def in_features(self) -> int:
-        # value + mask per channel, the revealed fraction, and per scale: known-mean + density per channel
-        return 2 * self.channels + 1 + 2 * self.channels * len(NORMCONV_SCALES)
+        # value + mask per channel, the revealed fraction, and per scale: known-mean + density per channel;
+        # with the prior: its mean and log-scale per channel
+        return 2 * self.channels + 1 + 2 * self.channels * len(NORMCONV_SCALES) + 2 * self.channels * self.prior
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -66,7 +70,8 @@ class ARDMNet(nn.Module):
 
     x: (B, C, H, W) subpixels scaled to [-1, 1] and multiplied by the mask (unknown = 0, mid-grey);
     m: (B, C, H, W) 1 where known; frac: (B,) revealed fraction t/D.
-    Returns (B, C, 3·K, H, W): K logit weights, K means, K log-scales per subpixel.
+    Returns (B, C, 3·K, H, W): K logit weights, K means, K log-scales per subpixel (with cfg.prior: the
+    prior's mean and log-scale added to the net's corrections).
     """
 
     def __init__(self, cfg: NetConfig):
@@ -89,7 +94,11 @@ class ARDMNet(nn.Module):
         if ph or pw:  # padding counts as unknown
             x, m = F.pad(x, (0, pw, 0, ph)), F.pad(m, (0, pw, 0, ph))
         f = frac.view(B, 1, 1, 1).expand(B, 1, x.shape[2], x.shape[3])
-        h = self.stem(torch.cat([x, m, f, normconv_features(x, m)], 1))
+        feats = [x, m, f, normconv_features(x, m)]
+        if self.cfg.prior:
+            mean16, logs, rows = prior(torch.round((x + 1.0) * 127.5) * m, m)
+            feats.append(rows.to(x.dtype) / 255)
+        h = self.stem(torch.cat(feats, 1))
         skips = []
         for i, enc in enumerate(self.enc):
             h = enc(h)
@@ -99,6 +108,8 @@ class ARDMNet(nn.Module):
         for i in reversed(range(len(self.dec))):
             h = skips[i] + F.interpolate(self.up[i](F.relu(h)), scale_factor=2)
             h = self.dec[i](h)
-        out = self.head(F.relu(h))[:, :, :H, :W]
-        return out.reshape(B, C, 3 * self.cfg.mixtures, H, W)
+        out = self.head(F.relu(h)).reshape(B, C, 3 * self.cfg.mixtures, *h.shape[2:])
+        if self.cfg.prior:
+            out = add_prior(out, mean16, logs, self.cfg.mixtures)
+        return out[..., :H, :W]
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from PIL import Image
 
 from .ardm import training_loss
 from .data import CACHE, load_images
@@ -44,26 +45,47 @@ class TrainConfig:
     init: str | None = None
     seed: int = 0
     qat: bool = False           # quantisation-aware training for an int-exact model (exact.py)
+    scale_fraction: float = 0.0  # share of crops upscaled by a random factor (SCALE_RANGE): smoother content
+
+
+SCALE_RANGE = (1.0, 3.0)  # upscaling factors of scale augmentation, drawn log-uniformly
+RESAMPLERS = (Image.BILINEAR, Image.BICUBIC, Image.LANCZOS)
 
 
 class CropSampler:
-    """Random crops from whole photos (chosen by area), with flips, 90° rotations and grey versions."""
+    """Random crops from whole photos (chosen by area), with flips, 90° rotations, grey versions and,
+    for a share `scale_fraction` of them, upscaling by a random factor.
 
-    def __init__(self, images: list[np.ndarray], crop: int, grey_fraction: float, seed: int):
+    The training photos are downscaled 2× (data.py) to remove codec artefacts, which makes them sharper
+    per pixel than photos at their native resolution; upscaled crops show the net smoother content.
+    """
+
+    def __init__(self, images: list[np.ndarray], crop: int, grey_fraction: float, seed: int,
+                 scale_fraction: float = 0.0):
         self.images = [a for a in images if min(a.shape[:2]) >= crop]
         area = np.array([a.shape[0] * a.shape[1] for a in self.images], dtype=np.float64)
         self.p = area / area.sum()
-        self.crop, self.grey_fraction = crop, grey_fraction
+        self.crop, self.grey_fraction, self.scale_fraction = crop, grey_fraction, scale_fraction
         self.rng = np.random.default_rng(seed)
+
+    def _cut(self, a: np.ndarray) -> np.ndarray:
+        """One crop×crop×3 patch of a, upscaled from a smaller region with probability scale_fraction."""
+        c = self.crop
+        if self.scale_fraction and self.rng.random() < self.scale_fraction:
+            f = math.exp(self.rng.uniform(*np.log(SCALE_RANGE)))
+            s = max(2, round(c / f))
+            y, x = self.rng.integers(0, a.shape[0] - s + 1), self.rng.integers(0, a.shape[1] - s + 1)
+            resample = RESAMPLERS[self.rng.integers(len(RESAMPLERS))]
+            return np.asarray(Image.fromarray(a[y:y + s, x:x + s]).resize((c, c), resample))
+        y, x = self.rng.integers(0, a.shape[0] - c + 1), self.rng.integers(0, a.shape[1] - c + 1)
+        return a[y:y + c, x:x + c]
 
     def batch(self, n: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(n, 3, crop, crop) uint8-valued int64 tensor and (n,) bool grey flags."""
         c, out = self.crop, np.empty((n, 3, self.crop, self.crop), dtype=np.uint8)
         grey = self.rng.random(n) < self.grey_fraction
         for i, k in enumerate(self.rng.choice(len(self.images), n, p=self.p)):
-            a = self.images[k]
-            y, x = self.rng.integers(0, a.shape[0] - c + 1), self.rng.integers(0, a.shape[1] - c + 1)
-            patch = np.rot90(a[y:y + c, x:x + c], self.rng.integers(4)).astype(np.int32)
+            patch = np.rot90(self._cut(self.images[k]), self.rng.integers(4)).astype(np.int32)
             if self.rng.random() < 0.5:
                 patch = patch[:, ::-1]
             if grey[i]:  # ITU-R 601 luma, the same as PIL's convert("L")
@@ -84,9 +106,9 @@ def calibration_batches(sampler: CropSampler, n: int = 8, batch: int = 16):
     return out
 
 
-def fixed_crops(images: list[np.ndarray], n: int, crop: int, seed: int = 1234) -> torch.Tensor:
-    """The same n validation crops every time: (n, 3, crop, crop)."""
-    return CropSampler(images, crop, 0.0, seed).batch(n)[0]
+def fixed_crops(images: list[np.ndarray], n: int, crop: int, seed: int = 1234, scaled: bool = False) -> torch.Tensor:
+    """The same n validation crops every time: (n, 3, crop, crop); scaled: all upscaled (SCALE_RANGE)."""
+    return CropSampler(images, crop, 0.0, seed, scale_fraction=1.0 if scaled else 0.0).batch(n)[0]
 
 
 @torch.inference_mode()
@@ -105,6 +127,26 @@ def save_atomic(obj: dict, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(obj, tmp)
     os.replace(tmp, path)
+
+
+def init_from(net: ARDMNet, weights: dict, cfg: NetConfig) -> None:
+    """Start `net` from another run's weights (config cfg) of the same topology. A net that adds the prior
+    (prior.py) to one without it gets zero weights on its extra input rows (the last ones) and a head
+    whose mean and log-scale corrections are constants: 0 for the means, log-scales spread around the
+    prior's (a scale mixture), so it starts out as the prior."""
+    weights = dict(weights)
+    if net.cfg.prior and not cfg.prior:
+        stem = net.stem.weight.detach().clone().zero_()
+        stem[:, :weights["stem.weight"].shape[1]] = weights["stem.weight"]
+        weights["stem.weight"] = stem
+        k, c = net.cfg.mixtures, net.cfg.channels
+        w = weights["head.weight"].clone().view(c, 3 * k, -1, 1, 1)
+        b = weights["head.bias"].clone().view(c, 3 * k)
+        w[:, k:] = 0
+        b[:, k:2 * k] = 0
+        b[:, 2 * k:] = torch.linspace(-0.7, 0.7, k)
+        weights["head.weight"], weights["head.bias"] = w.view(c * 3 * k, -1, 1, 1), b.reshape(-1)
+    net.load_state_dict(weights)
 
 
 def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
@@ -126,8 +168,9 @@ def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
         print(f"resumed {ckpt_path} at step {state['step']}")
     elif cfg.init and cfg.init.endswith(".pt"):  # another run's checkpoint: its EMA weights
         ck_init = torch.load(cfg.init)
-        net = ARDMNet(dataclasses.replace(NetConfig.from_dict(ck_init["net_config"]), order=net_cfg.order))
-        net.load_state_dict(ck_init["ema"])
+        init_cfg = NetConfig.from_dict(ck_init["net_config"])
+        net = ARDMNet(dataclasses.replace(init_cfg, order=net_cfg.order, prior=net_cfg.prior or init_cfg.prior))
+        init_from(net, ck_init["ema"], init_cfg)
         net_cfg = net.cfg
         print(f"initialised from the EMA weights of {cfg.init}")
     elif cfg.init:
@@ -147,14 +190,16 @@ def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
 
     data_dir = CACHE / "data"
     sampler = CropSampler(load_images(data_dir / "images_train.npz"), cfg.crop, cfg.grey_fraction,
-                          cfg.seed + state["step"])
+                          cfg.seed + state["step"], cfg.scale_fraction)
     scales = ck.get("scales") if ckpt_path.exists() else init_scales
     if cfg.qat or scales:  # from here on the net trains through the integer arithmetic it will code with
         if scales is None:
             scales = calibrate(ema, calibration_batches(sampler))
             print(f"calibrated {len(scales)} quantisation points")
         net, ema = QuantNet(net, scales), QuantNet(ema, scales)
-    val = fixed_crops(load_images(data_dir / "images_val.npz"), 512, cfg.crop)
+    val_images = load_images(data_dir / "images_val.npz")
+    val = fixed_crops(val_images, 512, cfg.crop)
+    val_scaled = fixed_crops(val_images, 256, cfg.crop, scaled=True)
     print(f"{sum(p.numel() for p in net.parameters())} parameters, config {net_cfg}")
 
     start, last_eval, window = time.time(), time.time(), []
@@ -182,7 +227,8 @@ def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
             state["seconds"] = base_seconds + now - start
             val_bpd = evaluate(ema, val)
             line = {"step": state["step"], "images": state["images"], "hours": state["seconds"] / 3600,
-                    "train_bpd": float(np.mean(window)), "val_bpd": val_bpd, "lr": lr}
+                    "train_bpd": float(np.mean(window)), "val_bpd": val_bpd,
+                    "val_scaled_bpd": evaluate(ema, val_scaled), "lr": lr}
             print(json.dumps(line), flush=True)
             with open(run_dir / "log.jsonl", "a") as f:
                 f.write(json.dumps(line) + "\n")
@@ -204,10 +250,11 @@ def main() -> None:
     ap.add_argument("--blocks", type=str, default="2,2,3")
     ap.add_argument("--mixtures", type=int, default=6)
     ap.add_argument("--order", choices=["uniform", "quincunx", "quincunx-grb"], default="uniform", help="order family")
+    ap.add_argument("--prior", action="store_true", help="the head corrects an exact neighbour prediction (prior.py)")
     a = vars(ap.parse_args())
     net_cfg = NetConfig(widths=tuple(int(v) for v in a.pop("widths").split(",")),
                         blocks=tuple(int(v) for v in a.pop("blocks").split(",")), mixtures=a.pop("mixtures"),
-                        order=a.pop("order"))
+                        order=a.pop("order"), prior=a.pop("prior"))
     train(TrainConfig(**a), net_cfg)
 
 

@@ -85,3 +85,22 @@ def test_dequantised_shipped_exact_model_reproduces_it():
     for name, layer in m.exact.layers.items():
         assert torch.equal(again.layers[name].weight, layer.weight), name
         assert ((again.layers[name].bias - layer.bias).abs() <= 2 + 1e-3 * layer.bias.abs()).all(), name
+
+
+def test_scale_augmentation_upscales_a_share_of_the_crops():
+    """scale_fraction=1: every crop is a smaller region upscaled (so neighbouring pixels differ less
+    than in plain crops of the same photo); 0: plain crops; both reproducible from the seed."""
+    rng = np.random.default_rng(3)
+    photo = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)  # white noise: plain crops are rough
+    plain = train_mod.CropSampler([photo], 16, 0.0, seed=5).batch(8)[0]
+    scaled = train_mod.CropSampler([photo], 16, 0.0, seed=5, scale_fraction=1.0).batch(8)[0]
+    again = train_mod.CropSampler([photo], 16, 0.0, seed=5, scale_fraction=1.0).batch(8)[0]
+    assert plain.shape == scaled.shape == (8, 3, 16, 16) and torch.equal(scaled, again)
+    assert int(scaled.min()) >= 0 and int(scaled.max()) <= 255
+
+    def roughness(x):
+        return (x[..., 1:] - x[..., :-1]).abs().float().mean().item()
+
+    assert roughness(scaled) < 0.8 * roughness(plain)
+    vals = train_mod.fixed_crops([photo], 4, 16, scaled=True)
+    assert torch.equal(vals, train_mod.fixed_crops([photo], 4, 16, scaled=True))

@@ -1,0 +1,139 @@
+"""The image prior: an exact integer prediction of every subpixel from its known neighbours, which an
+image net with `NetConfig.prior` corrects instead of predicting means and scales outright.
+
+Why: a probe on validation crops (session 6) found that a plain predictor beats the trained img4 net
+by far on the colour planes coded after green: at the finest quincunx level R given G costs 1.56 bits
+per subpixel with "G here + mean of (R − G) over the 4 neighbours" and a Laplace scale from the
+neighbours' spread, 2.68 bits with img4's net; green itself 3.26 vs 3.23. The net keeps everything it
+sees and adds corrections, so it can only gain on what the prior knows.
+
+For subpixel (c, y, x), in integers only (identical on every machine):
+- **Neighbour ring.** The 8 positions at (±d, 0), (0, ±d), (±d, ±d) for the smallest d in DISTANCES
+  with at least one known neighbour. In a quincunx order that is exactly the lattice the current group
+  interpolates from (its diagonal or axis neighbours at the group's spacing).
+- **Spatial mean.** The mean of channel c over the known ring, mean16 = round(16·Σv / n) (in 1/16 of a
+  value, the head's mean grid `exact.MU_UNIT`); the spread act16 = round(Σ|16·v − mean16| / n).
+- **Colour.** For R and B (channels 0 and 2) where green at (y, x) is known and some ring position
+  knows both: 16·G(y, x) + round(16·Σ(v − G) / n) over those positions, and the spread of (v − G).
+- **Nothing known** within the largest ring: mid-scale (127.5) with a wide scale; for R and B with
+  green known here but no ring position knowing both, green's value with a moderate scale.
+- **Scale.** s = 0.6·spread + 0.4 values, as a log-scale on the head's grid (1/16 of ln s, s in [−1, 1]
+  units, `exact.LOGS_UNIT`): a threshold table computed with `decimal` at import, compared in int64.
+
+`prior(v, known)` returns the mean and log-scale on the head's grids and two feature rows per channel
+for the net (the mean on the value scale of the other inputs, and the log-scale).
+"""
+from __future__ import annotations
+
+from decimal import Decimal, getcontext
+
+import torch
+import torch.nn.functional as F
+
+DISTANCES = (1, 2, 4, 8, 16, 32)
+GREEN = 1                      # the reference channel of the colour prediction (coded first in quincunx-grb)
+NOTHING_KNOWN_SPREAD16 = 16 * 64
+COLOUR_ONLY_SPREAD16 = 16 * 16
+# the head's integer grids (exact.py codes with them; defined here, below it, so the prior can use them)
+MU_UNIT = 16                   # means in 1/16 of a value: mu_q = 16·(value position)
+MU_MIN, MU_MAX = -64 * MU_UNIT, (255 + 64) * MU_UNIT
+LOGS_UNIT = 16                 # log-scales (of [-1, 1] units) in 1/16
+LOGS_MIN, LOGS_MAX = -7 * LOGS_UNIT, 3 * LOGS_UNIT
+MID16 = 2040                   # value 127.5 on the mean grid: the float mean μ ∈ [−1, 1] is mu_q / 2040 − 1
+
+
+def _log_thresholds() -> torch.Tensor:
+    """T[i]: the smallest 80·s16-units value whose log-scale grid point is LOGS_MIN + i + 1 or more.
+
+    With 80·s = 3·spread16 + 32 (s in values), the grid point of s is round(16·ln(s / 127.5)); it
+    reaches j + 1 where s ≥ 127.5·e^((j + 0.5)/16)."""
+    getcontext().prec = 40
+    return torch.tensor([int((Decimal(80 * 127.5) * (Decimal(j) + Decimal("0.5")).__truediv__(LOGS_UNIT).exp())
+                             .to_integral_value(rounding="ROUND_CEILING"))
+                         for j in range(LOGS_MIN, LOGS_MAX)], dtype=torch.int64)
+
+
+_THRESHOLDS = _log_thresholds()
+
+
+def log_scale(spread16: torch.Tensor) -> torch.Tensor:
+    """Log-scale grid points (int64) of spreads in 1/16 of a value: round(16·ln((0.6·spread + 0.4)/127.5))."""
+    val = 3 * spread16.to(torch.int64) + 32  # 80·s = 80·(0.6·spread16/16 + 0.4)
+    return LOGS_MIN + torch.bucketize(val, _THRESHOLDS, right=True)
+
+
+def _ring(t: torch.Tensor, d: int) -> torch.Tensor:
+    """The 8 ring neighbours at distance d of every position: (8, B, C, H, W), zero outside the image."""
+    H, W = t.shape[-2:]
+    p = F.pad(t, (d, d, d, d))
+    return torch.stack([p[..., d + dy:d + dy + H, d + dx:d + dx + W]
+                        for dy in (-d, 0, d) for dx in (-d, 0, d) if dy or dx])
+
+
+def _round_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """round(num / den) for den > 0, halves up, in integers."""
+    return torch.div(2 * num + den, 2 * den, rounding_mode="floor")
+
+
+def prior(v: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """v, known: (B, C, H, W) values 0..255 (read only where known) and 0/1.
+
+    Returns (mean16, logs, rows): the prior mean on the head's mean grid (1/16 of a value, int64), its
+    log-scale on the log-scale grid (int64), both (B, C, H, W), and the net's feature rows (B, 2C, H, W)
+    int32 in [−255, 255]: per channel the mean as 2·value − 255, then 2·log-scale + 96."""
+    k = known.to(torch.int64)
+    x = v.to(torch.int64) * k
+    mean16 = torch.full_like(x, MID16)
+    spread16 = torch.full_like(x, NOTHING_KNOWN_SPREAD16)
+    todo = torch.ones_like(x, dtype=torch.bool)
+    for d in DISTANCES:  # spatial: the nearest ring with anything known
+        kr, xr = _ring(k, d), _ring(x, d)
+        n = kr.sum(0)
+        hit = todo & (n > 0)
+        if hit.any():
+            m = _round_div(16 * xr.sum(0), n.clamp(min=1))
+            s = _round_div(((16 * xr - m) * kr).abs().sum(0), n.clamp(min=1))
+            mean16, spread16 = torch.where(hit, m, mean16), torch.where(hit, s, spread16)
+            todo &= ~hit
+        if not todo.any():
+            break
+    if x.shape[1] == 3:  # colour: R and B from green here and the (channel − green) of the ring
+        g, kg = x[:, GREEN:GREEN + 1], k[:, GREEN:GREEN + 1]
+        todo = kg.bool().expand_as(x).clone()
+        todo[:, GREEN] = False
+        for d in DISTANCES:
+            kr = _ring(k * kg, d)                     # ring positions knowing the channel and green
+            dr = _ring((x - g) * k * kg, d)
+            n = kr.sum(0)
+            hit = todo & (n > 0)
+            if hit.any():
+                m = _round_div(16 * dr.sum(0), n.clamp(min=1))
+                s = _round_div(((16 * dr - m) * kr).abs().sum(0), n.clamp(min=1))
+                mean16 = torch.where(hit, (16 * g + m).clamp(0, 255 * MU_UNIT), mean16)
+                spread16 = torch.where(hit, s, spread16)
+                todo &= ~hit
+            if not todo.any():
+                break
+        # green here but no ring position knowing both: green itself, with a moderate scale
+        mean16 = torch.where(todo, (16 * g).expand_as(x), mean16)
+        spread16 = torch.where(todo, torch.full_like(x, COLOUR_ONLY_SPREAD16), spread16)
+    logs = log_scale(spread16)
+    rows = torch.cat([torch.div(mean16, 8, rounding_mode="floor") - 255, 2 * logs + 96], 1)
+    return mean16, logs, rows.clamp(-255, 255).to(torch.int32)
+
+
+def add_prior(p: torch.Tensor, mean16: torch.Tensor, logs: torch.Tensor, k: int, integer: bool = False) -> torch.Tensor:
+    """Head params that are corrections -> params that include the prior.
+
+    p: (B, C, 3K, H, W) logits, means, log-scales (floats in [−1, 1] units, or integers on the head's grids
+    with integer=True, where a zero mean correction is mu_q = MID16); mean16, logs: (B, C, H, W) from
+    `prior`. Means and log-scales are clamped to the grids' ranges (the integer ones: as IntOps' head)."""
+    logit, mu, ls = p.split(k, dim=2)
+    m, l = mean16.unsqueeze(2), logs.unsqueeze(2)
+    if integer:
+        mu = (mu - MID16 + m).clamp(MU_MIN, MU_MAX)
+        ls = (ls + l).clamp(LOGS_MIN, LOGS_MAX)
+    else:
+        mu = (mu + (m.to(mu.dtype) / MID16 - 1.0)).clamp(MU_MIN / MID16 - 1.0, MU_MAX / MID16 - 1.0)
+        ls = (ls + l.to(ls.dtype) / LOGS_UNIT).clamp(LOGS_MIN / LOGS_UNIT, LOGS_MAX / LOGS_UNIT)
+    return torch.cat([logit, mu, ls], 2)

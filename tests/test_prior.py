@@ -1,0 +1,123 @@
+"""The image prior (prior.py): exact integer predictions from the known neighbours, the log-scale table,
+and nets that correct it, in float, fake-quantised and integer arithmetic."""
+import dataclasses
+import numpy as np
+import pytest
+import torch
+
+from ardmzip import exact
+from ardmzip.nets import ARDMNet, NetConfig
+from ardmzip.prior import MID16, NOTHING_KNOWN_SPREAD16, add_prior, log_scale, prior
+from ardmzip.train import init_from
+
+
+def _img(a) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a), dtype=torch.int64)
+
+
+def test_constant_image_predicts_its_value_with_the_smallest_scale():
+    v = torch.full((1, 3, 9, 11), 77, dtype=torch.int64)
+    known = torch.zeros_like(v)
+    known[..., ::2, ::2] = 1  # a lattice: the others see it on their ring at distance 1
+    mean16, logs, rows = prior(v * known, known)
+    assert (mean16 == 16 * 77).all()
+    assert (logs == log_scale(torch.zeros(1, dtype=torch.int64))).all()
+    assert rows.shape == (1, 6, 9, 11) and (rows[:, :3] == 2 * 77 - 255).all()  # 16·77 // 8 − 255
+
+
+def test_nothing_known_is_mid_scale_and_wide():
+    v = torch.zeros((1, 3, 5, 5), dtype=torch.int64)
+    mean16, logs, _ = prior(v, torch.zeros_like(v))
+    assert (mean16 == MID16).all() and (logs == log_scale(torch.tensor([NOTHING_KNOWN_SPREAD16]))).all()
+    assert float(torch.exp(logs[0, 0, 0, 0] / 16.0)) * 127.5 > 30  # a scale of tens of values
+
+
+def test_nearest_ring_wins_and_means_round_half_up():
+    v = torch.zeros((1, 1, 7, 7), dtype=torch.int64)
+    known = torch.zeros_like(v)
+    v[0, 0, 3, 2], v[0, 0, 3, 4], v[0, 0, 0, 0] = 10, 13, 200  # ring 1 of (3, 3): 10 and 13; far: 200
+    known[0, 0, 3, 2] = known[0, 0, 3, 4] = known[0, 0, 0, 0] = 1
+    mean16, logs, _ = prior(v, known)
+    assert int(mean16[0, 0, 3, 3]) == 184                         # 16·11.5
+    spread16 = (abs(160 - 184) + abs(208 - 184) + 1) // 2          # mean |16·v − mean16|, rounded: 24
+    assert int(logs[0, 0, 3, 3]) == int(log_scale(torch.tensor([spread16]))[0])
+
+
+def test_colour_planes_follow_green_here():
+    """R and B: green at the pixel plus the ring's mean (channel − green) difference."""
+    rng = np.random.default_rng(0)
+    g = rng.integers(40, 200, (8, 8))
+    v = _img(np.stack([g + 7, g, g - 30]))[None]                  # R = G + 7, B = G − 30 everywhere
+    known = torch.ones_like(v)
+    known[0, 0, 4, 4] = known[0, 2, 4, 4] = 0                     # R and B unknown at (4, 4), green known
+    mean16, _, _ = prior(v * known, known)
+    assert int(mean16[0, 0, 4, 4]) == 16 * (g[4, 4] + 7) and int(mean16[0, 2, 4, 4]) == 16 * (g[4, 4] - 30)
+    known[0, 1, 4, 4] = 0                                         # without green here: spatial means
+    mean16, _, _ = prior(v * known, known)
+    ring = [(3, 3), (3, 4), (3, 5), (4, 3), (4, 5), (5, 3), (5, 4), (5, 5)]
+    assert int(mean16[0, 0, 4, 4]) == (32 * sum(g[p] + 7 for p in ring) + 8) // 16
+
+
+def test_log_scale_table_matches_the_formula_away_from_ties():
+    spread16 = torch.arange(0, 4000, 7)
+    s = 0.6 * spread16.double() / 16 + 0.4
+    want = torch.clamp(torch.round(16 * torch.log(s / 127.5)), -112, 48).long()
+    got = log_scale(spread16)
+    near_tie = ((16 * torch.log(s / 127.5)) % 1 - 0.5).abs() < 1e-6
+    assert torch.equal(got[~near_tie], want[~near_tie])
+
+
+def _tiny(prior_on: bool = True) -> ARDMNet:
+    torch.manual_seed(0)
+    return ARDMNet(NetConfig(widths=(8, 8, 8), blocks=(1, 1, 1), mixtures=2, prior=prior_on)).eval()
+
+
+def test_a_net_initialised_from_one_without_the_prior_starts_as_the_prior():
+    plain = _tiny(False)
+    net = ARDMNet(dataclasses.replace(plain.cfg, prior=True))
+    init_from(net, plain.state_dict(), plain.cfg)
+    g = torch.Generator().manual_seed(1)
+    v = torch.randint(0, 256, (2, 3, 16, 16), generator=g)
+    m = (torch.rand(2, 3, 16, 16, generator=g) < 0.5).float()
+    with torch.no_grad():
+        out = net((v / 127.5 - 1) * m, m, torch.full((2,), 0.5))
+    mean16, logs, _ = prior(v * m.long(), m.long())
+    mu = out[:, :, 2:4]
+    assert torch.allclose(mu, (mean16.unsqueeze(2).double() / MID16 - 1).float().expand_as(mu), atol=1e-6)
+    spread = out[:, :, 4:6] - logs.unsqueeze(2) / 16
+    assert torch.allclose(spread[:, :, 0], torch.full_like(spread[:, :, 0], -0.7), atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_exact_prior_net_matches_its_fake_quantised_twin(seed):
+    net = _tiny()
+    g = torch.Generator().manual_seed(seed)
+    batches = [(torch.randint(0, 256, (4, 3, 16, 16), generator=g).float(),
+                (torch.rand(4, 3, 16, 16, generator=g) < 0.4).float(), torch.randint(0, 256, (4,), generator=g))
+               for _ in range(2)]
+    scales = exact.calibrate(net, batches)
+    q = exact.QuantNet(net, scales)
+    en = exact.ExactNet(net.cfg, exact.export_int(q))
+    v, known, fi = batches[0]
+    ints = en(v, known, fi)
+    with torch.no_grad():
+        fake = q((v / 127.5 - 1) * known, known, fi / 255)
+    deq = exact.log_probabilities_torch(ints, 2)
+    mean16, _, _ = prior(v.long() * known.long(), known.long())
+    assert (deq - fake).abs().max() <= 1 / 16 + 1e-6
+    assert (deq - fake).abs().gt(1e-4).float().mean() < 0.02
+    # the means are the prior plus integer corrections on the grid
+    assert torch.equal(ints[:, :, 2:4], torch.round(ints[:, :, 2:4]))
+
+
+def test_add_prior_integer_and_float_agree_on_the_grid():
+    g = torch.Generator().manual_seed(3)
+    k = 2
+    ints = torch.cat([torch.randint(-50, 50, (1, 3, k, 4, 4), generator=g),
+                      torch.randint(1500, 2500, (1, 3, k, 4, 4), generator=g),
+                      torch.randint(-60, 20, (1, 3, k, 4, 4), generator=g)], 2)
+    mean16 = torch.randint(0, 4081, (1, 3, 4, 4), generator=g)
+    logs = torch.randint(-90, 10, (1, 3, 4, 4), generator=g)
+    a = exact.log_probabilities_torch(add_prior(ints, mean16, logs, k, integer=True).float(), k)
+    b = add_prior(exact.log_probabilities_torch(ints.float(), k), mean16, logs, k)
+    assert torch.allclose(a, b, atol=1e-5)
