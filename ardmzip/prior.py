@@ -75,12 +75,9 @@ def _round_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
     return torch.div(2 * num + den, 2 * den, rounding_mode="floor")
 
 
-def prior(v: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """v, known: (B, C, H, W) values 0..255 (read only where known) and 0/1.
-
-    Returns (mean16, logs, rows): the prior mean on the head's mean grid (1/16 of a value, int64), its
-    log-scale on the log-scale grid (int64), both (B, C, H, W), and the net's feature rows (B, 2C, H, W)
-    int32 in [−255, 255]: per channel the mean as 2·value − 255, then 2·log-scale + 96."""
+def reference_prior(v: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """`prior`, written plainly (every ring as a stack of 8 shifted copies, every distance over the whole
+    plane): the definition that `prior` must reproduce exactly (tests/test_prior.py)."""
     k = known.to(torch.int64)
     x = v.to(torch.int64) * k
     mean16 = torch.full_like(x, MID16)
@@ -117,9 +114,98 @@ def prior(v: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
         # green here but no ring position knowing both: green itself, with a moderate scale
         mean16 = torch.where(todo, (16 * g).expand_as(x), mean16)
         spread16 = torch.where(todo, torch.full_like(x, COLOUR_ONLY_SPREAD16), spread16)
+    return _finish(mean16, spread16)
+
+
+def _finish(mean16: torch.Tensor, spread16: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     logs = log_scale(spread16)
-    rows = torch.cat([torch.div(mean16, 8, rounding_mode="floor") - 255, 2 * logs + 96], 1)
-    return mean16, logs, rows.clamp(-255, 255).to(torch.int32)
+    rows = torch.cat([torch.div(mean16.to(torch.int64), 8, rounding_mode="floor") - 255, 2 * logs + 96], 1)
+    return mean16.to(torch.int64), logs, rows.clamp(-255, 255).to(torch.int32)
+
+
+_PAD = DISTANCES[-1]
+_OFFSETS = [(dy, dx) for dy in (-1, 0, 1) for dx in (-1, 0, 1) if dy or dx]
+
+
+def _ring_sum(tp: torch.Tensor, d: int, H: int, W: int) -> torch.Tensor:
+    """Σ over the 8 ring positions at distance d, for a plane padded by _PAD: a separable 3×3 sum on the
+    lattice of spacing d, less the centre."""
+    P = _PAD
+    r = tp[..., P - d:P - d + H, :] + tp[..., P:P + H, :] + tp[..., P + d:P + d + H, :]
+    return r[..., P - d:P - d + W] + r[..., P:P + W] + r[..., P + d:P + d + W] - tp[..., P:P + H, P:P + W]
+
+
+def _fill(mean16, spread16, todo, vp, kp, d, H, W, base=None):
+    """Where todo and the ring at distance d knows something: the ring's mean (plus 16·base) and spread.
+    vp, kp: padded values (already multiplied by kp) and known flags. The spreads are gathered for the
+    hit positions when they are few, computed on the whole plane when they are many (the same integers)."""
+    n = _ring_sum(kp, d, H, W)
+    hit = todo & (n > 0)
+    hits = int(hit.sum())
+    if not hits:
+        return todo
+    P = _PAD
+    if 4 * hits > hit.numel():  # dense: whole-plane shifted slices
+        nc = n.clamp(min=1)
+        m = _round_div(16 * _ring_sum(vp, d, H, W), nc)
+        dev = torch.zeros_like(m)
+        for dy, dx in _OFFSETS:
+            ys, xs = P + dy * d, P + dx * d
+            dev += (16 * vp[..., ys:ys + H, xs:xs + W] - m).abs() * kp[..., ys:ys + H, xs:xs + W]
+        if base is not None:
+            m = (16 * base + m).clamp(0, 255 * MU_UNIT)
+        mean16.copy_(torch.where(hit, m, mean16))
+        spread16.copy_(torch.where(hit, _round_div(dev, nc), spread16))
+        return todo & ~hit
+    idx = hit.nonzero(as_tuple=True)
+    nh = n[idx]
+    m = _round_div(16 * _ring_sum(vp, d, H, W)[idx], nh)
+    flat_v, flat_k = vp.reshape(-1), kp.reshape(-1)
+    Hp, Wp = vp.shape[-2:]
+    b, c, y, x = idx
+    centre = ((b * vp.shape[1] + c) * Hp + y + P) * Wp + x + P
+    dev = torch.zeros_like(m)
+    for dy, dx in _OFFSETS:
+        at = centre + (dy * d) * Wp + dx * d
+        dev += (16 * flat_v[at] - m).abs() * flat_k[at]
+    mean16[idx] = m if base is None else (16 * base[idx] + m).clamp(0, 255 * MU_UNIT)
+    spread16[idx] = _round_div(dev, nh)
+    return todo & ~hit
+
+
+def prior(v: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """v, known: (B, C, H, W) values 0..255 (read only where known) and 0/1.
+
+    Returns (mean16, logs, rows): the prior mean on the head's mean grid (1/16 of a value, int64), its
+    log-scale on the log-scale grid (int64), both (B, C, H, W), and the net's feature rows (B, 2C, H, W)
+    int32 in [−255, 255]: per channel the mean as 2·value − 255, then 2·log-scale + 96.
+    Ring sums are separable; each position's spread is gathered once, at the distance that serves it."""
+    B, C, H, W = v.shape
+    k = known.to(torch.int32)
+    x = v.to(torch.int32) * k
+    pad = (_PAD,) * 4
+    xp, kp = F.pad(x, pad), F.pad(k, pad)
+    mean16 = torch.full_like(x, MID16)
+    spread16 = torch.full_like(x, NOTHING_KNOWN_SPREAD16)
+    todo = torch.ones_like(x, dtype=torch.bool)
+    for d in DISTANCES:
+        todo = _fill(mean16, spread16, todo, xp, kp, d, H, W)
+        if not todo.any():
+            break
+    if C == 3:
+        g, kg = x[:, GREEN:GREEN + 1], k[:, GREEN:GREEN + 1]
+        kb = k * kg
+        dp, kbp = F.pad((x - g) * kb, pad), F.pad(kb, pad)
+        todo = kg.bool().expand_as(x).clone()
+        todo[:, GREEN] = False
+        base = g.expand_as(x)
+        for d in DISTANCES:
+            todo = _fill(mean16, spread16, todo, dp, kbp, d, H, W, base=base)
+            if not todo.any():
+                break
+        mean16 = torch.where(todo, 16 * base, mean16)
+        spread16 = torch.where(todo, torch.full_like(x, COLOUR_ONLY_SPREAD16), spread16)
+    return _finish(mean16, spread16)
 
 
 def add_prior(p: torch.Tensor, mean16: torch.Tensor, logs: torch.Tensor, k: int, integer: bool = False) -> torch.Tensor:

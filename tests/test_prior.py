@@ -7,7 +7,8 @@ import torch
 
 from ardmzip import exact
 from ardmzip.nets import ARDMNet, NetConfig
-from ardmzip.prior import MID16, NOTHING_KNOWN_SPREAD16, add_prior, log_scale, prior
+from ardmzip.ardm import image_groups
+from ardmzip.prior import MID16, NOTHING_KNOWN_SPREAD16, add_prior, log_scale, prior, reference_prior
 from ardmzip.train import init_from
 
 
@@ -121,3 +122,30 @@ def test_add_prior_integer_and_float_agree_on_the_grid():
     a = exact.log_probabilities_torch(add_prior(ints, mean16, logs, k, integer=True).float(), k)
     b = add_prior(exact.log_probabilities_torch(ints.float(), k), mean16, logs, k)
     assert torch.allclose(a, b, atol=1e-5)
+
+
+def _same(a, b) -> bool:
+    return all(torch.equal(x, y) for x, y in zip(a, b))
+
+
+@pytest.mark.parametrize("density", [0.0, 0.002, 0.05, 0.3, 0.9, 1.0])
+def test_fast_prior_equals_the_reference(density):
+    """Random sizes, grey and colour, tied and untied masks: both the gathered (sparse) and the
+    whole-plane (dense) paths of `prior` give the reference's integers."""
+    g = torch.Generator().manual_seed(int(density * 1000))
+    for trial in range(4):
+        B, C = (2, 3) if trial % 2 else (1, 1)
+        H, W = (int(n) for n in torch.randint(1, 70, (2,), generator=g))
+        v = torch.randint(0, 256, (B, C, H, W), generator=g)
+        k = (torch.rand(B, C, H, W, generator=g) < density).long()
+        if trial == 3:
+            k = k[:, :1].expand(B, C, H, W).contiguous()  # a grey image's tied masks
+        assert _same(prior(v * k, k), reference_prior(v * k, k)), (trial, H, W)
+
+
+def test_fast_prior_equals_the_reference_on_quincunx_masks():
+    grp = torch.from_numpy(image_groups("quincunx-grb", 40, 56, grey=False).reshape(3, 40, 56))
+    v = torch.randint(0, 256, (1, 3, 40, 56), generator=torch.Generator().manual_seed(9))
+    for gi in range(21):
+        k = (grp < gi).long()[None]
+        assert _same(prior(v * k, k), reference_prior(v * k, k)), gi
