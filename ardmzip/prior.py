@@ -12,20 +12,20 @@ For subpixel (c, y, x), in integers only (identical on every machine):
   with at least one known neighbour. In a quincunx order that is exactly the lattice the current group
   interpolates from (its diagonal or axis neighbours at the group's spacing).
 - **Spatial mean.** The mean of channel c over the known ring, mean16 = round(16·Σv / n) (in 1/16 of a
-  value, the head's mean grid `exact.MU_UNIT`); the spread act16 = round(Σ|16·v − mean16| / n).
+  value, the head's mean grid MU_UNIT); the spread16 = round(Σ|16·v − mean16| / n).
 - **Colour.** For R and B (channels 0 and 2) where green at (y, x) is known and some ring position
   knows both: 16·G(y, x) + round(16·Σ(v − G) / n) over those positions, and the spread of (v − G).
 - **Nothing known** within the largest ring: mid-scale (127.5) with a wide scale; for R and B with
   green known here but no ring position knowing both, green's value with a moderate scale.
 - **Scale.** s = 0.6·spread + 0.4 values, as a log-scale on the head's grid (1/16 of ln s, s in [−1, 1]
-  units, `exact.LOGS_UNIT`): a threshold table computed with `decimal` at import, compared in int64.
+  units, LOGS_UNIT): a threshold table computed with `decimal` at import, compared in int64.
 
 `prior(v, known)` returns the mean and log-scale on the head's grids and two feature rows per channel
 for the net (the mean on the value scale of the other inputs, and the log-scale).
 """
 from __future__ import annotations
 
-from decimal import Decimal, getcontext
+from decimal import ROUND_CEILING, Decimal, localcontext
 
 import torch
 import torch.nn.functional as F
@@ -43,14 +43,13 @@ MID16 = 2040                   # value 127.5 on the mean grid: the float mean μ
 
 
 def _log_thresholds() -> torch.Tensor:
-    """T[i]: the smallest 80·s16-units value whose log-scale grid point is LOGS_MIN + i + 1 or more.
-
-    With 80·s = 3·spread16 + 32 (s in values), the grid point of s is round(16·ln(s / 127.5)); it
-    reaches j + 1 where s ≥ 127.5·e^((j + 0.5)/16)."""
-    getcontext().prec = 40
-    return torch.tensor([int((Decimal(80 * 127.5) * (Decimal(j) + Decimal("0.5")).__truediv__(LOGS_UNIT).exp())
-                             .to_integral_value(rounding="ROUND_CEILING"))
-                         for j in range(LOGS_MIN, LOGS_MAX)], dtype=torch.int64)
+    """T[i]: the smallest integer 80·s (s the scale in values) whose log-scale grid point is
+    LOGS_MIN + i + 1 or more: round(16·ln(s / 127.5)) reaches j + 1 where s ≥ 127.5·e^((j + 0.5)/16)."""
+    with localcontext() as ctx:
+        ctx.prec = 40
+        return torch.tensor([int((Decimal(10200) * ((Decimal(j) + Decimal("0.5")) / LOGS_UNIT).exp())
+                                 .to_integral_value(rounding=ROUND_CEILING))
+                             for j in range(LOGS_MIN, LOGS_MAX)], dtype=torch.int64)
 
 
 _THRESHOLDS = _log_thresholds()

@@ -149,3 +149,12 @@ def test_fast_prior_equals_the_reference_on_quincunx_masks():
     for gi in range(21):
         k = (grp < gi).long()[None]
         assert _same(prior(v * k, k), reference_prior(v * k, k)), gi
+
+
+def test_log_scale_table_is_pinned():
+    """Files made with a prior model depend on these thresholds: they never change."""
+    import hashlib
+
+    from ardmzip.prior import _THRESHOLDS
+    assert len(_THRESHOLDS) == 160 and int(_THRESHOLDS.sum()) == 3277354
+    assert hashlib.sha256(_THRESHOLDS.numpy().tobytes()).hexdigest()[:16] == "643c61a0910110e8"
