@@ -590,14 +590,17 @@ def _bpd_cells(values: list[float | None]) -> list[str]:
 
 
 def main_table_budgets(rows: list[dict]) -> list[str]:
-    """Budgets of results.md's main table: the whole-photo budgets when whole photos ran, else all budgets run."""
-    calls = {r["budget"]: r["budget_calls"] for r in rows if r["method"] == "ardmzip"}  # label -> a budget
-    if any(r["dataset"] == "whole" for r in rows):
-        return [b for b in WHOLE_BUDGETS if b in calls]
+    """Budgets of results.md's main table: the whole-photo budgets run when whole photos ran, else all
+    budgets run; fewest calls first."""
+    ran = [r for r in rows if r["method"] == "ardmzip"]
+    whole = [r for r in ran if r["dataset"] == "whole"]
+    calls = {r["budget"]: r["budget_calls"] for r in whole or ran}  # label -> a budget
     return sorted(calls, key=lambda b: (calls[b], b))
 
 
 def _budget_heading(label: str, env: dict) -> str:
+    if label.isdigit() and int(label) == env["default_budget"]:
+        return f"ardmzip B={label} (default)"
     return {"default": f"ardmzip B={env['default_budget']} (default)", "full": "ardmzip B=D (full)"}.get(
         label, f"ardmzip B={label}")
 
