@@ -42,6 +42,7 @@ from . import exact
 from .ardm import dyadic_groups, revealing_group
 from .exact import (ACT_MAX, EXACT_LIMIT, EXP_RANGE, INPUT_SCALE, INV_SHIFT, LOGIT_UNIT, LOGS_MAX, LOGS_MIN,
                     LOGS_UNIT, MU_MAX, MU_MIN, MU_UNIT, STREAM_MAX, WEIGHT_MAX, IntLayer, _ste, walk)
+from .prior import correct
 
 K_DIGIT = 256          # classes per stage
 STAGES_16 = 2          # net-coded stages of a 16-bit sample
@@ -224,16 +225,7 @@ def add_prior(p: torch.Tensor, prior_q: torch.Tensor | None, k: int, integer: bo
     if prior_q is None:
         return p
     logit, mu, logs = p.split(k, dim=1)
-    pm, pl = prior_q[:, :1], prior_q[:, 1:]
-    if integer:
-        mu = (mu - 127.5 * MU_UNIT + pm).clamp(MU_MIN, MU_MAX)
-        logs = (logs + pl).clamp(LOGS_MIN, LOGS_MAX)
-    else:
-        mu = mu + pm / (127.5 * MU_UNIT) - 1.0
-        logs = logs + pl / LOGS_UNIT
-        if clamp:
-            mu = mu.clamp(MU_MIN / (127.5 * MU_UNIT) - 1.0, MU_MAX / (127.5 * MU_UNIT) - 1.0)
-            logs = logs.clamp(LOGS_MIN / LOGS_UNIT, LOGS_MAX / LOGS_UNIT)
+    mu, logs = correct(mu, logs, prior_q[:, :1], prior_q[:, 1:], integer, clamp=integer or clamp)
     return torch.cat([logit, mu, logs], 1)
 
 

@@ -207,18 +207,26 @@ def prior(v: torch.Tensor, known: torch.Tensor) -> tuple[torch.Tensor, torch.Ten
     return _finish(mean16, spread16)
 
 
+def correct(mu: torch.Tensor, ls: torch.Tensor, pm: torch.Tensor, pl: torch.Tensor, integer: bool = False,
+            clamp: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean and log-scale corrections plus a prior's mean pm and log-scale pl (on the head's integer grids):
+    integers: μ − MID16 + pm and log-scale + pl, clamped to the grids' ranges (a zero mean correction is
+    μ = MID16, as IntOps' head yields it); floats ([−1, 1] units): the same values dequantised, clamped
+    the same way if `clamp`. Shared by the image prior and the audio prior (audio_model.add_prior)."""
+    if integer:
+        return (mu - MID16 + pm).clamp(MU_MIN, MU_MAX), (ls + pl).clamp(LOGS_MIN, LOGS_MAX)
+    mu, ls = mu + pm / MID16 - 1.0, ls + pl / LOGS_UNIT
+    if clamp:
+        mu = mu.clamp(MU_MIN / MID16 - 1.0, MU_MAX / MID16 - 1.0)
+        ls = ls.clamp(LOGS_MIN / LOGS_UNIT, LOGS_MAX / LOGS_UNIT)
+    return mu, ls
+
+
 def add_prior(p: torch.Tensor, mean16: torch.Tensor, logs: torch.Tensor, k: int, integer: bool = False) -> torch.Tensor:
-    """Head params that are corrections -> params that include the prior.
+    """Head params that are corrections -> params that include the prior (`correct`, always clamped).
 
     p: (B, C, 3K, H, W) logits, means, log-scales (floats in [−1, 1] units, or integers on the head's grids
-    with integer=True, where a zero mean correction is mu_q = MID16); mean16, logs: (B, C, H, W) from
-    `prior`. Means and log-scales are clamped to the grids' ranges (the integer ones: as IntOps' head)."""
+    with integer=True); mean16, logs: (B, C, H, W) from `prior`."""
     logit, mu, ls = p.split(k, dim=2)
-    m, l = mean16.unsqueeze(2), logs.unsqueeze(2)
-    if integer:
-        mu = (mu - MID16 + m).clamp(MU_MIN, MU_MAX)
-        ls = (ls + l).clamp(LOGS_MIN, LOGS_MAX)
-    else:
-        mu = (mu + (m.to(mu.dtype) / MID16 - 1.0)).clamp(MU_MIN / MID16 - 1.0, MU_MAX / MID16 - 1.0)
-        ls = (ls + l.to(ls.dtype) / LOGS_UNIT).clamp(LOGS_MIN / LOGS_UNIT, LOGS_MAX / LOGS_UNIT)
+    mu, ls = correct(mu, ls, mean16.unsqueeze(2), logs.unsqueeze(2), integer)
     return torch.cat([logit, mu, ls], 2)
