@@ -146,10 +146,10 @@ def log_probabilities_torch(q: torch.Tensor, k: int) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------ integer inputs
-def int_inputs(v: torch.Tensor, known: torch.Tensor, fi: torch.Tensor, with_prior: bool = False
+def int_inputs(v: torch.Tensor, known: torch.Tensor, fi: torch.Tensor, with_prior: int = 0
                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
     """Integer input features, float32 holding integers in [-255, 255], padded to PAD_MULTIPLE, and with
-    with_prior the prior's (mean, log-scale) on the head's grids (prior.prior, padded), else None.
+    with_prior (a prior.py version) the prior's (mean, log-scale) on the head's grids (prior.prior, padded), else None.
 
     v: (B, C, H, W) values 0..255 (read only where known); known: (B, C, H, W) 0/1; fi: (B,) the
     revealed fraction as an integer 255·t // D. Channels: 2v − 255 where known, 255·known, fi, then per
@@ -171,7 +171,7 @@ def int_inputs(v: torch.Tensor, known: torch.Tensor, fi: torch.Tensor, with_prio
         feats += [mean.repeat_interleave(s, 2).repeat_interleave(s, 3), den.repeat_interleave(s, 2).repeat_interleave(s, 3)]
     pri = None
     if with_prior:
-        mean16, logs, rows = prior(F.pad(v.to(torch.int32) * kn[:, :, :H, :W], (0, pw, 0, ph)), kn)
+        mean16, logs, rows = prior(F.pad(v.to(torch.int32) * kn[:, :, :H, :W], (0, pw, 0, ph)), kn, with_prior)
         feats.append(rows)
         pri = (mean16, logs)
     return torch.cat(feats, 1).to(torch.float32), pri

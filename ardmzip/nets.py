@@ -25,20 +25,21 @@ class NetConfig:
     blocks: tuple[int, ...] = (1, 2, 3)      # residual blocks per level
     mixtures: int = 6                       # logistic mixture components per subpixel
     order: str = "uniform"                  # order family: "uniform", "quincunx" or "quincunx-grb" (ardm.py)
-    prior: bool = False                     # the head corrects an exact neighbour prediction (prior.py)
+    prior: int = 0                          # the head corrects an exact neighbour prediction: prior.py's version (0: none)
 
     @property
     def in_features(self) -> int:
         # value + mask per channel, the revealed fraction, and per scale: known-mean + density per channel;
         # with the prior: its mean and log-scale per channel
-        return 2 * self.channels + 1 + 2 * self.channels * len(NORMCONV_SCALES) + 2 * self.channels * self.prior
+        return 2 * self.channels + 1 + 2 * self.channels * len(NORMCONV_SCALES) + 2 * self.channels * (self.prior > 0)
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict) -> "NetConfig":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in d.items()})
+        d = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
+        return cls(**{**d, "prior": int(d.get("prior", 0))})  # img6's config says prior: true (version 1)
 
 
 class ResBlock(nn.Module):
@@ -96,7 +97,7 @@ class ARDMNet(nn.Module):
         f = frac.view(B, 1, 1, 1).expand(B, 1, x.shape[2], x.shape[3])
         feats = [x, m, f, normconv_features(x, m)]
         if self.cfg.prior:
-            mean16, logs, rows = prior(torch.round((x + 1.0) * 127.5) * m, m)
+            mean16, logs, rows = prior(torch.round((x + 1.0) * 127.5) * m, m, self.cfg.prior)
             feats.append(rows.to(x.dtype) / 255)
         h = self.stem(torch.cat(feats, 1))
         skips = []

@@ -250,7 +250,9 @@ def main() -> None:
     ap.add_argument("--blocks", type=str, default="2,2,3")
     ap.add_argument("--mixtures", type=int, default=6)
     ap.add_argument("--order", choices=["uniform", "quincunx", "quincunx-grb"], default="uniform", help="order family")
-    ap.add_argument("--prior", action="store_true", help="the head corrects an exact neighbour prediction (prior.py)")
+    ap.add_argument("--prior", type=int, nargs="?", const=1, default=0,
+                    help="the head corrects an exact neighbour prediction: prior.py's version (1 ring means, "
+                         "2 line interpolation; bare --prior: 1)")
     a = vars(ap.parse_args())
     net_cfg = NetConfig(widths=tuple(int(v) for v in a.pop("widths").split(",")),
                         blocks=tuple(int(v) for v in a.pop("blocks").split(",")), mixtures=a.pop("mixtures"),

@@ -128,8 +128,9 @@ def _same(a, b) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a, b))
 
 
+@pytest.mark.parametrize("version", [1, 2])
 @pytest.mark.parametrize("density", [0.0, 0.002, 0.05, 0.3, 0.9, 1.0])
-def test_fast_prior_equals_the_reference(density):
+def test_fast_prior_equals_the_reference(density, version):
     """Random sizes, grey and colour, tied and untied masks: both the gathered (sparse) and the
     whole-plane (dense) paths of `prior` give the reference's integers."""
     g = torch.Generator().manual_seed(int(density * 1000))
@@ -140,15 +141,35 @@ def test_fast_prior_equals_the_reference(density):
         k = (torch.rand(B, C, H, W, generator=g) < density).long()
         if trial == 3:
             k = k[:, :1].expand(B, C, H, W).contiguous()  # a grey image's tied masks
-        assert _same(prior(v * k, k), reference_prior(v * k, k)), (trial, H, W)
+        assert _same(prior(v * k, k, version), reference_prior(v * k, k, version)), (trial, H, W)
 
 
-def test_fast_prior_equals_the_reference_on_quincunx_masks():
+@pytest.mark.parametrize("version", [1, 2])
+def test_fast_prior_equals_the_reference_on_quincunx_masks(version):
     grp = torch.from_numpy(image_groups("quincunx-grb", 40, 56, grey=False).reshape(3, 40, 56))
     v = torch.randint(0, 256, (1, 3, 40, 56), generator=torch.Generator().manual_seed(9))
     for gi in range(21):
         k = (grp < gi).long()[None]
-        assert _same(prior(v * k, k), reference_prior(v * k, k)), gi
+        assert _same(prior(v * k, k, version), reference_prior(v * k, k, version)), gi
+
+
+def test_version_2_interpolates_along_the_flattest_line():
+    """A vertical edge: the column is flat, the row jumps. Version 1 averages all 4 neighbours; version 2
+    follows the column (its cubic, taps at ±3), weighting the row's linear estimate by ⌊2²⁰/(g + 2)⌋."""
+    col = torch.tensor([100, 100, 100, 100, 104, 100, 100, 100, 100])  # (4, 4) hidden; column nearly flat
+    v = torch.zeros((1, 1, 9, 9), dtype=torch.int64)
+    v[0, 0, :, :4], v[0, 0, :, 5:] = 20, 220                          # left dark, right bright
+    v[0, 0, :, 4] = col
+    known = torch.zeros_like(v)
+    known[0, 0, :, 4] = known[0, 0, 4, :] = 1
+    known[0, 0, 4, 4] = 0
+    m1, _, _ = prior(v * known, known, 1)
+    m2, _, _ = prior(v * known, known, 2)
+    assert int(m1[0, 0, 4, 4]) == (16 * (100 + 100 + 20 + 220) + 2) // 4        # ring mean: 110 values
+    w_col, e_col = (1 << 20) // (0 + 2), 9 * 200 - 200                        # cubic along the column: 100
+    w_row, e_row = (1 << 20) // (2 * 200 + 0 + 2), 9 * 240 - 240            # row: 20 | 220, taps 20, 220
+    assert int(m2[0, 0, 4, 4]) == (2 * (w_col * e_col + w_row * e_row) + w_col + w_row) // (2 * (w_col + w_row))
+    assert abs(int(m2[0, 0, 4, 4]) - 1600) < 4                                   # ≈ 100 values
 
 
 def test_log_scale_table_is_pinned():
