@@ -104,3 +104,9 @@ def test_scale_augmentation_upscales_a_share_of_the_crops():
     assert roughness(scaled) < 0.8 * roughness(plain)
     vals = train_mod.fixed_crops([photo], 4, 16, scaled=True)
     assert torch.equal(vals, train_mod.fixed_crops([photo], 4, 16, scaled=True))
+
+
+def test_measured_budget_takes_the_fewest_calls_within_2_percent_of_the_smallest_file():
+    from ardmzip.export import measured_budget
+    assert measured_budget({21: 2.856, 25: 2.894, 50: 2.914, 100: 2.901}) == 21   # img6's validation files
+    assert measured_budget({21: 3.0, 25: 2.95, 50: 2.90, 100: 2.89}) == 50        # 2.89 · 1.02 = 2.948
