@@ -24,6 +24,10 @@ For subpixel (c, y, x), in integers only (identical on every machine):
   gradient g = 2|a − b| + |a₃ − a| + |b₃ − b| (cubic) or 4|a − b|, so the flattest direction dominates.
   Probe on validation crops (session 7, green at the finest quincunx level, prior alone): 3.277 → 3.198
   bits on the training photos' scale, 2.032 → 1.816 on 1–3× upscaled ones (native-resolution photos).
+- **Blue from red (version 3).** Where green and red are known at the pixel, blue's colour mean (after the
+  above) moves by round(5·(16·R − red's prior mean16) / 16), clamped to the value range: the colour
+  planes' misses correlate. Probe (finest two quincunx levels, prior alone): blue 1.407 → 1.328 and
+  2.023 → 1.909 bits; λ = 5/16 was the best of 1/8 … 5/16 … 1/2 there.
 - **Scale.** s = 0.6·spread + 0.4 values, as a log-scale on the head's grid (1/16 of ln s, s in [−1, 1]
   units, LOGS_UNIT): a threshold table computed with `decimal` at import, compared in int64.
 
@@ -47,7 +51,8 @@ MU_MIN, MU_MAX = -64 * MU_UNIT, (255 + 64) * MU_UNIT
 LOGS_UNIT = 16                 # log-scales (of [-1, 1] units) in 1/16
 LOGS_MIN, LOGS_MAX = -7 * LOGS_UNIT, 3 * LOGS_UNIT
 MID16 = 2040                   # value 127.5 on the mean grid: the float mean μ ∈ [−1, 1] is mu_q / 2040 − 1
-VERSIONS = (1, 2)              # 1: ring means (img6); 2: interpolation along lines (NetConfig.prior names one)
+VERSIONS = (1, 2, 3)           # 1 ring means (img6); 2 + lines; 3 + blue from red (NetConfig.prior names one)
+BLUE_FROM_RED = 5              # version 3: blue's colour mean moves by 5/16 of red's miss at the pixel
 LINE_DISTANCES = (1, 2, 4, 8)  # version 2 interpolates along lines at these ring distances (taps at 3d ≤ _PAD)
 LINES = ((1, 6), (3, 4), (0, 7), (2, 5))  # opposite ring positions (_ring's order): vertical, horizontal, diagonals
 LINE_WEIGHT = 1 << 20
@@ -147,7 +152,16 @@ def reference_prior(v: torch.Tensor, known: torch.Tensor, version: int = 1
         # green here but no ring position knowing both: green itself, with a moderate scale
         mean16 = torch.where(todo, (16 * g).expand_as(x), mean16)
         spread16 = torch.where(todo, torch.full_like(x, COLOUR_ONLY_SPREAD16), spread16)
+        if version >= 3:
+            mean16 = _blue_from_red(mean16, x, k)
     return _finish(mean16, spread16)
+
+
+def _blue_from_red(mean16: torch.Tensor, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
+    """Version 3: where green and red are known at the pixel, blue's mean plus 5/16 of red's miss."""
+    ok = (k[:, GREEN] * k[:, 0]).bool()
+    moved = (mean16[:, 2] + _round_div(BLUE_FROM_RED * (16 * x[:, 0] - mean16[:, 0]), torch.tensor(16))).clamp(0, 255 * MU_UNIT)
+    return torch.cat([mean16[:, :2], torch.where(ok, moved, mean16[:, 2]).unsqueeze(1)], 1)
 
 
 def _finish(mean16: torch.Tensor, spread16: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -263,6 +277,8 @@ def prior(v: torch.Tensor, known: torch.Tensor, version: int = 1) -> tuple[torch
                 break
         mean16 = torch.where(todo, 16 * base, mean16)
         spread16 = torch.where(todo, torch.full_like(x, COLOUR_ONLY_SPREAD16), spread16)
+        if version >= 3:
+            mean16 = _blue_from_red(mean16, x, k)
     return _finish(mean16, spread16)
 
 

@@ -128,7 +128,7 @@ def _same(a, b) -> bool:
     return all(torch.equal(x, y) for x, y in zip(a, b))
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 @pytest.mark.parametrize("density", [0.0, 0.002, 0.05, 0.3, 0.9, 1.0])
 def test_fast_prior_equals_the_reference(density, version):
     """Random sizes, grey and colour, tied and untied masks: both the gathered (sparse) and the
@@ -144,7 +144,7 @@ def test_fast_prior_equals_the_reference(density, version):
         assert _same(prior(v * k, k, version), reference_prior(v * k, k, version)), (trial, H, W)
 
 
-@pytest.mark.parametrize("version", [1, 2])
+@pytest.mark.parametrize("version", [1, 2, 3])
 def test_fast_prior_equals_the_reference_on_quincunx_masks(version):
     grp = torch.from_numpy(image_groups("quincunx-grb", 40, 56, grey=False).reshape(3, 40, 56))
     v = torch.randint(0, 256, (1, 3, 40, 56), generator=torch.Generator().manual_seed(9))
@@ -179,3 +179,18 @@ def test_log_scale_table_is_pinned():
     from ardmzip.prior import _THRESHOLDS
     assert len(_THRESHOLDS) == 160 and int(_THRESHOLDS.sum()) == 3277354
     assert hashlib.sha256(_THRESHOLDS.numpy().tobytes()).hexdigest()[:16] == "643c61a0910110e8"
+
+
+def test_version_3_moves_blue_by_5_16_of_reds_miss():
+    rng = np.random.default_rng(4)
+    g = rng.integers(60, 180, (8, 8))
+    v = _img(np.stack([g + 10, g, g - 20]))[None]                 # R = G + 10, B = G − 20 on the ring
+    v[0, 0, 4, 4] = g[4, 4] + 26                                  # red misses its prediction by 16 here
+    known = torch.ones_like(v)
+    known[0, 2, 4, 4] = 0                                          # blue unknown; red and green known
+    m2, _, _ = prior(v * known, known, 2)
+    m3, _, _ = prior(v * known, known, 3)
+    assert int(m2[0, 2, 4, 4]) == 16 * (g[4, 4] - 20)
+    assert int(m3[0, 2, 4, 4]) == 16 * (g[4, 4] - 20) + 5 * 16     # + round(5 · 256 / 16)
+    known[0, 0, 4, 4] = 0                                          # red unknown too: no move
+    assert torch.equal(prior(v * known, known, 3)[0], prior(v * known, known, 2)[0])
