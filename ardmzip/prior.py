@@ -56,6 +56,7 @@ BLUE_FROM_RED = 5              # version 3: blue's colour mean moves by 5/16 of 
 LINE_DISTANCES = (1, 2, 4, 8)  # version 2 interpolates along lines at these ring distances (taps at 3d ≤ _PAD)
 LINES = ((1, 6), (3, 4), (0, 7), (2, 5))  # opposite ring positions (_ring's order): vertical, horizontal, diagonals
 LINE_WEIGHT = 1 << 20
+_LINE_WEIGHTS = torch.div(LINE_WEIGHT, torch.arange(4 * 255 + 1) + 2, rounding_mode="floor")  # by gradient g
 
 
 def _log_thresholds() -> torch.Tensor:
@@ -94,9 +95,10 @@ def _line_estimate(a, b, a3, b3, ka, kb, ka3, kb3):
     """Per line: (weight, 16·estimate) from neighbours a, b at ±d and taps a3, b3 at ±3d (int64, any shape;
     k* their known flags): weight 0 unless a and b are known."""
     cubic = (ka3 * kb3).bool()
-    e16 = torch.where(cubic, 9 * (a + b) - a3 - b3, 8 * (a + b))
-    g = 2 * (a - b).abs() + torch.where(cubic, (a3 - a).abs() + (b3 - b).abs(), 2 * (a - b).abs())
-    return ka * kb * torch.div(LINE_WEIGHT, g + 2, rounding_mode="floor"), e16
+    s, dab = a + b, (a - b).abs()
+    e16 = 8 * s + torch.where(cubic, s - a3 - b3, 0)
+    g = 2 * dab + torch.where(cubic, (a3 - a).abs() + (b3 - b).abs(), 2 * dab)
+    return ka * kb * _LINE_WEIGHTS[g], e16
 
 
 def _line_mean(terms) -> tuple[torch.Tensor, torch.Tensor]:
