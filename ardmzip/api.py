@@ -36,7 +36,7 @@ class Report:
     model_bits: float      # Σ −log2 p of the coded values under the model (the ideal code length)
     predicted_bits: float  # what the schedule predicts from the model's loss curve (validation data)
     dims: int              # number of coded subpixels / samples
-    steps: int             # network calls
+    steps: int             # network calls (steps of the schedule that ran the net)
     method: str = "ardm"   # what the file stores: "ardm", or the "raw"/"deflate" fallback when smaller
 
     @property
@@ -118,7 +118,8 @@ def compress_image(img: media.Image, *, budget: int | None = None, model: str | 
                               content_hash=container.content_hash(samples))
     candidates = [("ardm", enc.words()), *(_stored_payloads(samples.tobytes()) if fallback else [])]
     blob, method, words = _pack_smallest(header, candidates)
-    return blob, Report(len(blob), 32 * len(words), model_bits, predicted, samples.size, total, method)
+    return blob, Report(len(blob), 32 * len(words), model_bits, predicted, samples.size,
+                        sum(pl.calls for pl in plans), method)
 
 
 def _pack_smallest(header: container.Header, candidates: list[tuple[str, np.ndarray]]

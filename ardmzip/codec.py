@@ -16,6 +16,8 @@ import torch
 
 from .ardm import group_parts, grouped_order, image_groups, order, schedule_groups
 from .coder import Decoder, Encoder
+from .exact import probabilities
+from .lattice import lattice_index, lattice_units, unit_params
 from .registry import Model
 from .schedule import Groups, expected_bits, step_boundaries
 
@@ -36,6 +38,12 @@ class Plan:
     order: np.ndarray      # (D,) variable indices, first revealed first
     bounds: np.ndarray     # (S+1,) step boundaries
     groups: Groups | None = None  # a structured order's groups (the schedule keeps steps inside them)
+    first: int = 0         # the first `first` variables of the order (group 0) are coded by lattice.py, not the net
+
+    @property
+    def calls(self) -> int:
+        """Network calls: the steps after the lattice's."""
+        return int(np.count_nonzero(self.bounds[:-1] >= self.first))
 
     @property
     def n_vars(self) -> int:
@@ -59,7 +67,9 @@ def make_plan(model: Model, shape: tuple[int, ...], budget: int, seed: int) -> P
         return Plan((h, w), grey, order(seed, n), step_boundaries(model.curve, n, budget))
     per_var = image_groups(model.cfg.order, h, w, grey)
     groups = schedule_groups(per_var, len(model.curve), group_parts(model.cfg.order, grey))
-    return Plan((h, w), grey, grouped_order(seed, per_var), step_boundaries(model.curve, n, budget, groups), groups)
+    first = lattice_index(h, w, grey).size if model.info.get("first_group") == "lattice" else 0
+    return Plan((h, w), grey, grouped_order(seed, per_var), step_boundaries(model.curve, n, budget, groups), groups,
+                first)
 
 
 def _net_input(values: np.ndarray, known: np.ndarray, plan: Plan, exact: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -179,12 +189,36 @@ def _unflat(values: np.ndarray, plan: Plan) -> np.ndarray:
 
 
 def _steps(plan: Plan) -> Iterator[tuple[int, np.ndarray]]:
+    """The net's steps: (variables known before, variables revealed), after the lattice's."""
     for i in range(plan.steps):
-        yield int(plan.bounds[i]), plan.order[plan.bounds[i]:plan.bounds[i + 1]]
+        if plan.bounds[i] >= plan.first:
+            yield int(plan.bounds[i]), plan.order[plan.bounds[i]:plan.bounds[i + 1]]
+
+
+def _lattice_units(plan: Plan, values: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """With plan.first: (flat indices, (n, 3) head parameters) of the lattice's units in decoding order,
+    reading `values` (flat) for what earlier units revealed: the decoder fills it in as it goes."""
+    if not plan.first:
+        return
+    index = lattice_index(*plan.shape, plan.grey)
+    for c, r, cols in lattice_units(index.shape[1], index.shape[2], plan.grey):
+        yield index[c, r, cols], unit_params(values[index], c, r, cols, plan.grey)
+
+
+def _lattice_steps(plan: Plan) -> int:
+    return plan.steps - plan.calls
+
+
+def _push_units(enc: Encoder, symbols: np.ndarray, probs: np.ndarray) -> float:
+    """Push one unit's symbols; returns their −log2 p in bits."""
+    enc.push(symbols, probs)
+    # a probability that underflowed to 0 still gets constriction's smallest slot (~2^-24)
+    return -float(np.log2(np.maximum(probs[np.arange(len(symbols)), symbols], 2.0**-24)).sum())
 
 
 def encode_plane(model: Model, plane: np.ndarray, plan: Plan, enc: Encoder, progress: Progress = None) -> float:
-    """Push a plane onto the ANS stack (steps last to first). Returns the model's −log2 p in bits."""
+    """Push a plane onto the ANS stack (steps last to first, then the lattice's units last to first).
+    Returns the model's −log2 p in bits."""
     values = _flat(plane).astype(np.int64)
     rank = np.empty(plan.n_vars, dtype=np.int64)
     rank[plan.order] = np.arange(plan.n_vars)
@@ -196,20 +230,25 @@ def encode_plane(model: Model, plane: np.ndarray, plan: Plan, enc: Encoder, prog
             group = steps[i:i + e]
             for (start, positions), params in reversed(list(zip(group, _batched_params(model, plan, values, rank, group)))):
                 for c in reversed(_chunks(len(positions))):    # the stack: last chunk pushed first
-                    probs = model.probabilities(params[c])
-                    symbols = values[positions[c]]
-                    enc.push(symbols, probs)
-                    # a probability that underflowed to 0 still gets constriction's smallest slot (~2^-24)
-                    bits -= float(np.log2(np.maximum(probs[np.arange(len(symbols)), symbols], 2.0**-24)).sum())
+                    bits += _push_units(enc, values[positions[c]], model.probabilities(params[c]))
                 if progress:
                     progress(1)
+    for index, params in reversed(list(_lattice_units(plan, values))):
+        bits += _push_units(enc, values[index], probabilities(params, 1))
+    if progress and plan.first:
+        progress(_lattice_steps(plan))
     return bits
 
 
 def decode_plane(model: Model, plan: Plan, dec: Decoder, progress: Progress = None) -> np.ndarray:
-    """Pop a plane (steps first to last); inverse of encode_plane."""
+    """Pop a plane (the lattice's units, then the steps first to last); inverse of encode_plane."""
     values = np.zeros(plan.n_vars, dtype=np.int64)
     known = np.zeros(plan.n_vars, dtype=bool)
+    for index, params in _lattice_units(plan, values):
+        values[index] = dec.pop(probabilities(params, 1))
+        known[index] = True
+    if progress and plan.first:
+        progress(_lattice_steps(plan))
     with _threads(model):
         for start, positions in _steps(plan):
             params = _step_params(model, plan, values, known, start, positions)

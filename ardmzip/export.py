@@ -235,6 +235,7 @@ def main() -> None:
         "head": "discretised logistic mixture", "arithmetic": "int-exact" if exact else "float32",
         "net_config": cfg.to_dict(), "parameters": sum(p.numel() for p in net.parameters()),
         "default_budget": budget,
+        **({"first_group": "lattice"} if cfg.order.startswith("quincunx") else {}),  # lattice.py codes group 0
         "loss_curve_units": f"millibits per variable at revealed fraction (g + 0.5) / {len(curve_int)}",
         "loss_curve": curve_int,
         "trained_on": "ardmzip.data images: train split (302 photos, 69.7 Mpx after 2x box downscale), "
