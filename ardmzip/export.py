@@ -231,7 +231,8 @@ def main() -> None:
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     entry = {
         "file": file, "sha256": sha, "media": "image", "kind": f"oa-ardm ({ORDER_NAMES[cfg.order]}, 256 values"
-                + (f", the head correcting an exact neighbour prior (prior.py version {cfg.prior}))" if cfg.prior else ")"),
+                + (f", the head correcting an exact neighbour prior (prior.py version {cfg.prior})" if cfg.prior else "")
+                + (", group 0 coded without the net (lattice.py))" if cfg.order.startswith("quincunx") else ")"),
         "head": "discretised logistic mixture", "arithmetic": "int-exact" if exact else "float32",
         "net_config": cfg.to_dict(), "parameters": sum(p.numel() for p in net.parameters()),
         "default_budget": budget,
