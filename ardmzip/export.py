@@ -219,7 +219,7 @@ def main() -> None:
     curve = loss_curve(net, val)
     curve_int = curve_to_ints(curve)
     d64 = 3 * 64 * 64
-    shaped = SimpleNamespace(cfg=cfg, curve=curve_int)   # what make_plan reads of a model
+    shaped = SimpleNamespace(cfg=cfg, curve=curve_int, info={})   # what make_plan reads of a model
     predicted = {b: make_plan(shaped, (64, 64, 3), b, 0).predicted_bits(curve_int) / d64
                  for b in candidate_budgets(cfg.order)}
     bound = float(np.mean(curve))
