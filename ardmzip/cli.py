@@ -357,8 +357,8 @@ LEVEL_HELP = {1: "Level 1, fastest: d/25 network calls, where d is the model's d
               help="Network calls per image plane, or per stage of each audio segment (steps of the "
                    "schedule); more is smaller and slower. Default: the model's, chosen on validation data. "
                    "Models with a coarse-to-fine order take at least one call per group of it (7; 21 for an "
-                   "RGB image with quincunx-grb); models that code the first group without the net "
-                   "(`ardmzip models`: lattice) run no call for its steps (21 steps: 18 calls).")
+                   "RGB image with quincunx-grb; 18 and 6 where the model codes the first group without the "
+                   "net, `ardmzip models`: lattice).")
 @_level_options
 @click.option("-m", "--model", "model", default=None, metavar="ID",
               help="Model id (see `ardmzip models`); default: the default model for the input's media "

@@ -66,10 +66,16 @@ def make_plan(model: Model, shape: tuple[int, ...], budget: int, seed: int) -> P
     if model.cfg.order == "uniform":
         return Plan((h, w), grey, order(seed, n), step_boundaries(model.curve, n, budget))
     per_var = image_groups(model.cfg.order, h, w, grey)
-    groups = schedule_groups(per_var, len(model.curve), group_parts(model.cfg.order, grey))
-    first = lattice_index(h, w, grey).size if model.info.get("first_group") == "lattice" else 0
-    return Plan((h, w), grey, grouped_order(seed, per_var), step_boundaries(model.curve, n, budget, groups), groups,
-                first)
+    parts = group_parts(model.cfg.order, grey)
+    groups = schedule_groups(per_var, len(model.curve), parts)
+    if model.info.get("first_group") != "lattice":
+        return Plan((h, w), grey, grouped_order(seed, per_var), step_boundaries(model.curve, n, budget, groups), groups)
+    # group 0 (its first `parts` groups) is one step of lattice.py; the budget's calls go to the other groups
+    first, e0 = lattice_index(h, w, grey).size, groups.edges[parts]
+    rest = Groups(tuple(e - e0 for e in groups.edges[parts:]), groups.counts[parts:])
+    bounds = np.array([0, first]) if n == first else \
+        np.concatenate([[0], first + step_boundaries(model.curve[e0:], n - first, budget, rest)])
+    return Plan((h, w), grey, grouped_order(seed, per_var), bounds, groups, first)
 
 
 def _net_input(values: np.ndarray, known: np.ndarray, plan: Plan, exact: bool = False) -> tuple[torch.Tensor, torch.Tensor]:

@@ -21,7 +21,7 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-from .ardm import LOSS_GRID, curve_grid, min_budget, training_loss
+from .ardm import LOSS_GRID, curve_grid, group_parts, min_budget, training_loss
 from .codec import make_plan
 from .data import CACHE, load_images
 from .exact import QuantNet, export_int
@@ -252,7 +252,8 @@ def main() -> None:
     if a.budget is None and min_budget(cfg.order) > 1:
         # a coarse-to-fine order: the loss curve's predictions are far off (img6 on 64×64: 2.46 bpd predicted
         # at 200 calls, 3.14 measured), so its default comes from whole validation files instead
-        files = validation_files(a.id, [min_budget(cfg.order), *FILE_BUDGETS])
+        fewest = min_budget(cfg.order) - group_parts(cfg.order) * ("first_group" in entry)  # lattice: group 0 needs none
+        files = validation_files(a.id, sorted({fewest, min_budget(cfg.order), *FILE_BUDGETS}))
         entry["default_budget"] = measured_budget(files)
         n, size = VALIDATION_FILES
         entry["validation"][f"files_bpd_{n}x{size}x{size}"] = {str(b): round(v, 4) for b, v in files.items()}

@@ -43,13 +43,16 @@ def test_round_trips_of_awkward_sizes(models, shape):
 
 def test_no_network_call_for_the_lattice_and_a_smaller_photo(models):
     photo = np.asarray(Image.open(PHOTO).convert("RGB"))
-    plain_plan, plain_bits, _ = _roundtrip(models[0], photo)
-    plan, bits, _ = _roundtrip(models[1], photo)
-    assert plan.steps == plain_plan.steps and plan.calls == plain_plan.calls - 3   # G, R, B of group 0
+    plain_plan, plain_bits, _ = _roundtrip(models[0], photo, budget=10)   # the fewest calls: one per group
+    plan, bits, _ = _roundtrip(models[1], photo, budget=10)
     assert bits < plain_bits
+    # one lattice step first, then a call per group after group 0 (18 of the 21 groups' parts)
+    assert plain_plan.calls == 21 and plan.calls == 18 and plan.steps == 19 and list(plan.bounds[:2]) == [0, plan.first]
+    assert make_plan(models[1], photo.shape, 21, 0).calls == 21   # a budget is network calls
     grey = np.asarray(Image.open(PHOTO).convert("L"))
-    lat, plain = make_plan(models[1], grey.shape, 21, 0), make_plan(models[0], grey.shape, 21, 0)
-    assert lat.calls < plain.calls == plain.steps                  # the schedule's group-0 steps (2 here) run no net
+    lat = make_plan(models[1], grey.shape, 10, 0)
+    assert lat.calls == 10 and list(lat.bounds[:2]) == [0, lat.first] and lat.first == 64
+    assert make_plan(models[1], (1, 1, 3), 21, 0).calls == 0       # a single pixel: the lattice alone
 
 
 def test_each_unit_reads_only_units_decoded_before():
