@@ -14,7 +14,7 @@ from ardmzip.registry import default_model_id, list_models, load_model
 # bpd ceiling for the committed 64×64 crop at the default budget, per shipped model (CI guard against
 # a model or codec regression); set a little above what each model measured when it was released.
 # measured at release: img1 3.90 (B=25), img2 3.85 (B=20), img3 3.71 (B=50), img4 3.43 (B=21), img6 2.88 (B=21)
-CEILING_BPD = {"img1": 4.1, "img2": 4.05, "img3": 3.9, "img4": 3.6, "img6": 3.0}
+CEILING_BPD = {"img1": 4.1, "img2": 4.05, "img3": 3.9, "img4": 3.6, "img6": 3.0, "img7": 2.95}
 
 
 def roundtrip_array(a: np.ndarray, **kw) -> bytes:
