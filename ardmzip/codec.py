@@ -201,14 +201,14 @@ def _steps(plan: Plan) -> Iterator[tuple[int, np.ndarray]]:
             yield int(plan.bounds[i]), plan.order[plan.bounds[i]:plan.bounds[i + 1]]
 
 
-def _lattice_units(plan: Plan, values: np.ndarray) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """With plan.first: (flat indices, (n, 3) head parameters) of the lattice's units in decoding order,
-    reading `values` (flat) for what earlier units revealed: the decoder fills it in as it goes."""
-    if not plan.first:
-        return
+def _lattice(plan: Plan) -> tuple[np.ndarray, list[tuple[int, int, np.ndarray]]]:
+    """With plan.first: the lattice's flat indices (C, h0, w0) and its units in decoding order."""
     index = lattice_index(*plan.shape, plan.grey)
-    for c, r, cols in lattice_units(index.shape[1], index.shape[2], plan.grey):
-        yield index[c, r, cols], unit_params(values[index], c, r, cols, plan.grey)
+    return index, list(lattice_units(index.shape[1], index.shape[2], plan.grey))
+
+
+def _unit_probs(lat: np.ndarray, unit: tuple[int, int, np.ndarray], plan: Plan) -> np.ndarray:
+    return probabilities(unit_params(lat, *unit, plan.grey), 1)
 
 
 def _lattice_steps(plan: Plan) -> int:
@@ -239,10 +239,13 @@ def encode_plane(model: Model, plane: np.ndarray, plan: Plan, enc: Encoder, prog
                     bits += _push_units(enc, values[positions[c]], model.probabilities(params[c]))
                 if progress:
                     progress(1)
-    for index, params in reversed(list(_lattice_units(plan, values))):
-        bits += _push_units(enc, values[index], probabilities(params, 1))
-    if progress and plan.first:
-        progress(_lattice_steps(plan))
+    if plan.first:
+        index, units = _lattice(plan)
+        lat = values[index]
+        for c, r, cols in reversed(units):
+            bits += _push_units(enc, lat[c, r, cols], _unit_probs(lat, (c, r, cols), plan))
+        if progress:
+            progress(_lattice_steps(plan))
     return bits
 
 
@@ -250,11 +253,14 @@ def decode_plane(model: Model, plan: Plan, dec: Decoder, progress: Progress = No
     """Pop a plane (the lattice's units, then the steps first to last); inverse of encode_plane."""
     values = np.zeros(plan.n_vars, dtype=np.int64)
     known = np.zeros(plan.n_vars, dtype=bool)
-    for index, params in _lattice_units(plan, values):
-        values[index] = dec.pop(probabilities(params, 1))
-        known[index] = True
-    if progress and plan.first:
-        progress(_lattice_steps(plan))
+    if plan.first:
+        index, units = _lattice(plan)
+        lat = np.zeros(index.shape, dtype=np.int64)
+        for c, r, cols in units:
+            lat[c, r, cols] = dec.pop(_unit_probs(lat, (c, r, cols), plan))
+        values[index], known[index] = lat, True
+        if progress:
+            progress(_lattice_steps(plan))
     with _threads(model):
         for start, positions in _steps(plan):
             params = _step_params(model, plan, values, known, start, positions)

@@ -229,14 +229,15 @@ def main() -> None:
 
     file, sha = _ship(REPO_MODELS, a.id, payload, run_dir / "log.jsonl")
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    lattice = cfg.order.startswith("quincunx")  # new coarse-to-fine models code group 0 with lattice.py
     entry = {
         "file": file, "sha256": sha, "media": "image", "kind": f"oa-ardm ({ORDER_NAMES[cfg.order]}, 256 values"
                 + (f", the head correcting an exact neighbour prior (prior.py version {cfg.prior})" if cfg.prior else "")
-                + (", group 0 coded without the net (lattice.py))" if cfg.order.startswith("quincunx") else ")"),
+                + (", group 0 coded without the net (lattice.py))" if lattice else ")"),
         "head": "discretised logistic mixture", "arithmetic": "int-exact" if exact else "float32",
         "net_config": cfg.to_dict(), "parameters": sum(p.numel() for p in net.parameters()),
         "default_budget": budget,
-        **({"first_group": "lattice"} if cfg.order.startswith("quincunx") else {}),  # lattice.py codes group 0
+        **({"first_group": "lattice"} if lattice else {}),
         "loss_curve_units": f"millibits per variable at revealed fraction (g + 0.5) / {len(curve_int)}",
         "loss_curve": curve_int,
         "trained_on": "ardmzip.data images: train split (302 photos, 69.7 Mpx after 2x box downscale), "
@@ -252,7 +253,7 @@ def main() -> None:
     if a.budget is None and min_budget(cfg.order) > 1:
         # a coarse-to-fine order: the loss curve's predictions are far off (img6 on 64×64: 2.46 bpd predicted
         # at 200 calls, 3.14 measured), so its default comes from whole validation files instead
-        fewest = min_budget(cfg.order) - group_parts(cfg.order) * ("first_group" in entry)  # lattice: group 0 needs none
+        fewest = min_budget(cfg.order) - group_parts(cfg.order) * lattice  # the lattice's group 0 needs no call
         files = validation_files(a.id, sorted({fewest, min_budget(cfg.order), *FILE_BUDGETS}))
         entry["default_budget"] = measured_budget(files)
         n, size = VALIDATION_FILES

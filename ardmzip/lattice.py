@@ -30,8 +30,7 @@ import numpy as np
 import torch
 
 from .ardm import CHANNEL_RANK, QUINCUNX_TOP
-from .prior import (BLUE_FROM_RED, COLOUR_ONLY_SPREAD16, GREEN, MID16, MU_UNIT, NOTHING_KNOWN_SPREAD16,
-                    log_scale)
+from .prior import COLOUR_ONLY_SPREAD16, GREEN, MID16, MU_UNIT, NOTHING_KNOWN_SPREAD16, blue_shift, log_scale
 
 SPREAD_NUM, SPREAD_DEN = 7, 4  # the probe's best on validation crops lay between 3/2 (R, B) and 2 (G)
 
@@ -72,14 +71,15 @@ def unit_params(lat: np.ndarray, c: int, r: int, cols: np.ndarray, grey: bool) -
     colour = not grey and c != GREEN
     if colour:
         g = lat[GREEN, r, cols]
-        found = _rule(lat[c] - lat[GREEN], r, cols)
+        lo = max(r - 1, 0)  # the rule reads this row and the one above
+        found = _rule(lat[c, lo:r + 1] - lat[GREEN, lo:r + 1], r - lo, cols)
         if found is None:
             mean16, spread16 = 16 * g, np.full(len(cols), COLOUR_ONLY_SPREAD16)
         else:
             mean16, spread16 = np.clip(16 * g + found[0], 0, 255 * MU_UNIT), found[1]
         if c == 2:  # blue: red's miss (red is decoded before blue in every unit)
             red = unit_params(lat, 0, r, cols, grey)[:, 1]
-            mean16 = np.clip(mean16 + (2 * BLUE_FROM_RED * (16 * lat[0, r, cols] - red) + 16) // 32, 0, 255 * MU_UNIT)
+            mean16 = np.clip(mean16 + blue_shift(16 * lat[0, r, cols] - red), 0, 255 * MU_UNIT)
     else:
         found = _rule(lat[c], r, cols)
         mean16, spread16 = found if found is not None else (np.full(len(cols), MID16), np.full(len(cols), NOTHING_KNOWN_SPREAD16))

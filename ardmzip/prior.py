@@ -159,10 +159,16 @@ def reference_prior(v: torch.Tensor, known: torch.Tensor, version: int = 1
     return _finish(mean16, spread16)
 
 
+def blue_shift(miss16):
+    """round(5·miss16 / 16), halves up (numpy or torch integers): how far blue's mean moves (1/16 of a value)
+    for red's miss 16·R − red's mean16 (prior version 3; lattice.py)."""
+    return (2 * BLUE_FROM_RED * miss16 + 16) // 32
+
+
 def _blue_from_red(mean16: torch.Tensor, x: torch.Tensor, k: torch.Tensor) -> torch.Tensor:
     """Version 3: where green and red are known at the pixel, blue's mean plus 5/16 of red's miss."""
     ok = (k[:, GREEN] * k[:, 0]).bool()
-    moved = (mean16[:, 2] + _round_div(BLUE_FROM_RED * (16 * x[:, 0] - mean16[:, 0]), torch.tensor(16))).clamp(0, 255 * MU_UNIT)
+    moved = (mean16[:, 2] + blue_shift(16 * x[:, 0] - mean16[:, 0])).clamp(0, 255 * MU_UNIT)
     return torch.cat([mean16[:, :2], torch.where(ok, moved, mean16[:, 2]).unsqueeze(1)], 1)
 
 
@@ -231,12 +237,12 @@ def _lines(mean16, hit, vp, kp, d):
     P, (Hp, Wp) = _PAD, vp.shape[-2:]
     b, c, y, x = idx
     centre = ((b * vp.shape[1] + c) * Hp + y + P) * Wp + x + P
-    flat_v, flat_k = vp.reshape(-1).to(torch.int64), kp.reshape(-1).to(torch.int64)
+    flat_v, flat_k = vp.reshape(-1), kp.reshape(-1)
     terms = []
     for i, j in LINES:
         (dy, dx) = _OFFSETS[i]
         at = [centre + (f * dy * d) * Wp + f * dx * d for f in (-1, 1, -3, 3)]
-        terms.append(_line_estimate(*(flat_v[a] for a in at), *(flat_k[a] for a in at)))
+        terms.append(_line_estimate(*(flat_v[a].long() for a in at), *(flat_k[a].long() for a in at)))
     est, full = _line_mean(terms)
     mean16[b[full], c[full], y[full], x[full]] = est[full].to(mean16.dtype)
 
