@@ -94,17 +94,19 @@ def _step_counter(total: int, progress: Callable[[int, int], None] | None) -> Ca
 
 def compress_image(img: media.Image, *, budget: int | None = None, model: str | None = None,
                    seed: int = DEFAULT_SEED, progress: Callable[[int, int], None] | None = None,
-                   fallback: bool = True) -> tuple[bytes, Report]:
+                   fallback: bool = True, offsets: bool | None = None) -> tuple[bytes, Report]:
     """Code the planes of an image; returns the .ardm bytes and a Report.
 
     With `fallback` (the default) the file stores the samples raw or deflated instead whenever that is
-    smaller than the model's code.
+    smaller than the model's code. `offsets`: a scale offset per network step (codec.OFFSETS; format
+    version 2); by default on for int-exact models, which alone support it.
     """
     m = _model(model, "image")
     budget = m.default_budget if budget is None else budget
     if budget < 1:
         raise UnsupportedInputError(f"budget must be at least 1 network call (got {budget})")
-    plans = [make_plan(m, p.shape, budget, seed) for p in img.planes]
+    offsets = m.exact is not None if offsets is None else offsets
+    plans = [make_plan(m, p.shape, budget, seed, offsets) for p in img.planes]
     total = sum(pl.steps for pl in plans)
     predicted = _predicted_bits(m, plans)
     tick = _step_counter(total, progress)
@@ -115,7 +117,7 @@ def compress_image(img: media.Image, *, budget: int | None = None, model: str | 
     header = container.Header(media="image", method="ardm", arithmetic=m.arithmetic, model_id=m.id,
                               model_hash=m.hash_prefix, budget=budget, seed=seed,
                               shape=shape, meta=_stored_meta(img.meta, shape),
-                              content_hash=container.content_hash(samples))
+                              content_hash=container.content_hash(samples), offsets=offsets)
     candidates = [("ardm", enc.words()), *(_stored_payloads(samples.tobytes()) if fallback else [])]
     blob, method, words = _pack_smallest(header, candidates)
     return blob, Report(len(blob), 32 * len(words), model_bits, predicted, samples.size,
@@ -128,7 +130,8 @@ def _pack_smallest(header: container.Header, candidates: list[tuple[str, np.ndar
     the trivial, the samples stored or deflated. Returns (file, method, words)."""
     method, words = min(candidates, key=lambda c: len(c[1]))
     if method != "ardm":
-        header = dataclasses.replace(header, method=method, model_id="", model_hash=bytes(4), budget=0, seed=0)
+        header = dataclasses.replace(header, method=method, model_id="", model_hash=bytes(4), budget=0, seed=0,
+                                     offsets=False)
     return container.pack(header, words), method, words
 
 
@@ -232,7 +235,7 @@ def _decode_image(header: container.Header, words: np.ndarray,
         return _checked(media.Image([p.reshape(s) for p, s in zip(planes, shapes)],
                                     _full_meta(header.meta, header.shape)), header)
     m = _file_model(header)
-    plans = [make_plan(m, s, header.budget, header.seed) for s in shapes]
+    plans = [make_plan(m, s, header.budget, header.seed, header.offsets) for s in shapes]
     tick = _step_counter(sum(pl.steps for pl in plans), progress)
     dec = Decoder(words)
     planes = [decode_plane(m, plan, dec, tick) for plan in plans]

@@ -23,7 +23,9 @@ import numpy as np
 from .errors import CorruptError, NotArdmError, TruncatedError, UnsupportedVersionError
 
 MAGIC: bytes = b"\x89ARD"  # non-ASCII first byte: marks the file binary, catches 7-bit transfers
-VERSION: int = 1
+VERSION: int = 2  # the newest version this release writes; it reads every version in VERSIONS
+VERSIONS = (1, 2)  # 2: Flags bit 0 (FLAG_OFFSETS) defined; a file without flags is written as version 1
+FLAG_OFFSETS = 0x01  # the payload carries a log-scale offset per network step (codec.OFFSETS)
 MAX_ELEMENTS = 1 << 31  # limit on the product of the shape, checked before anything is allocated
 MAX_NDIM = 4
 MAX_MODEL_ID = 64
@@ -56,6 +58,7 @@ class Header:
     shape: tuple[int, ...]  # 1..4 dims, each >= 1, product <= MAX_ELEMENTS
     meta: dict = field(hash=False)  # JSON object describing the media, <= 1 MiB as UTF-8
     content_hash: bytes  # 4 bytes: content_hash() of the original samples
+    offsets: bool = False  # FLAG_OFFSETS: an image coded by an int-exact model with per-step scale offsets
 
 
 # ------------------------------------------------------------------------------------- validation
@@ -127,6 +130,11 @@ def _header_problem(h: Header) -> str | None:
             return problem
     if not isinstance(h.meta, dict):
         return f"meta must be a JSON object (dict), got {type(h.meta).__name__}"
+    if not isinstance(h.offsets, bool):
+        return f"offsets must be a bool, got {type(h.offsets).__name__}"
+    if h.offsets and (h.media, h.method, h.arithmetic) != ("image", "ardm", "int-exact"):
+        return (f"scale offsets are defined for images coded by an int-exact model only, not for "
+                f"{h.media} / {h.method} / {h.arithmetic}")
     return None
 
 
@@ -181,9 +189,10 @@ def pack(header: Header, payload: np.ndarray) -> bytes:
     shape = [operator.index(d) for d in header.shape]
     kinds = (MEDIA_CODES[header.media] | METHOD_CODES[header.method] << 2
              | ARITHMETIC_CODES[header.arithmetic] << 4)
+    flags = FLAG_OFFSETS if header.offsets else 0
     body = b"".join([
         MAGIC,
-        bytes([VERSION, 0, kinds, len(model_id)]), model_id, bytes(header.model_hash),
+        bytes([2 if flags else 1, flags, kinds, len(model_id)]), model_id, bytes(header.model_hash),
         _encode_varint(operator.index(header.budget)), _encode_varint(operator.index(header.seed)),
         bytes([len(shape)]), *map(_encode_varint, shape),
         _encode_varint(len(meta)), meta, bytes(header.content_hash),
@@ -323,13 +332,16 @@ def _decode_meta(raw: bytes) -> Any:
         raise CorruptError(f"file is corrupt: meta is not UTF-8 JSON ({type(e).__name__})") from None
 
 
-def _interpret(w: _Walked) -> Header:
+def _interpret(w: _Walked, version: int) -> Header:
     """Header from walked fields; CorruptError for bad varints, reserved bits, unknown codes, bad values."""
     if w.problems:
         raise CorruptError(f"file is corrupt: {w.problems[0]}")
-    if w.flags or w.kinds & 0xC0:
-        raise CorruptError(f"file is corrupt: reserved flags {w.flags:#04x} / reserved kinds bits "
+    reserved = w.flags & ~(FLAG_OFFSETS if version >= 2 else 0)
+    if reserved or w.kinds & 0xC0:
+        raise CorruptError(f"file is corrupt: reserved flags {reserved:#04x} / reserved kinds bits "
                            f"{w.kinds & 0xC0:#04x} must be zero")
+    if version == 2 and not w.flags:
+        raise CorruptError("file is corrupt: a version-2 file without flags (such files are written as version 1)")
     if not w.model_id.isascii():
         raise CorruptError("file is corrupt: model id is not ASCII")
     if w.words > _U32_MAX:
@@ -338,7 +350,8 @@ def _interpret(w: _Walked) -> Header:
                     method=_code_name(METHOD_CODES, w.kinds >> 2 & 3, "method"),
                     arithmetic=_code_name(ARITHMETIC_CODES, w.kinds >> 4 & 3, "arithmetic"),
                     model_id=w.model_id.decode("ascii"), model_hash=w.model_hash, budget=w.budget,
-                    seed=w.seed, shape=w.dims, meta=_decode_meta(w.meta), content_hash=w.content_hash)
+                    seed=w.seed, shape=w.dims, meta=_decode_meta(w.meta), content_hash=w.content_hash,
+                    offsets=bool(w.flags & FLAG_OFFSETS))
     problem = _header_problem(header)
     if problem:
         raise CorruptError(f"file is corrupt: {problem}")
@@ -352,12 +365,12 @@ def _parse(data: bytes) -> tuple[Header, _Walked, memoryview]:
     r = _Reader(view)
     r.pos = len(MAGIC)
     (version,) = r.field("<B", "version")
-    if version != VERSION:
-        raise UnsupportedVersionError(f"unsupported format version {version} (this release reads version "
-                                      f"{VERSION})")
+    if version not in VERSIONS:
+        raise UnsupportedVersionError(f"unsupported format version {version} (this release reads versions "
+                                      f"{', '.join(map(str, VERSIONS))})")
     walked = _walk(r)
     _check_crc(r)
-    return _interpret(walked), walked, view
+    return _interpret(walked, version), walked, view
 
 
 def read_header(data: bytes) -> Header:

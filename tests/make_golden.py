@@ -1,4 +1,5 @@
-"""Write golden .ardm files for a released model (run once per new model id; never rewrite old ones).
+"""Write golden .ardm files for a released model (run once per new model id and format version, as
+files of it are written by default; never rewrite old ones).
 
     python tests/make_golden.py MODEL_ID
 """
@@ -34,13 +35,13 @@ def audio_cases() -> list[tuple[str, np.ndarray]]:
 def main(model_id: str) -> None:
     audio = load_model(model_id).media == "audio"
     for kind, a in audio_cases() if audio else image_cases():
-        stem = GOLDEN / f"{model_id}-v{container.VERSION}-{kind}"
-        if stem.with_suffix(".ardm").exists():
-            raise SystemExit(f"{stem}.ardm exists: golden files are never rewritten")
         if audio:
             blob = api.compress_audio(audio_from_array(a, 8000), model=model_id, fallback=False)[0]
         else:
             blob = api.compress(a, model=model_id, fallback=False)
+        stem = GOLDEN / f"{model_id}-v{container.read_header(blob) and blob[4]}-{kind}"
+        if stem.with_suffix(".ardm").exists():
+            raise SystemExit(f"{stem}.ardm exists: golden files are never rewritten")
         assert np.array_equal(api.decompress_array(blob), a)
         np.save(stem.with_suffix(".npy"), a)
         stem.with_suffix(".ardm").write_bytes(blob)

@@ -286,8 +286,33 @@ class TestUnpackErrors:
                 unpack(data.replace(old, new))
 
     def test_newer_version(self) -> None:
-        with pytest.raises(UnsupportedVersionError, match="version 2 .*reads version 1"):
-            unpack(recrc(with_byte(small_file(), VERSION_AT, 2)))
+        with pytest.raises(UnsupportedVersionError, match="version 3 .*reads versions 1, 2"):
+            unpack(recrc(with_byte(small_file(), VERSION_AT, 3)))
+
+    def test_version_2_scale_offsets(self) -> None:
+        # FORMAT.md "Flags": bit 0 (scale offsets), only in version 2, which a file without flags never is
+        h = dataclasses.replace(IMAGE, arithmetic="int-exact", offsets=True)
+        data = pack(h, WORDS)
+        assert data[VERSION_AT] == 2 and data[FLAGS_AT] == 0x01
+        assert data == craft(version=2, flags=0x01, kinds=0x11)
+        header, words = unpack(data)
+        assert header == h and header.offsets
+        np.testing.assert_array_equal(words, WORDS)
+        assert pack(dataclasses.replace(h, offsets=False), WORDS)[VERSION_AT] == 1
+        with pytest.raises(CorruptError, match="version-2 file without flags"):
+            unpack(craft(version=2, flags=0x00, kinds=0x11))
+        with pytest.raises(CorruptError, match="reserved flags 0x02"):
+            unpack(craft(version=2, flags=0x03, kinds=0x11))
+
+    @pytest.mark.parametrize("changes", [{"arithmetic": "float32"}, {"media": "audio"},
+                                         {"method": "raw", "model_hash": bytes(4)}])
+    def test_scale_offsets_only_for_int_exact_images(self, changes: dict) -> None:
+        h = dataclasses.replace(IMAGE, offsets=True, **{"arithmetic": "int-exact", **changes})
+        with pytest.raises(ValueError, match="scale offsets are defined for images coded by an int-exact model"):
+            pack(h, WORDS)
+        plain = pack(dataclasses.replace(h, offsets=False), WORDS)
+        with pytest.raises(CorruptError, match="scale offsets"):
+            unpack(recrc(with_byte(with_byte(plain, VERSION_AT, 2), FLAGS_AT, 1)))
 
     def test_version_checked_before_length_and_crc(self) -> None:
         with pytest.raises(UnsupportedVersionError, match="version 7"):
@@ -448,5 +473,5 @@ class TestContentHash:
 
 
 def test_module_constants() -> None:
-    assert container.VERSION == 1 and MAGIC == b"\x89ARD" and MAX_ELEMENTS == 1 << 31
+    assert container.VERSION == 2 and container.VERSIONS == (1, 2) and MAGIC == b"\x89ARD" and MAX_ELEMENTS == 1 << 31
     assert container.HASH_BYTES == 4
