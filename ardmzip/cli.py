@@ -278,7 +278,8 @@ def _how(h, detail: bool = False) -> str:
     if h.method != "ardm":
         return f"stored {h.method} (smaller than the model's code)"
     if detail:
-        return f"model {h.model_id} [{h.model_hash.hex()}], budget {h.budget}, arithmetic {h.arithmetic}"
+        return (f"model {h.model_id} [{h.model_hash.hex()}], budget {h.budget}, arithmetic {h.arithmetic}"
+                + (", scale offsets" if h.offsets else ""))
     return f"model {h.model_id} budget {h.budget}"
 
 

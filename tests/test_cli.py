@@ -100,6 +100,7 @@ class TestFiles:
         assert r.returncode == 0
         line = r.stdout.decode()
         assert "image RGB 24x20x3" in line and "budget 4" in line and "bits/dim" in line
+        assert "arithmetic int-exact, scale offsets" in line   # the default model codes with them
         back = tmp_path / "back.png"
         assert run("decompress", "-o", back, out).returncode == 0
         assert np.array_equal(np.asarray(Image.open(back)), np.asarray(Image.open(photo)))
