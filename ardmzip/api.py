@@ -11,6 +11,7 @@ benchmarks all call, for images and audio clips.
 from __future__ import annotations
 
 import dataclasses
+import math
 import zlib
 from dataclasses import dataclass
 from typing import Callable
@@ -20,12 +21,16 @@ import soundfile
 
 from . import audio, audio_codec, container, media
 from .audio_model import AudioModel
-from .codec import decode_plane, encode_plane, make_plan
+from .codec import OFFSETS, decode_plane, encode_plane, make_plan
 from .coder import Decoder, Encoder
 from .errors import ChecksumMismatchError, CorruptError, ModelError, UnsupportedInputError
 from .registry import Model, default_model_id, find_model, load_model
 
 DEFAULT_SEED = 0
+# Scale offsets cost log2 17 bits per network step; where that could pass OFFSET_TRY_BITS per dimension
+# (0.1% of a 2-bpd file: a 64×64 crop at 18 calls, 256×256 at 200), compress_image also codes without them.
+OFFSET_BITS = math.log2(len(OFFSETS))
+OFFSET_TRY_BITS = 0.002
 
 
 @dataclass
@@ -99,29 +104,38 @@ def compress_image(img: media.Image, *, budget: int | None = None, model: str | 
 
     With `fallback` (the default) the file stores the samples raw or deflated instead whenever that is
     smaller than the model's code. `offsets`: a scale offset per network step (codec.OFFSETS; format
-    version 2); by default on for int-exact models, which alone support it.
+    version 2). By default int-exact models use them, and where their indices could cost more than
+    OFFSET_TRY_BITS per dimension (small images, many calls) the image is also coded without them and
+    the smaller file kept.
     """
     m = _model(model, "image")
     budget = m.default_budget if budget is None else budget
     if budget < 1:
         raise UnsupportedInputError(f"budget must be at least 1 network call (got {budget})")
-    offsets = m.exact is not None if offsets is None else offsets
-    plans = [make_plan(m, p.shape, budget, seed, offsets) for p in img.planes]
-    total = sum(pl.steps for pl in plans)
-    predicted = _predicted_bits(m, plans)
-    tick = _step_counter(total, progress)
-    enc, model_bits = Encoder(), 0.0
-    for plane, plan in reversed(list(zip(img.planes, plans))):  # stack: last plane pushed first
-        model_bits += encode_plane(m, plane, plan, enc, tick)
-    samples, shape = _samples(img), _shape_of(img)
+    plans = [make_plan(m, p.shape, budget, seed) for p in img.planes]
+    calls, samples = sum(pl.calls for pl in plans), _samples(img)
+    if offsets is None:
+        offsets = m.exact is not None
+        tries = [True, False] if offsets and calls * OFFSET_BITS > OFFSET_TRY_BITS * samples.size else [offsets]
+    else:
+        tries = [offsets]
+    tick = _step_counter(len(tries) * sum(pl.steps for pl in plans), progress)
+    coded = []
+    for use in tries:
+        enc, model_bits = Encoder(), 0.0
+        for plane, plan in reversed(list(zip(img.planes, plans))):  # stack: last plane pushed first
+            model_bits += encode_plane(m, plane, dataclasses.replace(plan, offsets=use) if use else plan, enc, tick)
+        coded.append((use, enc.words(), model_bits))
+    use, words, model_bits = min(coded, key=lambda c: len(c[1]))
+    shape = _shape_of(img)
     header = container.Header(media="image", method="ardm", arithmetic=m.arithmetic, model_id=m.id,
                               model_hash=m.hash_prefix, budget=budget, seed=seed,
                               shape=shape, meta=_stored_meta(img.meta, shape),
-                              content_hash=container.content_hash(samples), offsets=offsets)
-    candidates = [("ardm", enc.words()), *(_stored_payloads(samples.tobytes()) if fallback else [])]
+                              content_hash=container.content_hash(samples), offsets=use)
+    candidates = [("ardm", words), *(_stored_payloads(samples.tobytes()) if fallback else [])]
     blob, method, words = _pack_smallest(header, candidates)
-    return blob, Report(len(blob), 32 * len(words), model_bits, predicted, samples.size,
-                        sum(pl.calls for pl in plans), method)
+    return blob, Report(len(blob), 32 * len(words), model_bits, _predicted_bits(m, plans), samples.size,
+                        calls, method)
 
 
 def _pack_smallest(header: container.Header, candidates: list[tuple[str, np.ndarray]]

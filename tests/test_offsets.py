@@ -52,6 +52,16 @@ def test_api_writes_version_2_for_int_exact_models_and_it_pays_on_a_smooth_image
     assert len(api.compress(photo, model="img7")) < len(api.compress(photo, model="img7", offsets=False)) + 16
 
 
+def test_where_the_indices_could_cost_more_the_smaller_file_wins():
+    # a 32×32 crop at 200 calls: 200 indices of 4.1 bits would be 0.27 bpd; coded both ways, it keeps
+    # the version-1 file when that is smaller (and never a larger one)
+    a = np.asarray(Image.open(PHOTO).convert("RGB"))[:32, :32]
+    auto, plain = api.compress(a, model="img7", budget=200), api.compress(a, model="img7", budget=200, offsets=False)
+    assert len(auto) <= len(plain) and np.array_equal(api.decompress_array(auto), a)
+    assert len(auto) < len(api.compress(a, model="img7", budget=200, offsets=True))
+    assert api.OFFSET_BITS * 200 > api.OFFSET_TRY_BITS * a.size      # the rule that made it try both
+
+
 def test_float_models_refuse_offsets():
     with pytest.raises(ValueError, match="int-exact"):
         make_plan(load_model("img1"), (8, 8, 3), 5, 0, offsets=True)
