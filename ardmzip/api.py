@@ -28,7 +28,7 @@ from .registry import Model, default_model_id, find_model, load_model
 
 DEFAULT_SEED = 0
 # Scale offsets cost log2 17 bits per network step; where that could pass OFFSET_TRY_BITS per dimension
-# (0.1% of a 2-bpd file: a 64×64 crop at 18 calls, 256×256 at 200), compress_image also codes without them.
+# (0.1% of a 2-bpd file: a 64×64 crop at 18 calls, 256×256 at 200), compress also codes without them.
 OFFSET_BITS = math.log2(len(OFFSETS))
 OFFSET_TRY_BITS = 0.002
 
@@ -114,11 +114,7 @@ def compress_image(img: media.Image, *, budget: int | None = None, model: str | 
         raise UnsupportedInputError(f"budget must be at least 1 network call (got {budget})")
     plans = [make_plan(m, p.shape, budget, seed) for p in img.planes]
     calls, samples = sum(pl.calls for pl in plans), _samples(img)
-    if offsets is None:
-        offsets = m.exact is not None
-        tries = [True, False] if offsets and calls * OFFSET_BITS > OFFSET_TRY_BITS * samples.size else [offsets]
-    else:
-        tries = [offsets]
+    tries = _offset_tries(m, offsets, calls, samples.size)
     tick = _step_counter(len(tries) * sum(pl.steps for pl in plans), progress)
     coded = []
     for use in tries:
@@ -136,6 +132,17 @@ def compress_image(img: media.Image, *, budget: int | None = None, model: str | 
     blob, method, words = _pack_smallest(header, candidates)
     return blob, Report(len(blob), 32 * len(words), model_bits, _predicted_bits(m, plans), samples.size,
                         calls, method)
+
+
+def _offset_tries(m: Model | AudioModel, offsets: bool | None, calls: int, dims: int) -> list[bool]:
+    """The codings to try, best first: with scale offsets or not as asked; by default with them for
+    int-exact models, and also without where their indices could cost more than OFFSET_TRY_BITS per
+    dimension."""
+    if offsets is not None:
+        return [offsets]
+    if m.exact is None:
+        return [False]
+    return [True, False] if calls * OFFSET_BITS > OFFSET_TRY_BITS * dims else [True]
 
 
 def _pack_smallest(header: container.Header, candidates: list[tuple[str, np.ndarray]]
@@ -371,12 +378,13 @@ def _check_clip(clip: audio.Audio) -> int:
 
 def compress_audio(clip: audio.Audio, *, budget: int | None = None, model: str | None = None,
                    seed: int = DEFAULT_SEED, progress: Callable[[int, int], None] | None = None,
-                   fallback: bool = True) -> tuple[bytes, Report]:
+                   fallback: bool = True, offsets: bool | None = None) -> tuple[bytes, Report]:
     """Code a clip's samples (frames, channels) with the audio model; returns the .ardm bytes and a Report.
 
     `budget` is the number of network calls per net-coded stage of each segment (audio_codec.py).
     With `fallback` (the default) the file stores the samples raw or deflated instead whenever that is
     smaller than the model's code; a clip of no frames is always stored (there is nothing to code).
+    `offsets`: scale offsets per network step, as for compress_image.
     """
     m = _model(model, "audio")
     budget = m.default_budget if budget is None else budget
@@ -386,13 +394,20 @@ def compress_audio(clip: audio.Audio, *, budget: int | None = None, model: str |
     samples = clip.samples
     frames, channels = samples.shape
     total, predicted = audio_codec.schedule_cost(m, frames, channels, bits, budget)
-    enc = Encoder()
-    model_bits = audio_codec.encode_audio(m, samples, bits, budget, seed, enc, _step_counter(total, progress))
+    tries = _offset_tries(m, offsets, total, samples.size) if samples.size else [False]
+    tick = _step_counter(len(tries) * total, progress)
+    coded = []
+    for use in tries:
+        enc = Encoder()
+        model_bits = audio_codec.encode_audio(m, samples, bits, budget, seed, enc, tick, use)
+        coded.append((use, enc.words(), model_bits))
+    use, words, model_bits = min(coded, key=lambda c: len(c[1]))
     header = container.Header(media="audio", method="ardm", arithmetic=m.arithmetic, model_id=m.id,
                               model_hash=m.hash_prefix, budget=budget, seed=seed, shape=_audio_shape(samples),
-                              meta=_stored_audio_meta(clip.meta), content_hash=container.content_hash(samples))
+                              meta=_stored_audio_meta(clip.meta), content_hash=container.content_hash(samples),
+                              offsets=use)
     stored = _stored_payloads(_sample_bytes(samples, bits))
-    candidates = stored[:1] if not samples.size else [("ardm", enc.words()), *(stored if fallback else [])]
+    candidates = stored[:1] if not samples.size else [("ardm", words), *(stored if fallback else [])]
     blob, method, words = _pack_smallest(header, candidates)
     return blob, Report(len(blob), 32 * len(words), model_bits, predicted, samples.size, total, method)
 
@@ -419,7 +434,7 @@ def _decode_audio(header: container.Header, words: np.ndarray,
         total, _ = audio_codec.schedule_cost(m, frames, channels, bits, header.budget)
         dec = Decoder(words)
         samples = audio_codec.decode_audio(m, frames, channels, bits, header.budget, header.seed, dec,
-                                           _step_counter(total, progress))
+                                           _step_counter(total, progress), header.offsets)
         dec.finish()
     if container.content_hash(samples) != header.content_hash:
         raise ChecksumMismatchError("decoded samples do not match the checksum of the original: "

@@ -35,7 +35,7 @@ import torch
 from .ardm import dyadic_groups, grouped_order, order, schedule_groups
 from .audio_model import AudioModel, features
 from .coder import Decoder, Encoder
-from .codec import fixed_threads
+from .codec import OFFSET_PROBS, OFFSETS, SEARCH_VARS, fixed_threads, with_offset
 from .schedule import Groups, expected_bits, step_boundaries
 
 SEGMENT = 1 << 15       # frames per independently coded segment
@@ -157,12 +157,22 @@ def _bits(probs: np.ndarray, symbols: np.ndarray) -> float:
     return -float(np.log2(np.maximum(probs[np.arange(len(symbols)), symbols], 2.0 ** -24)).sum())
 
 
+def best_offset(model: AudioModel, params: torch.Tensor, symbols: np.ndarray, stage: int) -> int:
+    """The encoder's scale offset for a step (codec.OFFSETS, index): the one that codes an evenly spaced
+    sample of at most SEARCH_VARS of the step's digits in the fewest bits."""
+    sel = slice(None, None, max(1, len(symbols) // SEARCH_VARS))
+    q, x = params[sel], symbols[sel]
+    return int(np.argmin([_bits(model.probabilities(with_offset(model, q, o), stage), x) for o in OFFSETS]))
+
+
 def encode_audio(model: AudioModel, samples: np.ndarray, bits: int, budget: int, seed: int, enc: Encoder,
-                 progress: Progress = None) -> float:
+                 progress: Progress = None, offsets: bool = False) -> float:
     """Push a clip's samples (F, C) onto the ANS stack, last segment and step first.
 
     samples: int8 / int16 / int32 (24-bit values) as audio.py holds them; budget: network calls per
-    net-coded stage per segment. Returns the model's −log2 p of the clip in bits."""
+    net-coded stage per segment; offsets: a scale offset per network step (int-exact models; format
+    version 2), its index pushed after (so popped before) the step's digits. Returns the model's −log2 p
+    of the clip in bits."""
     samples = np.asarray(samples)
     if samples.ndim != 2:
         raise ValueError(f"samples must be (frames, channels), got shape {samples.shape}")
@@ -190,18 +200,24 @@ def encode_audio(model: AudioModel, samples: np.ndarray, bits: int, budget: int,
                 for start, positions in reversed(steps):
                     known = (rank < start).reshape(C, f)
                     params = _step_params(model, stage, hi, lo, known, start, positions)
+                    if offsets:
+                        o = best_offset(model, params, values[positions], stage)
+                        params = with_offset(model, params, OFFSETS[o])
                     for c in reversed(_chunks(len(positions))):
                         probs = model.probabilities(params[c], stage)
                         symbols = values[positions[c]]
                         enc.push(symbols, probs)
                         total += _bits(probs, symbols)
+                    if offsets:
+                        enc.push(np.array([o]), OFFSET_PROBS)
+                        total += _bits(OFFSET_PROBS, np.array([o]))
                     if progress:
                         progress(1)
     return total
 
 
 def decode_audio(model: AudioModel, frames: int, channels: int, bits: int, budget: int, seed: int, dec: Decoder,
-                 progress: Progress = None) -> np.ndarray:
+                 progress: Progress = None, offsets: bool = False) -> np.ndarray:
     """Pop a clip (inverse of encode_audio): (frames, channels) samples of audio.py's dtype for `bits`."""
     out = np.zeros((frames, channels), dtype={8: np.int8, 16: np.int16, 24: np.int32}[bits])
     with _threads(model):
@@ -213,6 +229,8 @@ def decode_audio(model: AudioModel, frames: int, channels: int, bits: int, budge
                 known = np.zeros(channels * f, dtype=bool)
                 for start, positions in _steps(model, stage, f, channels, budget, seed, s):
                     params = _step_params(model, stage, hi, lo, known.reshape(channels, f), start, positions)
+                    if offsets:
+                        params = with_offset(model, params, OFFSETS[int(dec.pop(OFFSET_PROBS)[0])])
                     for c in _chunks(len(positions)):
                         values[positions[c]] = dec.pop(model.probabilities(params[c], stage))
                     known[positions] = True
@@ -230,18 +248,18 @@ def decode_audio(model: AudioModel, frames: int, channels: int, bits: int, budge
     return out
 
 
-def compress_samples(model: AudioModel, samples: np.ndarray, bits: int, budget: int, seed: int = 0
-                     ) -> tuple[np.ndarray, float]:
+def compress_samples(model: AudioModel, samples: np.ndarray, bits: int, budget: int, seed: int = 0,
+                     offsets: bool = False) -> tuple[np.ndarray, float]:
     """The compressed uint32 words of a clip and the model's bits (for tests and measurements; the
     container adds the header, payload length and checksums)."""
     enc = Encoder()
-    model_bits = encode_audio(model, samples, bits, budget, seed, enc)
+    model_bits = encode_audio(model, samples, bits, budget, seed, enc, offsets=offsets)
     return enc.words(), model_bits
 
 
 def decompress_samples(model: AudioModel, words: np.ndarray, frames: int, channels: int, bits: int, budget: int,
-                       seed: int = 0) -> np.ndarray:
+                       seed: int = 0, offsets: bool = False) -> np.ndarray:
     dec = Decoder(words)
-    out = decode_audio(model, frames, channels, bits, budget, seed, dec)
+    out = decode_audio(model, frames, channels, bits, budget, seed, dec, offsets=offsets)
     dec.finish()
     return out

@@ -33,7 +33,7 @@ ENCODE_BATCH_PIXELS = 1 << 17  # int-exact encoder: up to this many pixels of st
 # than its training crops; the encoder can: on validation photos this sharpened smooth ones by ~4%.
 OFFSETS = tuple(range(-48, 17, 4))
 SEARCH_VARS = 1024  # the encoder picks a step's offset on at most this many of its variables
-_OFFSET_PROBS = np.full((1, len(OFFSETS)), 1.0 / len(OFFSETS))
+OFFSET_PROBS = np.full((1, len(OFFSETS)), 1.0 / len(OFFSETS))  # an index's distribution: uniform
 
 Progress = Callable[[int], None] | None
 
@@ -275,7 +275,7 @@ def encode_plane(model: Model, plane: np.ndarray, plan: Plan, enc: Encoder, prog
                 for c in reversed(_chunks(len(positions))):    # the stack: last chunk pushed first
                     bits += _push_units(enc, values[positions[c]], model.probabilities(params[c]))
                 if plan.offsets:                                # popped before the step's variables
-                    bits += _push_units(enc, np.array([o]), _OFFSET_PROBS)
+                    bits += _push_units(enc, np.array([o]), OFFSET_PROBS)
                 if progress:
                     progress(1)
     if plan.first:
@@ -304,7 +304,7 @@ def decode_plane(model: Model, plan: Plan, dec: Decoder, progress: Progress = No
         for start, positions in _steps(plan):
             params = _step_params(model, plan, values, known, start, positions)
             if plan.offsets:
-                params = with_offset(model, params, OFFSETS[int(dec.pop(_OFFSET_PROBS)[0])])
+                params = with_offset(model, params, OFFSETS[int(dec.pop(OFFSET_PROBS)[0])])
             for c in _chunks(len(positions)):
                 values[positions[c]] = dec.pop(model.probabilities(params[c]))
             known[positions] = True

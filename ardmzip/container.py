@@ -58,7 +58,7 @@ class Header:
     shape: tuple[int, ...]  # 1..4 dims, each >= 1, product <= MAX_ELEMENTS
     meta: dict = field(hash=False)  # JSON object describing the media, <= 1 MiB as UTF-8
     content_hash: bytes  # 4 bytes: content_hash() of the original samples
-    offsets: bool = False  # FLAG_OFFSETS: an image coded by an int-exact model with per-step scale offsets
+    offsets: bool = False  # FLAG_OFFSETS: coded by an int-exact model with per-step scale offsets
 
 
 # ------------------------------------------------------------------------------------- validation
@@ -132,9 +132,8 @@ def _header_problem(h: Header) -> str | None:
         return f"meta must be a JSON object (dict), got {type(h.meta).__name__}"
     if not isinstance(h.offsets, bool):
         return f"offsets must be a bool, got {type(h.offsets).__name__}"
-    if h.offsets and (h.media, h.method, h.arithmetic) != ("image", "ardm", "int-exact"):
-        return (f"scale offsets are defined for images coded by an int-exact model only, not for "
-                f"{h.media} / {h.method} / {h.arithmetic}")
+    if h.offsets and (h.method, h.arithmetic) != ("ardm", "int-exact"):
+        return f"scale offsets are defined for files coded by an int-exact model only, not {h.method} / {h.arithmetic}"
     return None
 
 

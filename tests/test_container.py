@@ -299,16 +299,18 @@ class TestUnpackErrors:
         assert header == h and header.offsets
         np.testing.assert_array_equal(words, WORDS)
         assert pack(dataclasses.replace(h, offsets=False), WORDS)[VERSION_AT] == 1
+        audio = dataclasses.replace(h, media="audio", shape=(6, 1), meta={})   # audio files may have them too
+        assert unpack(pack(audio, WORDS))[0] == audio
         with pytest.raises(CorruptError, match="version-2 file without flags"):
             unpack(craft(version=2, flags=0x00, kinds=0x11))
         with pytest.raises(CorruptError, match="reserved flags 0x02"):
             unpack(craft(version=2, flags=0x03, kinds=0x11))
 
-    @pytest.mark.parametrize("changes", [{"arithmetic": "float32"}, {"media": "audio"},
-                                         {"method": "raw", "model_hash": bytes(4)}])
-    def test_scale_offsets_only_for_int_exact_images(self, changes: dict) -> None:
+    @pytest.mark.parametrize("changes", [{"arithmetic": "float32"}, {"method": "raw", "model_hash": bytes(4)},
+                                         {"method": "deflate", "model_hash": bytes(4)}])
+    def test_scale_offsets_only_for_int_exact_models(self, changes: dict) -> None:
         h = dataclasses.replace(IMAGE, offsets=True, **{"arithmetic": "int-exact", **changes})
-        with pytest.raises(ValueError, match="scale offsets are defined for images coded by an int-exact model"):
+        with pytest.raises(ValueError, match="scale offsets are defined for files coded by an int-exact model"):
             pack(h, WORDS)
         plain = pack(dataclasses.replace(h, offsets=False), WORDS)
         with pytest.raises(CorruptError, match="scale offsets"):

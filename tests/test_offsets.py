@@ -81,3 +81,27 @@ def test_offset_arithmetic_and_choice(img7):
     wide = 100 + np.random.default_rng(0).integers(-40, 41, 400)
     narrow = np.full(400, 100)
     assert OFFSETS[best_offset(img7, q, wide)] > 0 > OFFSETS[best_offset(img7, q, narrow)]
+
+
+@pytest.mark.parametrize("bits", [8, 16, 24])
+def test_audio_round_trips_with_offsets(bits):
+    from ardmzip import audio_codec
+    aud3 = load_model("aud3")
+    rng = np.random.default_rng(bits)
+    t = np.arange(3000)
+    wave = (np.sin(t / 7.0)[:, None] * [0.3, 0.1] * 2.0 ** (bits - 1)).astype(np.int64) + rng.integers(-3, 4, (3000, 2))
+    samples = wave.clip(-2 ** (bits - 1), 2 ** (bits - 1) - 1).astype({8: np.int8, 16: np.int16, 24: np.int32}[bits])
+    words, _ = audio_codec.compress_samples(aud3, samples, bits, 7, seed=2, offsets=True)
+    out = audio_codec.decompress_samples(aud3, words, 3000, 2, bits, 7, seed=2, offsets=True)
+    assert np.array_equal(out, samples)
+    plain, _ = audio_codec.compress_samples(aud3, samples, bits, 7, seed=2)
+    assert len(words) < len(plain)     # a quiet sine: sharper than the net's training audio
+
+
+def test_audio_files_name_their_offsets():
+    import soundfile
+    from ardmzip import audio
+    speech = soundfile.read(Path(__file__).parent / "data" / "speech8k.wav", dtype="int16", always_2d=True)[0][:4000]
+    blob = api.compress_audio(audio.audio_from_array(speech, 8000))[0]
+    assert blob[4] == 2 and container.read_header(blob).offsets
+    assert np.array_equal(api.decompress_audio(blob).samples, speech)
