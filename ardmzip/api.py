@@ -116,13 +116,12 @@ def compress_image(img: media.Image, *, budget: int | None = None, model: str | 
     calls, samples = sum(pl.calls for pl in plans), _samples(img)
     tries = _offset_tries(m, offsets, calls, samples.size)
     tick = _step_counter(len(tries) * sum(pl.steps for pl in plans), progress)
-    coded = []
-    for use in tries:
-        enc, model_bits = Encoder(), 0.0
-        for plane, plan in reversed(list(zip(img.planes, plans))):  # stack: last plane pushed first
-            model_bits += encode_plane(m, plane, dataclasses.replace(plan, offsets=use) if use else plan, enc, tick)
-        coded.append((use, enc.words(), model_bits))
-    use, words, model_bits = min(coded, key=lambda c: len(c[1]))
+
+    def push(enc: Encoder, use: bool) -> float:
+        return sum(encode_plane(m, plane, dataclasses.replace(plan, offsets=use), enc, tick)
+                   for plane, plan in reversed(list(zip(img.planes, plans))))  # stack: last plane pushed first
+
+    use, words, model_bits = _smallest_coding(tries, push)
     shape = _shape_of(img)
     header = container.Header(media="image", method="ardm", arithmetic=m.arithmetic, model_id=m.id,
                               model_hash=m.hash_prefix, budget=budget, seed=seed,
@@ -143,6 +142,17 @@ def _offset_tries(m: Model | AudioModel, offsets: bool | None, calls: int, dims:
     if m.exact is None:
         return [False]
     return [True, False] if calls * OFFSET_BITS > OFFSET_TRY_BITS * dims else [True]
+
+
+def _smallest_coding(tries: list[bool], push: Callable[[Encoder, bool], float]) -> tuple[bool, np.ndarray, float]:
+    """(offsets, payload words, model bits) of the smallest of the codings `push(encoder, offsets)` makes
+    for each of `tries` (the first among equals)."""
+    coded = []
+    for use in tries:
+        enc = Encoder()
+        bits = push(enc, use)
+        coded.append((use, enc.words(), bits))
+    return min(coded, key=lambda c: len(c[1]))
 
 
 def _pack_smallest(header: container.Header, candidates: list[tuple[str, np.ndarray]]
@@ -396,12 +406,8 @@ def compress_audio(clip: audio.Audio, *, budget: int | None = None, model: str |
     total, predicted = audio_codec.schedule_cost(m, frames, channels, bits, budget)
     tries = _offset_tries(m, offsets, total, samples.size) if samples.size else [False]
     tick = _step_counter(len(tries) * total, progress)
-    coded = []
-    for use in tries:
-        enc = Encoder()
-        model_bits = audio_codec.encode_audio(m, samples, bits, budget, seed, enc, tick, use)
-        coded.append((use, enc.words(), model_bits))
-    use, words, model_bits = min(coded, key=lambda c: len(c[1]))
+    use, words, model_bits = _smallest_coding(
+        tries, lambda enc, use: audio_codec.encode_audio(m, samples, bits, budget, seed, enc, tick, use))
     header = container.Header(media="audio", method="ardm", arithmetic=m.arithmetic, model_id=m.id,
                               model_hash=m.hash_prefix, budget=budget, seed=seed, shape=_audio_shape(samples),
                               meta=_stored_audio_meta(clip.meta), content_hash=container.content_hash(samples),
