@@ -162,7 +162,7 @@ def _pack_smallest(header: container.Header, candidates: list[tuple[str, np.ndar
     method, words = min(candidates, key=lambda c: len(c[1]))
     if method != "ardm":
         header = dataclasses.replace(header, method=method, model_id="", model_hash=bytes(4), budget=0, seed=0,
-                                     offsets=False)
+                                     offsets=False, channel_transform=False)
     return container.pack(header, words), method, words
 
 
@@ -388,13 +388,16 @@ def _check_clip(clip: audio.Audio) -> int:
 
 def compress_audio(clip: audio.Audio, *, budget: int | None = None, model: str | None = None,
                    seed: int = DEFAULT_SEED, progress: Callable[[int, int], None] | None = None,
-                   fallback: bool = True, offsets: bool | None = None) -> tuple[bytes, Report]:
+                   fallback: bool = True, offsets: bool | None = None, channel_transform: bool = True
+                   ) -> tuple[bytes, Report]:
     """Code a clip's samples (frames, channels) with the audio model; returns the .ardm bytes and a Report.
 
     `budget` is the number of network calls per net-coded stage of each segment (audio_codec.py).
     With `fallback` (the default) the file stores the samples raw or deflated instead whenever that is
     smaller than the model's code; a clip of no frames is always stored (there is nothing to code).
-    `offsets`: scale offsets per network step, as for compress_image.
+    `offsets`: scale offsets per network step, as for compress_image. `channel_transform`: a clip of 2
+    or more channels may code channels 1.. as differences from channel 0, chosen per segment
+    (audio_codec.CHANNEL_MODES; format version 3); False codes every channel as it is.
     """
     m = _model(model, "audio")
     budget = m.default_budget if budget is None else budget
@@ -406,12 +409,13 @@ def compress_audio(clip: audio.Audio, *, budget: int | None = None, model: str |
     total, predicted = audio_codec.schedule_cost(m, frames, channels, bits, budget)
     tries = _offset_tries(m, offsets, total, samples.size) if samples.size else [False]
     tick = _step_counter(len(tries) * total, progress)
+    transform = channel_transform and channels > 1 and frames > 0
     use, words, model_bits = _smallest_coding(
-        tries, lambda enc, use: audio_codec.encode_audio(m, samples, bits, budget, seed, enc, tick, use))
+        tries, lambda enc, use: audio_codec.encode_audio(m, samples, bits, budget, seed, enc, tick, use, transform))
     header = container.Header(media="audio", method="ardm", arithmetic=m.arithmetic, model_id=m.id,
                               model_hash=m.hash_prefix, budget=budget, seed=seed, shape=_audio_shape(samples),
                               meta=_stored_audio_meta(clip.meta), content_hash=container.content_hash(samples),
-                              offsets=use)
+                              offsets=use, channel_transform=transform)
     stored = _stored_payloads(_sample_bytes(samples, bits))
     candidates = stored[:1] if not samples.size else [("ardm", words), *(stored if fallback else [])]
     blob, method, words = _pack_smallest(header, candidates)
@@ -440,7 +444,8 @@ def _decode_audio(header: container.Header, words: np.ndarray,
         total, _ = audio_codec.schedule_cost(m, frames, channels, bits, header.budget)
         dec = Decoder(words)
         samples = audio_codec.decode_audio(m, frames, channels, bits, header.budget, header.seed, dec,
-                                           _step_counter(total, progress), header.offsets)
+                                           _step_counter(total, progress), header.offsets,
+                                           header.channel_transform)
         dec.finish()
     if container.content_hash(samples) != header.content_hash:
         raise ChecksumMismatchError("decoded samples do not match the checksum of the original: "

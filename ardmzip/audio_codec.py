@@ -16,6 +16,14 @@ channel p // frames, frame p % frames):
   low bytes 0) costs ~620 bits per segment of 2^15 frames, and a uniformly random low byte 8.07 bits
   per sample (the fast adaptation's price on noise).
 
+**Channel transform** (format version 3, clips of 2+ channels): each segment is coded in one of
+CHANNEL_MODES, chosen by the encoder and pushed after (so popped before) the segment's stages: 0 codes
+the channels as they are; 1 codes channel 0 as it is and every other channel c as its difference from
+channel 0, wrapped into the sample width (x_c − x_0 mod 2^bits, in the signed range), which the decoder
+undoes exactly after the segment's stages. Identical channels then cost almost nothing, and correlated
+ones (most stereo) less: FLAC's left/side. The wrap keeps every coded value within the width, so
+the stages and the net are the same as for mono (mid/side would need a 17th bit).
+
 Each net-coded stage has its own random order (with a seed derived from (seed, segment, stage)) of the
 model's order family (`AudioNetConfig.order`: "uniform", ardm.order over all variables; or "dyadic",
 ardm.grouped_order over the coarse-to-fine groups of the frames, every channel of a frame in its group)
@@ -42,6 +50,8 @@ SEGMENT = 1 << 15       # frames per independently coded segment
 CHUNK = 4096            # variables per push / pop
 ADAPT_FIRST, ADAPT_LAST, ADAPT_GAIN = 64, 4096, 32   # stage 3: block sizes and count increment
 BITS_STAGES = {8: 1, 16: 2, 24: 2}                    # net-coded stages per sample width
+CHANNEL_MODES = ("as they are", "differences from channel 0")
+MODE_PROBS = np.full((1, len(CHANNEL_MODES)), 1.0 / len(CHANNEL_MODES))
 
 Progress = Callable[[int], None] | None
 
@@ -64,6 +74,35 @@ def from_digits(digits: list[np.ndarray], bits: int) -> np.ndarray:
         u = (u << 8) | d
     off, dtype = {8: (128, np.int8), 16: (1 << 15, np.int16), 24: (1 << 23, np.int32)}[bits]
     return np.ascontiguousarray((u - off).T).astype(dtype)
+
+
+def _wrap(v: np.ndarray, bits: int) -> np.ndarray:
+    """int64 values modulo 2^bits, in the signed range of `bits`-bit samples."""
+    half = 1 << (bits - 1)
+    return ((v + half) & ((1 << bits) - 1)) - half
+
+
+def mix(samples: np.ndarray, bits: int, mode: int) -> np.ndarray:
+    """(F, C) samples -> the values coded in channel mode `mode` (CHANNEL_MODES), int64 of the same width."""
+    x = samples.astype(np.int64)
+    if mode == 1:
+        x[:, 1:] = _wrap(x[:, 1:] - x[:, :1], bits)
+    return x
+
+
+def unmix(coded: np.ndarray, bits: int, mode: int) -> np.ndarray:
+    """Inverse of mix: the samples, int64."""
+    x = coded.astype(np.int64)
+    if mode == 1:
+        x[:, 1:] = _wrap(x[:, 1:] + x[:, :1], bits)
+    return x
+
+
+def choose_mode(samples: np.ndarray, bits: int) -> int:
+    """The encoder's channel mode for a segment: the one whose channels 1.. change least from frame to
+    frame (Σ |first differences|, a cheap stand-in for their code length); the first among equals."""
+    cost = [np.abs(np.diff(mix(samples, bits, m)[:, 1:], axis=0)).sum() for m in range(len(CHANNEL_MODES))]
+    return int(np.argmin(cost))
 
 
 def segments(frames: int) -> list[slice]:
@@ -166,20 +205,22 @@ def best_offset(model: AudioModel, params: torch.Tensor, symbols: np.ndarray, st
 
 
 def encode_audio(model: AudioModel, samples: np.ndarray, bits: int, budget: int, seed: int, enc: Encoder,
-                 progress: Progress = None, offsets: bool = False) -> float:
+                 progress: Progress = None, offsets: bool = False, channel_transform: bool = False) -> float:
     """Push a clip's samples (F, C) onto the ANS stack, last segment and step first.
 
     samples: int8 / int16 / int32 (24-bit values) as audio.py holds them; budget: network calls per
     net-coded stage per segment; offsets: a scale offset per network step (int-exact models; format
-    version 2), its index pushed after (so popped before) the step's digits. Returns the model's −log2 p
-    of the clip in bits."""
+    version 2), its index pushed after (so popped before) the step's digits; channel_transform: a
+    channel mode per segment (2+ channels; format version 3). Returns the model's −log2 p of the clip
+    in bits."""
     samples = np.asarray(samples)
     if samples.ndim != 2:
         raise ValueError(f"samples must be (frames, channels), got shape {samples.shape}")
     total = 0.0
     with _threads(model):
         for s, seg in reversed(list(enumerate(segments(len(samples))))):
-            digits = to_digits(samples[seg], bits)
+            mode = choose_mode(samples[seg], bits) if channel_transform else 0
+            digits = to_digits(mix(samples[seg], bits, mode), bits)
             C, f = digits[0].shape
             if bits == 24:  # stage 3 is decoded last: pushed first
                 low = digits[2].reshape(-1)
@@ -213,16 +254,20 @@ def encode_audio(model: AudioModel, samples: np.ndarray, bits: int, budget: int,
                         total += _bits(OFFSET_PROBS, np.array([o]))
                     if progress:
                         progress(1)
+            if channel_transform:
+                enc.push(np.array([mode]), MODE_PROBS)
+                total += _bits(MODE_PROBS, np.array([mode]))
     return total
 
 
 def decode_audio(model: AudioModel, frames: int, channels: int, bits: int, budget: int, seed: int, dec: Decoder,
-                 progress: Progress = None, offsets: bool = False) -> np.ndarray:
+                 progress: Progress = None, offsets: bool = False, channel_transform: bool = False) -> np.ndarray:
     """Pop a clip (inverse of encode_audio): (frames, channels) samples of audio.py's dtype for `bits`."""
     out = np.zeros((frames, channels), dtype={8: np.int8, 16: np.int16, 24: np.int32}[bits])
     with _threads(model):
         for s, seg in enumerate(segments(frames)):
             f = seg.stop - seg.start
+            mode = int(dec.pop(MODE_PROBS)[0]) if channel_transform else 0
             hi, lo = np.zeros((channels, f), np.int64), np.zeros((channels, f), np.int64)
             for stage in range(1, BITS_STAGES[bits] + 1):
                 values = (hi if stage == 1 else lo).reshape(-1)      # views: filled in place
@@ -244,22 +289,24 @@ def decode_audio(model: AudioModel, frames: int, channels: int, bits: int, budge
                     low[b] = dec.pop(_adaptive_probs(counts, b.stop - b.start))
                     counts += np.bincount(low[b], minlength=256)
                 digits.append(low.reshape(channels, f))
-            out[seg] = from_digits(digits, bits)
+            out[seg] = unmix(from_digits(digits, bits), bits, mode)
     return out
 
 
 def compress_samples(model: AudioModel, samples: np.ndarray, bits: int, budget: int, seed: int = 0,
-                     offsets: bool = False) -> tuple[np.ndarray, float]:
+                     offsets: bool = False, channel_transform: bool = False) -> tuple[np.ndarray, float]:
     """The compressed uint32 words of a clip and the model's bits (for tests and measurements; the
     container adds the header, payload length and checksums)."""
     enc = Encoder()
-    model_bits = encode_audio(model, samples, bits, budget, seed, enc, offsets=offsets)
+    model_bits = encode_audio(model, samples, bits, budget, seed, enc, offsets=offsets,
+                              channel_transform=channel_transform)
     return enc.words(), model_bits
 
 
 def decompress_samples(model: AudioModel, words: np.ndarray, frames: int, channels: int, bits: int, budget: int,
-                       seed: int = 0, offsets: bool = False) -> np.ndarray:
+                       seed: int = 0, offsets: bool = False, channel_transform: bool = False) -> np.ndarray:
     dec = Decoder(words)
-    out = decode_audio(model, frames, channels, bits, budget, seed, dec, offsets=offsets)
+    out = decode_audio(model, frames, channels, bits, budget, seed, dec, offsets=offsets,
+                       channel_transform=channel_transform)
     dec.finish()
     return out

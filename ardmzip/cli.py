@@ -279,7 +279,8 @@ def _how(h, detail: bool = False) -> str:
         return f"stored {h.method} (smaller than the model's code)"
     if detail:
         return (f"model {h.model_id} [{h.model_hash.hex()}], budget {h.budget}, arithmetic {h.arithmetic}"
-                + (", scale offsets" if h.offsets else ""))
+                + (", scale offsets" if h.offsets else "")
+                + (", channel transform" if h.channel_transform else ""))
     return f"model {h.model_id} budget {h.budget}"
 
 

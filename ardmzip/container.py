@@ -23,9 +23,11 @@ import numpy as np
 from .errors import CorruptError, NotArdmError, TruncatedError, UnsupportedVersionError
 
 MAGIC: bytes = b"\x89ARD"  # non-ASCII first byte: marks the file binary, catches 7-bit transfers
-VERSION: int = 2  # the newest version this release writes; it reads every version in VERSIONS
-VERSIONS = (1, 2)  # 2: Flags bit 0 (FLAG_OFFSETS) defined; a file without flags is written as version 1
-FLAG_OFFSETS = 0x01  # the payload carries a log-scale offset per network step (codec.OFFSETS)
+VERSION: int = 3  # the newest version this release writes; it reads every version in VERSIONS
+VERSIONS = (1, 2, 3)
+FLAG_OFFSETS = 0x01  # (version 2) the payload carries a log-scale offset per network step (codec.OFFSETS)
+FLAG_CHANNELS = 0x02  # (version 3) a channel transform per audio segment (audio_codec.CHANNEL_MODES)
+VERSION_FLAGS = {1: 0, 2: FLAG_OFFSETS, 3: FLAG_OFFSETS | FLAG_CHANNELS}  # the flags each version defines
 MAX_ELEMENTS = 1 << 31  # limit on the product of the shape, checked before anything is allocated
 MAX_NDIM = 4
 MAX_MODEL_ID = 64
@@ -59,6 +61,7 @@ class Header:
     meta: dict = field(hash=False)  # JSON object describing the media, <= 1 MiB as UTF-8
     content_hash: bytes  # 4 bytes: content_hash() of the original samples
     offsets: bool = False  # FLAG_OFFSETS: coded by an int-exact model with per-step scale offsets
+    channel_transform: bool = False  # FLAG_CHANNELS: audio of 2+ channels, a channel transform per segment
 
 
 # ------------------------------------------------------------------------------------- validation
@@ -134,7 +137,18 @@ def _header_problem(h: Header) -> str | None:
         return f"offsets must be a bool, got {type(h.offsets).__name__}"
     if h.offsets and (h.method, h.arithmetic) != ("ardm", "int-exact"):
         return f"scale offsets are defined for files coded by an int-exact model only, not {h.method} / {h.arithmetic}"
+    if not isinstance(h.channel_transform, bool):
+        return f"channel_transform must be a bool, got {type(h.channel_transform).__name__}"
+    if h.channel_transform and (h.media, h.method, len(h.shape)) != ("audio", "ardm", 2):
+        return "a channel transform is defined for model-coded audio of at least one frame only"
+    if h.channel_transform and h.shape[1] < 2:
+        return f"a channel transform needs at least 2 channels, the shape {tuple(h.shape)} has {h.shape[1]}"
     return None
+
+
+def version_for(flags: int) -> int:
+    """The format version a file with these flags is written as: the oldest that defines them all."""
+    return min(v for v, defined in VERSION_FLAGS.items() if not flags & ~defined)
 
 
 # ------------------------------------------------------------------------------------------- pack
@@ -188,10 +202,10 @@ def pack(header: Header, payload: np.ndarray) -> bytes:
     shape = [operator.index(d) for d in header.shape]
     kinds = (MEDIA_CODES[header.media] | METHOD_CODES[header.method] << 2
              | ARITHMETIC_CODES[header.arithmetic] << 4)
-    flags = FLAG_OFFSETS if header.offsets else 0
+    flags = (FLAG_OFFSETS if header.offsets else 0) | (FLAG_CHANNELS if header.channel_transform else 0)
     body = b"".join([
         MAGIC,
-        bytes([2 if flags else 1, flags, kinds, len(model_id)]), model_id, bytes(header.model_hash),
+        bytes([version_for(flags), flags, kinds, len(model_id)]), model_id, bytes(header.model_hash),
         _encode_varint(operator.index(header.budget)), _encode_varint(operator.index(header.seed)),
         bytes([len(shape)]), *map(_encode_varint, shape),
         _encode_varint(len(meta)), meta, bytes(header.content_hash),
@@ -335,12 +349,13 @@ def _interpret(w: _Walked, version: int) -> Header:
     """Header from walked fields; CorruptError for bad varints, reserved bits, unknown codes, bad values."""
     if w.problems:
         raise CorruptError(f"file is corrupt: {w.problems[0]}")
-    reserved = w.flags & ~(FLAG_OFFSETS if version >= 2 else 0)
+    reserved = w.flags & ~VERSION_FLAGS[version]
     if reserved or w.kinds & 0xC0:
         raise CorruptError(f"file is corrupt: reserved flags {reserved:#04x} / reserved kinds bits "
                            f"{w.kinds & 0xC0:#04x} must be zero")
-    if version == 2 and not w.flags:
-        raise CorruptError("file is corrupt: a version-2 file without flags (such files are written as version 1)")
+    if version_for(w.flags) != version:
+        raise CorruptError(f"file is corrupt: a version-{version} file with flags {w.flags:#04x} (such files "
+                           f"are written as version {version_for(w.flags)})")
     if not w.model_id.isascii():
         raise CorruptError("file is corrupt: model id is not ASCII")
     if w.words > _U32_MAX:
@@ -350,7 +365,7 @@ def _interpret(w: _Walked, version: int) -> Header:
                     arithmetic=_code_name(ARITHMETIC_CODES, w.kinds >> 4 & 3, "arithmetic"),
                     model_id=w.model_id.decode("ascii"), model_hash=w.model_hash, budget=w.budget,
                     seed=w.seed, shape=w.dims, meta=_decode_meta(w.meta), content_hash=w.content_hash,
-                    offsets=bool(w.flags & FLAG_OFFSETS))
+                    offsets=bool(w.flags & FLAG_OFFSETS), channel_transform=bool(w.flags & FLAG_CHANNELS))
     problem = _header_problem(header)
     if problem:
         raise CorruptError(f"file is corrupt: {problem}")

@@ -101,7 +101,7 @@ sys.path.insert(0, str(REPO))  # benchmark the checkout this script lives in, in
 
 from ardmzip import api, audio, audio_codec  # noqa: E402
 from ardmzip.audio_model import AudioModel  # noqa: E402
-from ardmzip.container import VERSION as FORMAT_VERSION  # noqa: E402
+from ardmzip.container import FLAG_CHANNELS, FLAG_OFFSETS, version_for  # noqa: E402
 from ardmzip.data import CACHE  # noqa: E402
 from ardmzip.registry import default_model_id, load_model  # noqa: E402
 
@@ -117,6 +117,13 @@ def _run_module():
 
 run = _run_module()
 _log, _fmt, _table = run._log, run._fmt, run._table
+
+
+def format_version(channels: int) -> int:
+    """The cache key of an ardmzip result: the format version the codec writes a clip of `channels` as
+    (version 3's channel transform changed multi-channel files only)."""
+    return version_for(FLAG_OFFSETS | (FLAG_CHANNELS if channels > 1 else 0))
+
 
 EVAL_DIR = CACHE / "data" / "audio_eval"
 SETS = ("codec2", "ktuberling", "hydrogen", "moh")
@@ -433,7 +440,7 @@ def run_item(item: Item, budgets: list[str], model: AudioModel, codecs: list[Cla
     rows = []
     for label in budgets:
         budget = resolve_budget(label, model)
-        folder = cache / "ardmzip" / model.sha256[:16] / f"format-{FORMAT_VERSION}" / item.dataset
+        folder = cache / "ardmzip" / model.sha256[:16] / f"format-{format_version(item.channels)}" / item.dataset
         path = folder / f"{key}-b{budget}.json"
         if cached_only and not path.exists():
             continue
@@ -791,7 +798,7 @@ def roundtrip_all(args: argparse.Namespace, model: AudioModel, cache: Path) -> i
     _log(f"round trips: model {model.id}, budget {budget}, {len(entries)} clips of {','.join(sets)}")
     rows, started = [], time.perf_counter()
     for e in entries:
-        path = (cache / "roundtrip" / model.sha256[:16] / f"format-{FORMAT_VERSION}" / e["set"]
+        path = (cache / "roundtrip" / model.sha256[:16] / f"format-{format_version(e['channels'])}" / e["set"]
                 / f"{e['name'].replace('/', '__')}-{e['sha256'][:12]}-b{budget}.json")
         if args.cached_only and not path.exists():
             continue

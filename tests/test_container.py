@@ -286,8 +286,8 @@ class TestUnpackErrors:
                 unpack(data.replace(old, new))
 
     def test_newer_version(self) -> None:
-        with pytest.raises(UnsupportedVersionError, match="version 3 .*reads versions 1, 2"):
-            unpack(recrc(with_byte(small_file(), VERSION_AT, 3)))
+        with pytest.raises(UnsupportedVersionError, match="version 4 .*reads versions 1, 2, 3"):
+            unpack(recrc(with_byte(small_file(), VERSION_AT, 4)))
 
     def test_version_2_scale_offsets(self) -> None:
         # FORMAT.md "Flags": bit 0 (scale offsets), only in version 2, which a file without flags never is
@@ -301,10 +301,32 @@ class TestUnpackErrors:
         assert pack(dataclasses.replace(h, offsets=False), WORDS)[VERSION_AT] == 1
         audio = dataclasses.replace(h, media="audio", shape=(6, 1), meta={})   # audio files may have them too
         assert unpack(pack(audio, WORDS))[0] == audio
-        with pytest.raises(CorruptError, match="version-2 file without flags"):
+        with pytest.raises(CorruptError, match="version-2 file with flags 0x00 .*written as version 1"):
             unpack(craft(version=2, flags=0x00, kinds=0x11))
         with pytest.raises(CorruptError, match="reserved flags 0x02"):
             unpack(craft(version=2, flags=0x03, kinds=0x11))
+
+    def test_version_3_channel_transform(self) -> None:
+        # FORMAT.md "Flags": bit 1 (channel transform), version 3, model-coded audio of 2+ channels only
+        stereo = dataclasses.replace(IMAGE, media="audio", shape=(6, 2), meta={}, channel_transform=True)
+        for offsets, flags in ((False, 0x02), (True, 0x03)):
+            h = dataclasses.replace(stereo, arithmetic="int-exact", offsets=offsets)
+            data = pack(h, WORDS)
+            assert data[VERSION_AT] == 3 and data[FLAGS_AT] == flags
+            assert unpack(data)[0] == h
+        assert container.version_for(0) == 1 and container.version_for(0x01) == 2
+        with pytest.raises(CorruptError, match="version-3 file with flags 0x01 .*written as version 2"):
+            unpack(recrc(with_byte(pack(dataclasses.replace(h, channel_transform=False), WORDS), VERSION_AT, 3)))
+        with pytest.raises(CorruptError, match="reserved flags 0x04"):
+            unpack(recrc(with_byte(data, FLAGS_AT, 0x07)))
+        for bad, message in (({"media": "image", "shape": (6, 2, 3)}, "model-coded audio"),
+                             ({"method": "raw", "model_hash": bytes(4)}, "model-coded audio"),
+                             ({"shape": (2,)}, "model-coded audio"),
+                             ({"shape": (6, 1)}, "at least 2 channels")):
+            with pytest.raises(ValueError, match=message):
+                pack(dataclasses.replace(stereo, **bad), WORDS)
+        with pytest.raises(CorruptError, match="at least 2 channels"):
+            unpack(craft(version=3, flags=0x02, kinds=0x02, ndim=2, dims=v(6) + v(1), meta=b""))
 
     @pytest.mark.parametrize("changes", [{"arithmetic": "float32"}, {"method": "raw", "model_hash": bytes(4)},
                                          {"method": "deflate", "model_hash": bytes(4)}])
@@ -475,5 +497,5 @@ class TestContentHash:
 
 
 def test_module_constants() -> None:
-    assert container.VERSION == 2 and container.VERSIONS == (1, 2) and MAGIC == b"\x89ARD" and MAX_ELEMENTS == 1 << 31
+    assert container.VERSION == 3 and container.VERSIONS == (1, 2, 3) and MAGIC == b"\x89ARD" and MAX_ELEMENTS == 1 << 31
     assert container.HASH_BYTES == 4
