@@ -5,6 +5,8 @@
     python benchmarks/audio.py --sets codec2 --budgets 10,default   # a part of it
     python benchmarks/audio.py --clips a.wav b.flac             # given files, whole
     python benchmarks/audio.py --roundtrip-all                  # every evaluation clip, whole, default budget
+    python benchmarks/audio.py --roundtrip-all --sets hydrogen --shard 0/2   # half of a set (run 1/2 beside it),
+    python benchmarks/audio.py --roundtrip-all --cached-only --out benchmarks/results/audio   # then put together
 
 Evaluation clips: ~/.cache/ardmzip/data/audio_eval/ (`python -m ardmzip.data audio`; DATA.md; never trained
 on), four sets: codec2 (speech, 8 kHz and one 16 kHz clip), ktuberling (French words, speech, 8-44.1 kHz),
@@ -789,12 +791,23 @@ def measure_roundtrip(clip: audio.Audio, budget: int, model: AudioModel) -> dict
     return row
 
 
+def shard(text: str) -> tuple[int, int]:
+    """'K/N' -> (K, N) with 0 <= K < N; SystemExit otherwise."""
+    k, _, n = text.partition("/")
+    if not (k.isdigit() and n.isdigit() and int(k) < int(n)):
+        raise SystemExit(f"--shard must be K/N with 0 <= K < N, got {text!r}")
+    return int(k), int(n)
+
+
 def roundtrip_all(args: argparse.Namespace, model: AudioModel, cache: Path) -> int:
     """Every evaluation clip of the chosen sets, whole, at one budget: equal / total and bits per sample."""
     label = budgets_for(args)[0] if args.budgets else "default"
     budget = resolve_budget(label, model)
     sets = chosen_sets(args)
     entries = [e for e in read_manifest(args.eval_dir) if e["set"] in sets]
+    if args.shard:
+        k, n = shard(args.shard)
+        entries = entries[k::n]
     _log(f"round trips: model {model.id}, budget {budget}, {len(entries)} clips of {','.join(sets)}")
     rows, started = [], time.perf_counter()
     for e in entries:
@@ -814,7 +827,7 @@ def roundtrip_all(args: argparse.Namespace, model: AudioModel, cache: Path) -> i
                                   "decode_s")} for s in summarize(rows)]
     env = environment(model, classical_codecs(), args)
     env["seconds"] = round(time.perf_counter() - started, 1)
-    out = output_folder(args, complete=set(sets) == set(SETS) and not args.cached_only)
+    out = output_folder(args, complete=set(sets) == set(SETS) and not (args.cached_only or args.shard))
     failures = [r for r in rows if not r["exact"]]
     (out / "roundtrip.json").write_text(json.dumps({"environment": env, "summary": summary, "items": rows,
                                                     "failures": failures}, indent=1) + "\n")
@@ -858,6 +871,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--roundtrip-all", action="store_true",
                     help="round-trip every evaluation clip of --sets, whole, at the default budget (or the first "
                          "of --budgets); writes roundtrip.json / roundtrip.md (hours: see the docstring)")
+    ap.add_argument("--shard", default=None, metavar="K/N",
+                    help="--roundtrip-all: only every N-th clip, starting at clip K (0-based), so that N processes "
+                         "share the clips of a run; the results of all shards come together with --cached-only")
     ap.add_argument("--model", default=None, help="model id (default: the release's default audio model)")
     ap.add_argument("--out", type=Path, default=None,
                     help="output folder (default: benchmarks/results/audio/ for a complete run; a new temporary "

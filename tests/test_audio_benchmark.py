@@ -41,8 +41,8 @@ def _need_audio_model() -> None:
         pytest.skip(f"no shipped audio model to benchmark: {e}")
 
 
-def _run(out: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, str(SCRIPT), *args, "--out", str(out), "--cache", str(out / "cache")],
+def _run(out: Path, *args: str, cache: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(SCRIPT), *args, "--out", str(out), "--cache", str(cache or out / "cache")],
                           cwd=REPO, capture_output=True, text=True, timeout=150)
 
 
@@ -167,3 +167,19 @@ class TestSubset:
         assert {(s["dataset"], s["items"], s["failed"]) for s in res["summary"] if s["group"] == "set"} == {
             ("codec2", 5, 0), ("hydrogen", 3, 0)}
         assert "| codec2 | 5 | 5/5 |" in (tmp_path / "roundtrip.md").read_text()
+        # shards split the clips between processes; the cache brings them together
+        shards = [_run(tmp_path / f"s{k}", "--roundtrip-all", "--eval-dir", str(eval_dir), "--sets", "codec2",
+                       "--budgets", "2", "--shard", f"{k}/2", cache=tmp_path / "shared") for k in (0, 1)]
+        assert all(p.returncode == 0 for p in shards)
+        done = [json.loads((tmp_path / f"s{k}" / "roundtrip.json").read_text())["items"] for k in (0, 1)]
+        assert sorted(len(d) for d in done) == [2, 3] and not {r["item"] for r in done[0]} & {r["item"] for r in done[1]}
+        proc = _run(tmp_path / "all", "--roundtrip-all", "--eval-dir", str(eval_dir), "--sets", "codec2",
+                    "--budgets", "2", "--cached-only", cache=tmp_path / "shared")
+        assert len(json.loads((tmp_path / "all" / "roundtrip.json").read_text())["items"]) == 5
+
+    def test_shard_must_be_k_of_n(self):
+        bench = _load_module()
+        assert bench.shard("1/3") == (1, 3)
+        for bad in ("3/3", "a/2", "1", "-1/2"):
+            with pytest.raises(SystemExit):
+                bench.shard(bad)
