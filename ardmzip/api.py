@@ -21,7 +21,7 @@ import soundfile
 
 from . import audio, audio_codec, container, media
 from .audio_model import AudioModel
-from .codec import OFFSETS, decode_plane, encode_plane, make_plan
+from .codec import OFFSETS, decode_plane, encode_plane_ways, make_plan
 from .coder import Decoder, Encoder
 from .errors import ChecksumMismatchError, CorruptError, ModelError, UnsupportedInputError
 from .registry import Model, default_model_id, find_model, load_model
@@ -115,11 +115,14 @@ def compress_image(img: media.Image, *, budget: int | None = None, model: str | 
     plans = [make_plan(m, p.shape, budget, seed) for p in img.planes]
     calls, samples = sum(pl.calls for pl in plans), _samples(img)
     tries = _offset_tries(m, offsets, calls, samples.size)
-    tick = _step_counter(len(tries) * sum(pl.steps for pl in plans), progress)
+    tick = _step_counter(sum(pl.steps for pl in plans), progress)
 
-    def push(enc: Encoder, use: bool) -> float:
-        return sum(encode_plane(m, plane, dataclasses.replace(plan, offsets=use), enc, tick)
-                   for plane, plan in reversed(list(zip(img.planes, plans))))  # stack: last plane pushed first
+    def push(ways: dict[bool, Encoder]) -> dict[bool, float]:
+        bits = dict.fromkeys(ways, 0.0)
+        for plane, plan in reversed(list(zip(img.planes, plans))):  # the stack: last plane pushed first
+            for use, b in encode_plane_ways(m, plane, plan, ways, tick).items():
+                bits[use] += b
+        return bits
 
     use, words, model_bits = _smallest_coding(tries, push)
     shape = _shape_of(img)
@@ -144,15 +147,13 @@ def _offset_tries(m: Model | AudioModel, offsets: bool | None, calls: int, dims:
     return [True, False] if calls * OFFSET_BITS > OFFSET_TRY_BITS * dims else [True]
 
 
-def _smallest_coding(tries: list[bool], push: Callable[[Encoder, bool], float]) -> tuple[bool, np.ndarray, float]:
-    """(offsets, payload words, model bits) of the smallest of the codings `push(encoder, offsets)` makes
-    for each of `tries` (the first among equals)."""
-    coded = []
-    for use in tries:
-        enc = Encoder()
-        bits = push(enc, use)
-        coded.append((use, enc.words(), bits))
-    return min(coded, key=lambda c: len(c[1]))
+def _smallest_coding(tries: list[bool], push: Callable[[dict[bool, Encoder]], dict[bool, float]]
+                     ) -> tuple[bool, np.ndarray, float]:
+    """(offsets, payload words, model bits) of the smallest of the codings that `push(ways)` makes, one
+    per entry of `tries` (with scale offsets or not) in a single pass (the first among equals)."""
+    ways = {use: Encoder() for use in tries}
+    bits = push(ways)
+    return min(((use, ways[use].words(), bits[use]) for use in tries), key=lambda c: len(c[1]))
 
 
 def _pack_smallest(header: container.Header, candidates: list[tuple[str, np.ndarray]]
@@ -408,10 +409,10 @@ def compress_audio(clip: audio.Audio, *, budget: int | None = None, model: str |
     frames, channels = samples.shape
     total, predicted = audio_codec.schedule_cost(m, frames, channels, bits, budget)
     tries = _offset_tries(m, offsets, total, samples.size) if samples.size else [False]
-    tick = _step_counter(len(tries) * total, progress)
+    tick = _step_counter(total, progress)
     transform = channel_transform and channels > 1 and frames > 0
     use, words, model_bits = _smallest_coding(
-        tries, lambda enc, use: audio_codec.encode_audio(m, samples, bits, budget, seed, enc, tick, use, transform))
+        tries, lambda ways: audio_codec.encode_audio_ways(m, samples, bits, budget, seed, ways, tick, transform))
     header = container.Header(media="audio", method="ardm", arithmetic=m.arithmetic, model_id=m.id,
                               model_hash=m.hash_prefix, budget=budget, seed=seed, shape=_audio_shape(samples),
                               meta=_stored_audio_meta(clip.meta), content_hash=container.content_hash(samples),

@@ -213,10 +213,24 @@ def encode_audio(model: AudioModel, samples: np.ndarray, bits: int, budget: int,
     version 2), its index pushed after (so popped before) the step's digits; channel_transform: a
     channel mode per segment (2+ channels; format version 3). Returns the model's −log2 p of the clip
     in bits."""
+    return encode_audio_ways(model, samples, bits, budget, seed, {offsets: enc}, progress, channel_transform)[offsets]
+
+
+def encode_audio_ways(model: AudioModel, samples: np.ndarray, bits: int, budget: int, seed: int,
+                      ways: dict[bool, Encoder], progress: Progress = None, channel_transform: bool = False
+                      ) -> dict[bool, float]:
+    """encode_audio onto one ANS stack per way of coding (ways: with scale offsets → its encoder), each
+    step's network call made once for all of them. Returns the bits of each."""
     samples = np.asarray(samples)
     if samples.ndim != 2:
         raise ValueError(f"samples must be (frames, channels), got shape {samples.shape}")
-    total = 0.0
+    total = dict.fromkeys(ways, 0.0)
+
+    def push(symbols: np.ndarray, probs: np.ndarray, to: list[bool]) -> None:
+        for use in to:
+            ways[use].push(symbols, probs)
+            total[use] += _bits(probs, symbols)
+
     with _threads(model):
         for s, seg in reversed(list(enumerate(segments(len(samples))))):
             mode = choose_mode(samples[seg], bits) if channel_transform else 0
@@ -229,9 +243,7 @@ def encode_audio(model: AudioModel, samples: np.ndarray, bits: int, budget: int,
                 for b in blocks[:-1]:
                     counts.append(counts[-1] + np.bincount(low[b], minlength=256))
                 for b, cnt in reversed(list(zip(blocks, counts))):
-                    probs = _adaptive_probs(cnt, b.stop - b.start)
-                    enc.push(low[b], probs)
-                    total += _bits(probs, low[b])
+                    push(low[b], _adaptive_probs(cnt, b.stop - b.start), list(ways))
             hi, lo = digits[0], digits[1] if bits > 8 else np.zeros_like(digits[0])
             for stage in reversed(range(1, BITS_STAGES[bits] + 1)):
                 values = (hi if stage == 1 else lo).reshape(-1)
@@ -241,22 +253,18 @@ def encode_audio(model: AudioModel, samples: np.ndarray, bits: int, budget: int,
                 for start, positions in reversed(steps):
                     known = (rank < start).reshape(C, f)
                     params = _step_params(model, stage, hi, lo, known, start, positions)
-                    if offsets:
-                        o = best_offset(model, params, values[positions], stage)
-                        params = with_offset(model, params, OFFSETS[o])
-                    for c in reversed(_chunks(len(positions))):
-                        probs = model.probabilities(params[c], stage)
-                        symbols = values[positions[c]]
-                        enc.push(symbols, probs)
-                        total += _bits(probs, symbols)
-                    if offsets:
-                        enc.push(np.array([o]), OFFSET_PROBS)
-                        total += _bits(OFFSET_PROBS, np.array([o]))
+                    for use in ways:
+                        if use:
+                            o = best_offset(model, params, values[positions], stage)
+                        shifted = with_offset(model, params, OFFSETS[o]) if use else params
+                        for c in reversed(_chunks(len(positions))):
+                            push(values[positions[c]], model.probabilities(shifted[c], stage), [use])
+                        if use:
+                            push(np.array([o]), OFFSET_PROBS, [use])
                     if progress:
                         progress(1)
             if channel_transform:
-                enc.push(np.array([mode]), MODE_PROBS)
-                total += _bits(MODE_PROBS, np.array([mode]))
+                push(np.array([mode]), MODE_PROBS, list(ways))
     return total
 
 

@@ -257,32 +257,42 @@ def _push_units(enc: Encoder, symbols: np.ndarray, probs: np.ndarray) -> float:
 
 
 def encode_plane(model: Model, plane: np.ndarray, plan: Plan, enc: Encoder, progress: Progress = None) -> float:
-    """Push a plane onto the ANS stack (steps last to first, then the lattice's units last to first).
-    Returns the model's −log2 p in bits."""
+    """Push a plane onto the ANS stack (steps last to first, then the lattice's units last to first),
+    with scale offsets if plan.offsets. Returns the model's −log2 p in bits."""
+    return encode_plane_ways(model, plane, plan, {plan.offsets: enc}, progress)[plan.offsets]
+
+
+def encode_plane_ways(model: Model, plane: np.ndarray, plan: Plan, ways: dict[bool, Encoder],
+                      progress: Progress = None) -> dict[bool, float]:
+    """encode_plane onto one ANS stack per way of coding (ways: with scale offsets → its encoder), each
+    step's network call made once for all of them (plan.offsets is not read). Returns the bits of each."""
     values = _flat(plane).astype(np.int64)
     rank = np.empty(plan.n_vars, dtype=np.int64)
     rank[plan.order] = np.arange(plan.n_vars)
-    bits = 0.0
+    bits = dict.fromkeys(ways, 0.0)
     steps = list(_steps(plan))
     e = _encode_batch(model, plan)
     with _threads(model):
         for i in reversed(range(0, len(steps), e)):
             group = steps[i:i + e]
             for (start, positions), params in reversed(list(zip(group, _batched_params(model, plan, values, rank, group)))):
-                if plan.offsets:
-                    o = best_offset(model, params, values[positions])
-                    params = with_offset(model, params, OFFSETS[o])
-                for c in reversed(_chunks(len(positions))):    # the stack: last chunk pushed first
-                    bits += _push_units(enc, values[positions[c]], model.probabilities(params[c]))
-                if plan.offsets:                                # popped before the step's variables
-                    bits += _push_units(enc, np.array([o]), OFFSET_PROBS)
+                for use, enc in ways.items():
+                    if use:
+                        o = best_offset(model, params, values[positions])
+                    shifted = with_offset(model, params, OFFSETS[o]) if use else params
+                    for c in reversed(_chunks(len(positions))):    # the stack: last chunk pushed first
+                        bits[use] += _push_units(enc, values[positions[c]], model.probabilities(shifted[c]))
+                    if use:                                     # popped before the step's variables
+                        bits[use] += _push_units(enc, np.array([o]), OFFSET_PROBS)
                 if progress:
                     progress(1)
     if plan.first:
         index, units = _lattice(plan)
         lat = values[index]
         for c, r, cols in reversed(units):
-            bits += _push_units(enc, lat[c, r, cols], _unit_probs(lat, (c, r, cols), plan))
+            probs = _unit_probs(lat, (c, r, cols), plan)
+            for use, enc in ways.items():
+                bits[use] += _push_units(enc, lat[c, r, cols], probs)
         if progress:
             progress(_lattice_steps(plan))
     return bits
