@@ -127,3 +127,22 @@ class TestEvalCrops:
         images = run.load_images()
         spec = json.loads(run.CROPS_FILE.read_text())
         assert run.make_crops(images, spec["seed"])["crops"] == spec["crops"]
+
+
+def test_variants_table_reads_every_committed_run(tmp_path, monkeypatch):
+    """benchmarks/variants.py puts the committed runs side by side; every variant's folder must hold a
+    run of the same evaluation crops (same classical numbers), and the table and plot get written."""
+    spec = importlib.util.spec_from_file_location("bench_variants", RUN.parent / "variants.py")
+    variants = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(variants)
+    runs = [variants.curves(variants.RESULTS / folder) for folder, _ in variants.VARIANTS]
+    assert all(classical == runs[-1][1] for _, classical, _ in runs)
+    assert runs[-1][0]["crops64"][runs[-1][2]["default_budget"]] < runs[-1][1]["crops64"]["webp"]
+    monkeypatch.setattr(variants, "RESULTS", tmp_path)
+    for folder, _ in variants.VARIANTS:   # the committed runs, read from their own folders
+        (tmp_path / folder).mkdir(exist_ok=True)
+        (tmp_path / folder / "results.json").write_text(
+            (RUN.parent / "results" / folder / "results.json").read_text())
+    assert variants.main() == 0
+    assert (tmp_path / "variants.png").stat().st_size > 1000 and "| img2: uniform order" in (
+        tmp_path / "variants.md").read_text()
