@@ -93,7 +93,8 @@ class TestShippedModels:
 
 class TestDecodeErrors:
     @pytest.fixture(scope="class")
-    def blob(self, photo64):
+    @classmethod
+    def blob(cls, photo64):
         return api.compress_image(media.image_from_array(photo64[:12, :12]), budget=4, fallback=False)[0]
 
     def _repack(self, blob: bytes, **changes) -> bytes:
