@@ -5,6 +5,8 @@
     python benchmarks/run.py --sets whole --budgets 10,default # a part of it
     python benchmarks/run.py --whole-budgets 10,default --out benchmarks/results  # full run, fewer whole budgets
     python benchmarks/run.py --write-crops                     # (once) choose the crops of eval_crops.json
+    python benchmarks/run.py --restore benchmarks/results/results.json --sets whole --whole-budgets 100
+                                                               # on a new machine: only what is missing
 
 Evaluation images: only scikit-image's bundled photos (astronaut, camera, chelsea, coffee, rocket,
 motorcycle_left, retina, hubble_deep_field), each decoded once with Pillow; every codec codes the same
@@ -23,7 +25,10 @@ Budgets (network calls): crops 1, 2, 5, 10, 20, 50, 100, 200, 500, the model's d
 (one variable per step: D calls; 32×32 crops only, not with --quick); whole photos 10, default, 100.
 Results are cached per (model SHA-256, .ardm format version, dataset, item + its pixels' hash, budget)
 under benchmarks/cache/, so an interrupted run resumes; failures are never cached. Delete that folder (or
-pass --no-cache) after changing the codec without changing the model or the format version.
+pass --no-cache) after changing the codec without changing the model or the format version. The cache does
+not outlive the machine; the committed results.json does: --restore benchmarks/results/results.json puts
+its exact results back into the cache (only those of the same model, format version and imagecodecs), so a
+new machine measures only what is missing and --cached-only assembles the whole table again.
 
 Outputs in --out (default: benchmarks/results/ for the complete run, a temporary folder for --quick and
 partial runs): results.json, results.csv (per item and per dataset as
@@ -201,17 +206,65 @@ def build_items(datasets: Iterable[str], quick: bool) -> list[Item]:
 
 # ------------------------------------------------------------------------------------------------ caching
 
+# the fields of one cached measurement (what measure_ardmzip / measure_classical return)
+ARDMZIP_FIELDS = ("bytes", "bits", "predicted_bits", "model_bits", "payload_bits", "stored_as", "calls", "encode_s",
+                  "decode_s", "exact", "error")
+CLASSICAL_FIELDS = ("bytes", "bits", "encode_s", "decode_s", "exact", "error")
+
+
+def _keep(path: Path, result: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(result))
+    tmp.replace(path)
+
+
 def cached(path: Path, compute: Callable[[], dict]) -> dict:
     """compute() once per path: results are kept as small JSON files; failures are never kept."""
     if path.exists():
         return {**json.loads(path.read_text()), "cached": True}
     result = compute()
     if result["exact"]:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result))
-        tmp.replace(path)
+        _keep(path, result)
     return {**result, "cached": False}
+
+
+def restore(entries: Iterable[tuple[Path, dict]]) -> int:
+    """Put (path, result) pairs taken from an earlier run's rows into the cache where it has none (the cache
+    does not outlive a machine; the committed results do). Only exact results; returns how many were put."""
+    put = 0
+    for path, result in entries:
+        if result["exact"] and not path.exists():
+            _keep(path, result)
+            put += 1
+    return put
+
+
+def ardmzip_path(cache: Path, model: Model, dataset: str, key: str, budget: int) -> Path:
+    return cache / "ardmzip" / model.sha256[:16] / f"format-{FORMAT_VERSION}" / dataset / f"{key}-b{budget}.json"
+
+
+def classical_path(cache: Path, dataset: str, key: str, codec: str) -> Path:
+    import imagecodecs
+    return cache / "classical" / f"imagecodecs-{imagecodecs.__version__}" / dataset / f"{key}-{codec}.json"
+
+
+def restorable(results: dict, cache: Path, model: Model) -> list[tuple[Path, dict]]:
+    """The cache entries an earlier results.json holds: its ardmzip rows of this model and .ardm format
+    version (each row names the version it was measured with) and its classical rows of this imagecodecs."""
+    import imagecodecs
+    env = results["environment"]
+    same_codecs = env["versions"]["imagecodecs"] == imagecodecs.__version__
+    out = []
+    for r in results["items"]:
+        key = f"{r['item']}-{r['pixels_sha256'][:12]}"
+        if r["method"] == "ardmzip":
+            if env["model_sha256"] == model.sha256 and r.get("format_version") == FORMAT_VERSION:
+                out.append((ardmzip_path(cache, model, r["dataset"], key, r["budget_calls"]),
+                            {k: r[k] for k in ARDMZIP_FIELDS}))
+        elif same_codecs:
+            out.append((classical_path(cache, r["dataset"], key, r["method"]), {k: r[k] for k in CLASSICAL_FIELDS}))
+    return out
 
 
 # ------------------------------------------------------------------------------------------------ ardmzip
@@ -234,9 +287,7 @@ def warm_up(model: Model) -> None:
 def unmeasured(item: Item, budget: int, model: Model, error: str | None = None) -> dict:
     """An ardmzip result with the schedule's prediction only; `error` says why nothing else is there."""
     bits = api.predict_bits(media.image_from_array(item.array), budget=budget, model=model.id)
-    return {"bytes": None, "bits": None, "predicted_bits": bits, "model_bits": None, "payload_bits": None,
-            "stored_as": None,
-            "calls": None, "encode_s": None, "decode_s": None, "exact": False, "error": error}
+    return {**dict.fromkeys(ARDMZIP_FIELDS), "predicted_bits": bits, "exact": False, "error": error}
 
 
 def measure_ardmzip(item: Item, budget: int, model: Model) -> dict:
@@ -325,7 +376,7 @@ def classical_codecs() -> list[Classical]:
 
 def measure_classical(item: Item, codec: Classical) -> dict:
     """Encode, decode and compare one item with one classical codec."""
-    row = {"bytes": None, "bits": None, "encode_s": None, "decode_s": None, "exact": False, "error": None}
+    row = {**dict.fromkeys(CLASSICAL_FIELDS), "exact": False}
     try:
         t0 = time.perf_counter()
         blob = codec.encode(item.array)
@@ -360,22 +411,19 @@ def run_item(item: Item, budgets: list[str], model: Model, codecs: list[Classica
     rows = []
     for label in budgets:
         budget = resolve_budget(label, item, model)
-        folder = cache / "ardmzip" / model.sha256[:16] / f"format-{FORMAT_VERSION}" / item.dataset
-        path = folder / f"{key}-b{budget}.json"
+        path = ardmzip_path(cache, model, item.dataset, key, budget)
         if cached_only and not path.exists():
             continue
         if item.dataset == "whole":
             r = cached(path, lambda: measure_ardmzip_isolated(item, budget, model, threads))
         else:
             r = cached(path, lambda: measure_ardmzip(item, budget, model))
-        rows.append({**base, "method": "ardmzip", "budget": label, "budget_calls": budget, **r,
-                     "bpd": _bpd(r["bits"], item.dims), "predicted_bpd": _bpd(r["predicted_bits"], item.dims),
+        rows.append({**base, "method": "ardmzip", "budget": label, "budget_calls": budget,
+                     "format_version": FORMAT_VERSION, **r, "bpd": _bpd(r["bits"], item.dims), "predicted_bpd": _bpd(r["predicted_bits"], item.dims),
                      "model_bpd": _bpd(r["model_bits"], item.dims), "payload_bpd": _bpd(r["payload_bits"], item.dims)})
         _progress(rows[-1])
-    import imagecodecs
-    folder = cache / "classical" / f"imagecodecs-{imagecodecs.__version__}" / item.dataset
     for codec in codecs:
-        r = cached(folder / f"{key}-{codec.name}.json", lambda: measure_classical(item, codec))
+        r = cached(classical_path(cache, item.dataset, key, codec.name), lambda: measure_classical(item, codec))
         rows.append({**base, "method": codec.name, "budget": "", "budget_calls": None, **r,
                      "bpd": _bpd(r["bits"], item.dims)})
         _progress(rows[-1])
@@ -481,7 +529,7 @@ def environment(model: Model, quick: bool) -> dict:
 # ------------------------------------------------------------------------------------------------- outputs
 
 ROW_FIELDS = ("dataset", "item", "image", "shape", "dims", "pixels_sha256", "method", "budget", "budget_calls",
-              "stored_as", "calls", "bytes", "bits", "bpd", "predicted_bpd", "model_bpd", "payload_bpd", "encode_s", "decode_s",
+              "format_version", "stored_as", "calls", "bytes", "bits", "bpd", "predicted_bpd", "model_bpd", "payload_bpd", "encode_s", "decode_s",
               "exact", "error", "cached")
 SUMMARY_FIELDS = ("dataset", "method", "budget", "items", "failed", "dims", "bytes", "bits", "bpd", "predicted_bpd",
                   "model_bpd", "payload_bpd", "calls_per_item", "encode_s_per_item", "decode_s_per_item",
@@ -740,6 +788,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--cached-only", action="store_true",
                     help="report only ardmzip measurements already in the cache (assemble results of partial runs)")
     ap.add_argument("--no-cache", action="store_true", help="measure everything again (cache in a temp folder)")
+    ap.add_argument("--restore", type=Path, action="append", default=[], metavar="RESULTS_JSON",
+                    help="first put an earlier run's results.json (e.g. the committed benchmarks/results/results.json) "
+                         "into the cache: its exact results of this model, format version and imagecodecs version "
+                         "(repeatable)")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch threads (default 1: timings per core; with a busy core, torch's own choice of "
                          "2 threads was 25x slower on the 2-core benchmark machine)")
@@ -793,6 +845,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) if args.no_cache else args.cache
+        for path in args.restore:
+            _log(f"restored {restore(restorable(json.loads(path.read_text()), cache, model))} results from {path}")
         rows = [r for item in items
                 for r in run_item(item, budgets_for(item.dataset, args), model, codecs, cache, args.cached_only,
                                   args.threads)]

@@ -109,6 +109,21 @@ class TestQuickRun:
 
 
 class TestEvalCrops:
+    def test_restore_rebuilds_the_cache_from_results_json(self, quick, tmp_path):
+        run = _load_run_module()
+        res = json.loads((quick / "results.json").read_text())
+        model = load_model(res["environment"]["model_id"])
+        entries = run.restorable(res, tmp_path, model)
+        assert len(entries) == len(res["items"])
+        assert run.restore(entries) == len(entries) and run.restore(entries) == 0  # never replaces an entry
+        for path, _ in entries:  # the same files, paths and contents, as the run's own cache
+            assert json.loads(path.read_text()) == json.loads((quick / "cache" / path.relative_to(tmp_path)).read_text())
+        other_format = {**res, "items": [{**r, "format_version": run.FORMAT_VERSION + 1} for r in res["items"]]}
+        other_model = {**res, "environment": {**res["environment"], "model_sha256": "0" * 64}}
+        classical = sum(r["method"] != "ardmzip" for r in res["items"])
+        assert len(run.restorable(other_format, tmp_path, model)) == classical
+        assert len(run.restorable(other_model, tmp_path, model)) == classical
+
     def test_committed_crops_fit_and_do_not_overlap(self):
         run = _load_run_module()
         images = run.load_images()
