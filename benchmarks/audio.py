@@ -7,6 +7,7 @@
     python benchmarks/audio.py --roundtrip-all                  # every evaluation clip, whole, default budget
     python benchmarks/audio.py --roundtrip-all --sets hydrogen --shard 0/2   # half of a set (run 1/2 beside it),
     python benchmarks/audio.py --roundtrip-all --cached-only --out benchmarks/results/audio   # then put together
+    python benchmarks/audio.py --roundtrip-all --restore benchmarks/results/audio/roundtrip.json  # a new machine
 
 Evaluation clips: ~/.cache/ardmzip/data/audio_eval/ (`python -m ardmzip.data audio`; DATA.md; never trained
 on), four sets: codec2 (speech, 8 kHz and one 16 kHz clip), ktuberling (French words, speech, 8-44.1 kHz),
@@ -44,7 +45,10 @@ A binary that is not installed makes its codec "unavailable" (recorded), not a f
 Budgets: 10, the model's default, 50, 100, 200 (--quick: 1, 10). Results are cached per (model SHA-256,
 .ardm format version, set, item + its samples' hash, budget) under benchmarks/cache/audio/, so an
 interrupted run resumes; failures are never cached. Delete that folder (or pass --no-cache) after changing
-the codec without changing the model or the format version.
+the codec without changing the model or the format version. The cache does not outlive the machine; the
+committed results.json and roundtrip.json do: --restore FILE puts their exact ardmzip results (same model,
+each row's format version still the codec's) back into the cache, so a new machine measures only what is
+missing and a round-trip run of many sessions adds up.
 
 Outputs in --out (default: benchmarks/results/audio/ for a run of the default sets, budgets and subset, a
 temporary folder for --quick and partial runs): results.json, results.csv (per item, per set and per kind
@@ -314,8 +318,7 @@ def stage_segments(frames: int, depth: int) -> int:
 def measure_ardmzip(item: Item, budget: int, model: AudioModel) -> dict:
     """Compress and decompress one item through the public API (the model's code, no stored fallback):
     sizes, prediction, timings, exactness."""
-    row = {"bytes": None, "bits": None, "predicted_bits": None, "model_bits": None, "payload_bits": None,
-           "stored_as": None, "calls": None, "encode_s": None, "decode_s": None, "exact": False, "error": None}
+    row = {**dict.fromkeys(run.ARDMZIP_FIELDS), "exact": False}
     try:
         t0 = time.perf_counter()
         blob, report = api.compress_audio(item.audio(), budget=budget, model=model.id, fallback=False)
@@ -442,13 +445,13 @@ def run_item(item: Item, budgets: list[str], model: AudioModel, codecs: list[Cla
     rows = []
     for label in budgets:
         budget = resolve_budget(label, model)
-        folder = cache / "ardmzip" / model.sha256[:16] / f"format-{format_version(item.channels)}" / item.dataset
-        path = folder / f"{key}-b{budget}.json"
+        path = ardmzip_path(cache, model, item.channels, item.dataset, key, budget)
         if cached_only and not path.exists():
             continue
         r = run.cached(path, lambda: measure_ardmzip(item, budget, model))
         units = stage_segments(item.frames, item.depth)
-        rows.append({**base, "method": "ardmzip", "budget": label, "budget_calls": budget, **r,
+        rows.append({**base, "method": "ardmzip", "budget": label, "budget_calls": budget,
+                     "format_version": format_version(item.channels), **r,
                      "stage_segments": units, "calls_per_stage": None if r["calls"] is None else r["calls"] / units,
                      "bpd": _per_sample(r["bits"], item.dims), "model_bpd": _per_sample(r["model_bits"], item.dims),
                      "predicted_bpd": _per_sample(r["predicted_bits"], item.dims),
@@ -461,6 +464,42 @@ def run_item(item: Item, budgets: list[str], model: AudioModel, codecs: list[Cla
                      "bpd": _per_sample(r["bits"], item.dims)})
         _progress(rows[-1])
     return rows
+
+
+# ------------------------------------------------------------------------------------------ restoring the cache
+
+ROUNDTRIP_FIELDS = ("bytes", "bits", "calls", "encode_s", "decode_s", "exact", "error")
+
+
+def ardmzip_path(cache: Path, model: AudioModel, channels: int, dataset: str, key: str, budget: int) -> Path:
+    return (cache / "ardmzip" / model.sha256[:16] / f"format-{format_version(channels)}" / dataset
+            / f"{key}-b{budget}.json")
+
+
+def roundtrip_path(cache: Path, model: AudioModel, entry: dict, budget: int) -> Path:
+    """The cached round trip of one evaluation clip (a manifest entry: set, name, channels, sha256)."""
+    return (cache / "roundtrip" / model.sha256[:16] / f"format-{format_version(entry['channels'])}" / entry["set"]
+            / f"{entry['name'].replace('/', '__')}-{entry['sha256'][:12]}-b{budget}.json")
+
+
+def restorable(results: dict, cache: Path, model: AudioModel) -> list[tuple[Path, dict]]:
+    """The cache entries an earlier results.json or roundtrip.json holds: its ardmzip rows of this model and
+    of the format version this codec writes such a clip as (each row names the version it was measured
+    with). Classical rows are not restored: they take seconds to measure again."""
+    if results["environment"]["model_sha256"] != model.sha256:
+        return []
+    out = []
+    for r in results["items"]:
+        if r["method"] != "ardmzip" or r.get("format_version") != format_version(r["channels"]):
+            continue
+        if results.get("what") == "roundtrip":
+            entry = {"set": r["dataset"], "name": r["item"], "channels": r["channels"], "sha256": r["sha256"]}
+            out.append((roundtrip_path(cache, model, entry, r["budget_calls"]), {k: r[k] for k in ROUNDTRIP_FIELDS}))
+        else:
+            key = f"{r['item'].replace('/', '__')}-{r['samples_sha256'][:12]}"
+            out.append((ardmzip_path(cache, model, r["channels"], r["dataset"], key, r["budget_calls"]),
+                        {k: r[k] for k in run.ARDMZIP_FIELDS}))
+    return out
 
 
 def summarize(rows: list[dict]) -> list[dict]:
@@ -512,9 +551,9 @@ def environment(model: AudioModel, codecs: list[Classical], args: argparse.Names
 # ------------------------------------------------------------------------------------------------- outputs
 
 ROW_FIELDS = ("dataset", "kind", "item", "clip", "start", "frames", "clip_frames", "channels", "rate", "depth",
-              "seconds", "dims", "samples_sha256", "method", "budget", "budget_calls", "stored_as", "calls",
-              "calls_per_stage", "bytes", "bits", "bpd", "predicted_bpd", "model_bpd", "payload_bpd", "encode_s",
-              "decode_s", "exact", "error", "cached")
+              "seconds", "dims", "samples_sha256", "method", "budget", "budget_calls", "format_version", "stored_as",
+              "calls", "calls_per_stage", "bytes", "bits", "bpd", "predicted_bpd", "model_bpd", "payload_bpd",
+              "encode_s", "decode_s", "exact", "error", "cached")
 SUMMARY_FIELDS = ("group", "dataset", "method", "budget", "items", "failed", "dims", "seconds", "bytes", "bits",
                   "bpd", "predicted_bpd", "model_bpd", "payload_bpd", "calls_per_item", "calls_per_stage",
                   "encode_s", "decode_s", "encode_s_per_audio_s", "decode_s_per_audio_s")
@@ -773,8 +812,7 @@ def print_table(summary: list[dict]) -> None:
 
 def measure_roundtrip(clip: audio.Audio, budget: int, model: AudioModel) -> dict:
     """A whole evaluation clip (its own meta) through compress_audio / decompress_audio: same samples and meta?"""
-    row = {"bytes": None, "bits": None, "calls": None, "encode_s": None, "decode_s": None, "exact": False,
-           "error": None}
+    row = {**dict.fromkeys(ROUNDTRIP_FIELDS), "exact": False}
     try:
         t0 = time.perf_counter()
         blob, report = api.compress_audio(clip, budget=budget, model=model.id, fallback=False)
@@ -805,21 +843,25 @@ def roundtrip_all(args: argparse.Namespace, model: AudioModel, cache: Path) -> i
     budget = resolve_budget(label, model)
     sets = chosen_sets(args)
     entries = [e for e in read_manifest(args.eval_dir) if e["set"] in sets]
+    in_set = defaultdict(int)  # clips per set and per kind, measured or not: a partial run says what is left
+    for e in entries:
+        in_set["set", e["set"]] += 1
+        in_set["kind", e["kind"]] += 1
     if args.shard:
         k, n = shard(args.shard)
         entries = entries[k::n]
     _log(f"round trips: model {model.id}, budget {budget}, {len(entries)} clips of {','.join(sets)}")
     rows, started = [], time.perf_counter()
     for e in entries:
-        path = (cache / "roundtrip" / model.sha256[:16] / f"format-{format_version(e['channels'])}" / e["set"]
-                / f"{e['name'].replace('/', '__')}-{e['sha256'][:12]}-b{budget}.json")
+        path = roundtrip_path(cache, model, e, budget)
         if args.cached_only and not path.exists():
             continue
         r = run.cached(path, lambda: measure_roundtrip(read_clip(args.eval_dir, e), budget, model))
         dims = e["frames"] * e["channels"]
         rows.append({"dataset": e["set"], "kind": e["kind"], "item": e["name"], "rate": e["rate"], "depth": e["bits"],
-                     "channels": e["channels"], "seconds": e["seconds"], "dims": dims, "budget": label,
-                     "budget_calls": budget, "method": "ardmzip", **r, "bpd": _per_sample(r["bits"], dims),
+                     "channels": e["channels"], "seconds": e["seconds"], "dims": dims, "sha256": e["sha256"],
+                     "budget": label, "budget_calls": budget, "format_version": format_version(e["channels"]),
+                     "method": "ardmzip", **r, "bpd": _per_sample(r["bits"], dims),
                      "stage_segments": stage_segments(e["frames"], e["bits"])})
         status = "equal" if r["exact"] else f"FAILED: {r['error']}"
         _log(f"  {e['name']:50} {_fmt(rows[-1]['bpd'])} bits/sample {status}{' (cached)' if r['cached'] else ''}")
@@ -829,14 +871,17 @@ def roundtrip_all(args: argparse.Namespace, model: AudioModel, cache: Path) -> i
     env["seconds"] = round(time.perf_counter() - started, 1)
     out = output_folder(args, complete=set(sets) == set(SETS) and not (args.cached_only or args.shard))
     failures = [r for r in rows if not r["exact"]]
-    (out / "roundtrip.json").write_text(json.dumps({"environment": env, "summary": summary, "items": rows,
-                                                    "failures": failures}, indent=1) + "\n")
-    table = [[s["dataset"] if s["group"] == "set" else f"**all {s['dataset']}**", str(s["items"]),
+    (out / "roundtrip.json").write_text(json.dumps({"what": "roundtrip", "environment": env, "summary": summary,
+                                                    "items": rows, "failures": failures}, indent=1) + "\n")
+    table = [[s["dataset"] if s["group"] == "set" else f"**all {s['dataset']}**",
+              f"{s['items']} of {in_set[s['group'], s['dataset']]}",
               f"{s['items'] - s['failed']}/{s['items']}", f"{s['seconds']:.0f}", _fmt(s["bpd"]),
               _fmt(s["encode_s"], 1), _fmt(s["decode_s"], 1)] for s in summary]
-    md = [f"### Round trips of every evaluation clip (model `{model.id}`, budget {budget})", "",
+    total = sum(in_set["set", s] for s in sets)
+    md = [f"### Round trips of the evaluation clips: {len(rows)} of {total} (model `{model.id}`, budget {budget})", "",
           "Each clip whole, with its own format details, through api.compress_audio (the model's code, no "
-          "stored fallback) and api.decompress_audio; equal = the same samples and meta.", "",
+          "stored fallback) and api.decompress_audio; equal = the same samples and meta; clips = measured of "
+          "the clips in the set.", "",
           *_table(["set", "clips", "equal", "audio s", "bits per sample", "compress s", "decompress s"], table)]
     md += ["", *(f"- FAILED {r['item']}: {r['error']}" for r in failures)] if failures else []
     md += ["", f"`python benchmarks/{env['command']}` on {env['date']}, commit `{env['git_commit'][:12]}`, "
@@ -882,6 +927,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--cached-only", action="store_true",
                     help="report only ardmzip measurements already in the cache (assemble results of partial runs)")
     ap.add_argument("--no-cache", action="store_true", help="measure everything again (cache in a temp folder)")
+    ap.add_argument("--restore", type=Path, action="append", default=[], metavar="JSON",
+                    help="first put an earlier run's results.json or roundtrip.json (e.g. the committed ones in "
+                         "benchmarks/results/audio/) into the cache: its exact ardmzip results of this model and "
+                         "format version (repeatable)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (default 1: timings per core)")
     args = ap.parse_args(argv)
     args.samples_per_set = args.samples_per_set or (QUICK_SAMPLES_PER_SET if args.quick else SAMPLES_PER_SET)
@@ -938,6 +987,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"--model {model.id} is a model for {model.media}, not for audio")
     with tempfile.TemporaryDirectory() as tmp:
         cache = Path(tmp) if args.no_cache else args.cache
+        for path in args.restore:
+            _log(f"restored {run.restore(restorable(json.loads(path.read_text()), cache, model))} results from {path}")
         if args.roundtrip_all:
             return roundtrip_all(args, model, cache)
         warm_up(model)

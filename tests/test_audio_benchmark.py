@@ -100,6 +100,17 @@ class TestQuickRun:
         for package in ("torch", "constriction", "soundfile", "libsndfile", "flac-8", "wavpack-hh"):
             assert env["versions"][package], package
 
+    def test_restore_rebuilds_the_cache_from_results_json(self, quick, tmp_path):
+        bench = _load_module()
+        res = json.loads((quick / "results.json").read_text())
+        entries = bench.restorable(res, tmp_path, load_model(res["environment"]["model_id"]))
+        assert len(entries) == sum(r["method"] == "ardmzip" for r in res["items"]) > 0
+        assert bench.run.restore(entries) == len(entries)
+        for path, _ in entries:  # the same files, paths and contents, as the run's own cache
+            assert json.loads(path.read_text()) == json.loads((quick / "cache" / path.relative_to(tmp_path)).read_text())
+        stale = {**res, "items": [{**r, "format_version": 1} for r in res["items"]]}
+        assert bench.restorable(stale, tmp_path, load_model(res["environment"]["model_id"])) == []
+
     def test_markdown(self, quick):
         md = (quick / "results.md").read_text()
         for text in ("FLAC (soundfile)", "Seconds per second of 16 kHz mono audio", "Schedule check",
@@ -166,7 +177,7 @@ class TestSubset:
         assert len(res["items"]) == 8 and all(r["exact"] for r in res["items"])
         assert {(s["dataset"], s["items"], s["failed"]) for s in res["summary"] if s["group"] == "set"} == {
             ("codec2", 5, 0), ("hydrogen", 3, 0)}
-        assert "| codec2 | 5 | 5/5 |" in (tmp_path / "roundtrip.md").read_text()
+        assert "| codec2 | 5 of 5 | 5/5 |" in (tmp_path / "roundtrip.md").read_text()
         # shards split the clips between processes; the cache brings them together
         shards = [_run(tmp_path / f"s{k}", "--roundtrip-all", "--eval-dir", str(eval_dir), "--sets", "codec2",
                        "--budgets", "2", "--shard", f"{k}/2", cache=tmp_path / "shared") for k in (0, 1)]
@@ -176,6 +187,14 @@ class TestSubset:
         proc = _run(tmp_path / "all", "--roundtrip-all", "--eval-dir", str(eval_dir), "--sets", "codec2",
                     "--budgets", "2", "--cached-only", cache=tmp_path / "shared")
         assert len(json.loads((tmp_path / "all" / "roundtrip.json").read_text())["items"]) == 5
+        # a shard's roundtrip.json restores its clips into a new cache: they are not measured again
+        assert "| codec2 | 3 of 5 | 3/3 |" in (tmp_path / "s0" / "roundtrip.md").read_text()
+        proc = _run(tmp_path / "restored", "--roundtrip-all", "--eval-dir", str(eval_dir), "--sets", "codec2",
+                    "--budgets", "2", "--cached-only", "--restore", str(tmp_path / "s0" / "roundtrip.json"),
+                    cache=tmp_path / "fresh")
+        assert proc.returncode == 0 and "restored 3 results" in proc.stderr, proc.stderr[-4000:]
+        again = json.loads((tmp_path / "restored" / "roundtrip.json").read_text())["items"]
+        assert [(r["item"], r["bytes"]) for r in again] == [(r["item"], r["bytes"]) for r in done[0]]
 
     def test_shard_must_be_k_of_n(self):
         bench = _load_module()
