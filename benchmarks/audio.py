@@ -883,6 +883,8 @@ def roundtrip_all(args: argparse.Namespace, model: AudioModel, cache: Path) -> i
           "stored fallback) and api.decompress_audio; equal = the same samples and meta; clips = measured of "
           "the clips in the set.", "",
           *_table(["set", "clips", "equal", "audio s", "bits per sample", "compress s", "decompress s"], table)]
+    if untouched := [s for s in sets if not any(r["dataset"] == s for r in rows)]:
+        md += ["", "Not measured yet: " + ", ".join(f"{s} (0 of {in_set['set', s]})" for s in untouched) + "."]
     md += ["", *(f"- FAILED {r['item']}: {r['error']}" for r in failures)] if failures else []
     md += ["", f"`python benchmarks/{env['command']}` on {env['date']}, commit `{env['git_commit'][:12]}`, "
                f"{env['cpu']}, {env['torch_threads']} torch thread(s).", ""]

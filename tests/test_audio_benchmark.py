@@ -184,9 +184,10 @@ class TestSubset:
         assert all(p.returncode == 0 for p in shards)
         done = [json.loads((tmp_path / f"s{k}" / "roundtrip.json").read_text())["items"] for k in (0, 1)]
         assert sorted(len(d) for d in done) == [2, 3] and not {r["item"] for r in done[0]} & {r["item"] for r in done[1]}
-        proc = _run(tmp_path / "all", "--roundtrip-all", "--eval-dir", str(eval_dir), "--sets", "codec2",
+        proc = _run(tmp_path / "all", "--roundtrip-all", "--eval-dir", str(eval_dir), "--sets", "codec2,moh",
                     "--budgets", "2", "--cached-only", cache=tmp_path / "shared")
         assert len(json.loads((tmp_path / "all" / "roundtrip.json").read_text())["items"]) == 5
+        assert "Not measured yet: moh (0 of 1)." in (tmp_path / "all" / "roundtrip.md").read_text()
         # a shard's roundtrip.json restores its clips into a new cache: they are not measured again
         assert "| codec2 | 3 of 5 | 3/3 |" in (tmp_path / "s0" / "roundtrip.md").read_text()
         proc = _run(tmp_path / "restored", "--roundtrip-all", "--eval-dir", str(eval_dir), "--sets", "codec2",
