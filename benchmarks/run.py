@@ -419,7 +419,8 @@ def run_item(item: Item, budgets: list[str], model: Model, codecs: list[Classica
         else:
             r = cached(path, lambda: measure_ardmzip(item, budget, model))
         rows.append({**base, "method": "ardmzip", "budget": label, "budget_calls": budget,
-                     "format_version": FORMAT_VERSION, **r, "bpd": _bpd(r["bits"], item.dims), "predicted_bpd": _bpd(r["predicted_bits"], item.dims),
+                     "format_version": FORMAT_VERSION, **r, "bpd": _bpd(r["bits"], item.dims),
+                     "predicted_bpd": _bpd(r["predicted_bits"], item.dims),
                      "model_bpd": _bpd(r["model_bits"], item.dims), "payload_bpd": _bpd(r["payload_bits"], item.dims)})
         _progress(rows[-1])
     for codec in codecs:
@@ -529,8 +530,8 @@ def environment(model: Model, quick: bool) -> dict:
 # ------------------------------------------------------------------------------------------------- outputs
 
 ROW_FIELDS = ("dataset", "item", "image", "shape", "dims", "pixels_sha256", "method", "budget", "budget_calls",
-              "format_version", "stored_as", "calls", "bytes", "bits", "bpd", "predicted_bpd", "model_bpd", "payload_bpd", "encode_s", "decode_s",
-              "exact", "error", "cached")
+              "format_version", "stored_as", "calls", "bytes", "bits", "bpd", "predicted_bpd", "model_bpd",
+              "payload_bpd", "encode_s", "decode_s", "exact", "error", "cached")
 SUMMARY_FIELDS = ("dataset", "method", "budget", "items", "failed", "dims", "bytes", "bits", "bpd", "predicted_bpd",
                   "model_bpd", "payload_bpd", "calls_per_item", "encode_s_per_item", "decode_s_per_item",
                   "encode_s", "decode_s")

@@ -107,7 +107,8 @@ class TestQuickRun:
         assert len(entries) == sum(r["method"] == "ardmzip" for r in res["items"]) > 0
         assert bench.run.restore(entries) == len(entries)
         for path, _ in entries:  # the same files, paths and contents, as the run's own cache
-            assert json.loads(path.read_text()) == json.loads((quick / "cache" / path.relative_to(tmp_path)).read_text())
+            mine = quick / "cache" / path.relative_to(tmp_path)
+            assert json.loads(path.read_text()) == json.loads(mine.read_text())
         stale = {**res, "items": [{**r, "format_version": 1} for r in res["items"]]}
         assert bench.restorable(stale, tmp_path, load_model(res["environment"]["model_id"])) == []
 

@@ -117,7 +117,8 @@ class TestEvalCrops:
         assert len(entries) == len(res["items"])
         assert run.restore(entries) == len(entries) and run.restore(entries) == 0  # never replaces an entry
         for path, _ in entries:  # the same files, paths and contents, as the run's own cache
-            assert json.loads(path.read_text()) == json.loads((quick / "cache" / path.relative_to(tmp_path)).read_text())
+            mine = quick / "cache" / path.relative_to(tmp_path)
+            assert json.loads(path.read_text()) == json.loads(mine.read_text())
         other_format = {**res, "items": [{**r, "format_version": run.FORMAT_VERSION + 1} for r in res["items"]]}
         other_model = {**res, "environment": {**res["environment"], "model_sha256": "0" * 64}}
         classical = sum(r["method"] != "ardmzip" for r in res["items"])
