@@ -441,11 +441,11 @@ def run_item(item: Item, budgets: list[str], model: AudioModel, codecs: list[Cla
              cached_only: bool) -> list[dict]:
     """Every ardmzip budget and every available classical codec on one item: rows of results."""
     base = item.describe()
-    key = f"{item.name.replace('/', '__')}-{item.digest[:12]}"
+    key = run.item_key(item.name, item.digest)
     rows = []
     for label in budgets:
         budget = resolve_budget(label, model)
-        path = ardmzip_path(cache, model, item.channels, item.dataset, key, budget)
+        path = run.ardmzip_path(cache, model, item.dataset, key, budget, format_version(item.channels))
         if cached_only and not path.exists():
             continue
         r = run.cached(path, lambda: measure_ardmzip(item, budget, model))
@@ -471,15 +471,10 @@ def run_item(item: Item, budgets: list[str], model: AudioModel, codecs: list[Cla
 ROUNDTRIP_FIELDS = ("bytes", "bits", "calls", "encode_s", "decode_s", "exact", "error")
 
 
-def ardmzip_path(cache: Path, model: AudioModel, channels: int, dataset: str, key: str, budget: int) -> Path:
-    return (cache / "ardmzip" / model.sha256[:16] / f"format-{format_version(channels)}" / dataset
-            / f"{key}-b{budget}.json")
-
-
 def roundtrip_path(cache: Path, model: AudioModel, entry: dict, budget: int) -> Path:
     """The cached round trip of one evaluation clip (a manifest entry: set, name, channels, sha256)."""
     return (cache / "roundtrip" / model.sha256[:16] / f"format-{format_version(entry['channels'])}" / entry["set"]
-            / f"{entry['name'].replace('/', '__')}-{entry['sha256'][:12]}-b{budget}.json")
+            / f"{run.item_key(entry['name'], entry['sha256'])}-b{budget}.json")
 
 
 def restorable(results: dict, cache: Path, model: AudioModel) -> list[tuple[Path, dict]]:
@@ -496,8 +491,8 @@ def restorable(results: dict, cache: Path, model: AudioModel) -> list[tuple[Path
             entry = {"set": r["dataset"], "name": r["item"], "channels": r["channels"], "sha256": r["sha256"]}
             out.append((roundtrip_path(cache, model, entry, r["budget_calls"]), {k: r[k] for k in ROUNDTRIP_FIELDS}))
         else:
-            key = f"{r['item'].replace('/', '__')}-{r['samples_sha256'][:12]}"
-            out.append((ardmzip_path(cache, model, r["channels"], r["dataset"], key, r["budget_calls"]),
+            key = run.item_key(r["item"], r["samples_sha256"])
+            out.append((run.ardmzip_path(cache, model, r["dataset"], key, r["budget_calls"], r["format_version"]),
                         {k: r[k] for k in run.ARDMZIP_FIELDS}))
     return out
 

@@ -240,8 +240,15 @@ def restore(entries: Iterable[tuple[Path, dict]]) -> int:
     return put
 
 
-def ardmzip_path(cache: Path, model: Model, dataset: str, key: str, budget: int) -> Path:
-    return cache / "ardmzip" / model.sha256[:16] / f"format-{FORMAT_VERSION}" / dataset / f"{key}-b{budget}.json"
+def item_key(name: str, digest: str) -> str:
+    """An item's part of a cache file name: its name (a path's slashes as "__") and its content's hash."""
+    return f"{name.replace('/', '__')}-{digest[:12]}"
+
+
+def ardmzip_path(cache: Path, model, dataset: str, key: str, budget: int, version: int = FORMAT_VERSION) -> Path:
+    """The cached ardmzip result of one item at one budget (model: an image or audio model; version: the
+    .ardm format version the codec writes the item as)."""
+    return cache / "ardmzip" / model.sha256[:16] / f"format-{version}" / dataset / f"{key}-b{budget}.json"
 
 
 def classical_path(cache: Path, dataset: str, key: str, codec: str) -> Path:
@@ -257,7 +264,7 @@ def restorable(results: dict, cache: Path, model: Model) -> list[tuple[Path, dic
     same_codecs = env["versions"]["imagecodecs"] == imagecodecs.__version__
     out = []
     for r in results["items"]:
-        key = f"{r['item']}-{r['pixels_sha256'][:12]}"
+        key = item_key(r["item"], r["pixels_sha256"])
         if r["method"] == "ardmzip":
             if env["model_sha256"] == model.sha256 and r.get("format_version") == FORMAT_VERSION:
                 out.append((ardmzip_path(cache, model, r["dataset"], key, r["budget_calls"]),
@@ -407,7 +414,7 @@ def run_item(item: Item, budgets: list[str], model: Model, codecs: list[Classica
     """Every ardmzip budget and every classical codec on one item: rows of results."""
     base = {"dataset": item.dataset, "item": item.name, "image": item.image,
             "shape": "x".join(map(str, item.array.shape)), "dims": item.dims, "pixels_sha256": item.digest}
-    key = f"{item.name}-{item.digest[:12]}"
+    key = item_key(item.name, item.digest)
     rows = []
     for label in budgets:
         budget = resolve_budget(label, item, model)
