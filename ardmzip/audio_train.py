@@ -29,7 +29,7 @@ from .audio_model import (AudioModel, AudioNet, AudioNetConfig, ExactAudioNet, Q
                           features, training_loss)
 from .data import CACHE, Clip, load_clips
 from .registry import curve_to_ints
-from .train import save_atomic
+from .train import run_progress, save_atomic
 
 
 @dataclass
@@ -37,6 +37,7 @@ class TrainConfig:
     run: str = "aud1"
     kind: str = "speech"
     minutes: float = 60.0
+    steps: int = 0               # also stop after this many steps of this invocation (0: minutes only)
     batch: int = 8
     segment: int = 4096
     lr: float = 1e-3
@@ -233,9 +234,8 @@ def train(cfg: TrainConfig, net_cfg: AudioNetConfig) -> None:
     start, last_eval = time.time(), time.time()
     window: dict[int, list[float]] = {1: [], 2: []}
     seen_at_eval = state["segments"]
-    base_seconds = state["seconds"]
-    while time.time() - start < cfg.minutes * 60:
-        progress = (time.time() - start) / (cfg.minutes * 60)
+    base_seconds, first_step = state["seconds"], state["step"]
+    while (progress := run_progress(cfg, start, state["step"] - first_step)) < 1:
         decay = cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
         lr = cfg.lr * min(1.0, (state["step"] + 1) / cfg.warmup) * decay
         for grp in opt.param_groups:
@@ -257,7 +257,7 @@ def train(cfg: TrainConfig, net_cfg: AudioNetConfig) -> None:
         for s in (1, 2):
             window[s] += (lt[stage == s] / math.log(2)).tolist()
         now = time.time()
-        if now - last_eval > cfg.eval_every or now - start >= cfg.minutes * 60:
+        if now - last_eval > cfg.eval_every or run_progress(cfg, start, state["step"] - first_step) >= 1:
             rate = (state["segments"] - seen_at_eval) / (now - last_eval)
             state["seconds"] = base_seconds + now - start
             v1, v2 = evaluate(ema, val, 1), evaluate(ema, val, 2)

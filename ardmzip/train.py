@@ -33,6 +33,7 @@ from .nets import ARDMNet, NetConfig
 class TrainConfig:
     run: str = "img1"
     minutes: float = 60.0
+    steps: int = 0              # also stop after this many steps of this invocation (0: minutes only)
     batch: int = 32
     crop: int = 32
     lr: float = 1e-3
@@ -149,6 +150,13 @@ def init_from(net: ARDMNet, weights: dict, cfg: NetConfig) -> None:
     net.load_state_dict(weights)
 
 
+def run_progress(cfg, start: float, steps_done: int) -> float:
+    """How far this invocation is, 0 to 1: by wall time, or by steps where `cfg.steps` is set and further
+    (a run stopped by steps is reproducible; one stopped by time depends on the machine's speed)."""
+    by_time = (time.time() - start) / (cfg.minutes * 60)
+    return max(by_time, steps_done / cfg.steps) if cfg.steps else by_time
+
+
 def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
@@ -203,9 +211,8 @@ def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
     print(f"{sum(p.numel() for p in net.parameters())} parameters, config {net_cfg}")
 
     start, last_eval, window = time.time(), time.time(), []
-    base_seconds = state["seconds"]
-    while time.time() - start < cfg.minutes * 60:
-        progress = (time.time() - start) / (cfg.minutes * 60)
+    base_seconds, first_step = state["seconds"], state["step"]
+    while (progress := run_progress(cfg, start, state["step"] - first_step)) < 1:
         decay = cfg.lr_final + (1 - cfg.lr_final) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
         lr = cfg.lr * min(1.0, (state["step"] + 1) / cfg.warmup) * decay
         for grp in opt.param_groups:
@@ -223,7 +230,7 @@ def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
         state["images"] += cfg.batch
         window.append(loss.item())
         now = time.time()
-        if now - last_eval > cfg.eval_every or now - start >= cfg.minutes * 60:
+        if now - last_eval > cfg.eval_every or run_progress(cfg, start, state["step"] - first_step) >= 1:
             state["seconds"] = base_seconds + now - start
             val_bpd = evaluate(ema, val)
             line = {"step": state["step"], "images": state["images"], "hours": state["seconds"] / 3600,
