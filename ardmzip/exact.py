@@ -148,8 +148,9 @@ def log_probabilities_torch(q: torch.Tensor, k: int) -> torch.Tensor:
 # ------------------------------------------------------------------------------------ integer inputs
 def int_inputs(v: torch.Tensor, known: torch.Tensor, fi: torch.Tensor, with_prior: int = 0
                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
-    """Integer input features, float32 holding integers in [-255, 255], padded to PAD_MULTIPLE, and with
-    with_prior (a prior.py version) the prior's (mean, log-scale) on the head's grids (prior.prior, padded), else None.
+    """Integer input features, float32 holding integers in [-255, 255] (channels-last), padded to
+    PAD_MULTIPLE, and with with_prior (a prior.py version) the prior's (mean, log-scale) on the head's grids
+    (prior.prior, padded), else None.
 
     v: (B, C, H, W) values 0..255 (read only where known); known: (B, C, H, W) 0/1; fi: (B,) the
     revealed fraction as an integer 255·t // D. Channels: 2v − 255 where known, 255·known, fi, then per
@@ -174,7 +175,8 @@ def int_inputs(v: torch.Tensor, known: torch.Tensor, fi: torch.Tensor, with_prio
         mean16, logs, rows = prior(F.pad(v.to(torch.int32) * kn[:, :, :H, :W], (0, pw, 0, ph)), kn, with_prior)
         feats.append(rows)
         pri = (mean16, logs)
-    return torch.cat(feats, 1).to(torch.float32), pri
+    # channels-last: oneDNN's fastest layout for these convolutions on CPU (1.2-2x here)
+    return torch.cat(feats, 1).to(torch.float32, memory_format=torch.channels_last), pri
 
 
 # --------------------------------------------------------------------------------------- topology
@@ -386,35 +388,41 @@ class IntOps(Ops):
         self._mult: dict[tuple[str, str], torch.Tensor] = {}
         self._scale = {k: torch.tensor(v, dtype=torch.float64) for k, v in scales.items()}
 
-    def _requant(self, key: tuple[str, str], y: torch.Tensor, s_in: torch.Tensor, s_out: float) -> torch.Tensor:
+    def _requant(self, key: tuple[str, str], y: torch.Tensor, s_in: torch.Tensor, s_out: float,
+                 fresh: bool = False) -> torch.Tensor:
+        """round(y · s_in / s_out): one IEEE multiply and a round per element; `fresh`: y is a temporary
+        (a convolution's output) that may be overwritten."""
         m = self._mult.get(key)
         if m is None:
             m = (s_in / s_out).to(torch.float32)
             m = m.view(1, -1, 1, 1) if m.numel() > 1 else m.view(1, 1, 1, 1)
             self._mult[key] = m
-        return (y * m).round_()  # one IEEE multiply and a round per element
+        return (y.mul_(m) if fresh else y * m).round_()
 
     def conv(self, name, in_name, a):
         t, _ = a
         L = self.ilayers[name]
         acc = F.conv2d(t, L.weight, L.bias, L.stride, L.padding)
-        probe = acc.reshape(-1)[::61]  # a transform-based algorithm would leave fractions nearly everywhere
+        flat = acc.permute(0, 2, 3, 1) if acc.is_contiguous(memory_format=torch.channels_last) else acc
+        probe = flat.reshape(-1)[::61]  # a transform-based algorithm would leave fractions nearly everywhere
         if not torch.equal(probe, torch.round(probe)):
             raise RuntimeError(f"convolution {name} returned non-integers: the backend is not exact")
         return acc, L.scale
 
     def act(self, name, y):
+        # relu then requantise = requantise then clamp at 0 (the multiplier is positive and round(0) = 0)
         t, s = y
-        return self._requant((name, "act"), torch.relu(t), s, self.scales[name]).clamp_(0, ACT_MAX), self._scale[name]
+        return self._requant((name, "act"), t, s, self.scales[name]).clamp_(0, ACT_MAX), self._scale[name]
 
-    def stream(self, name, y):
+    def stream(self, name, y):  # always a convolution's output
         t, s = y
-        return self._requant((name, "stream"), t, s, self.scales[name]).clamp_(-STREAM_MAX, STREAM_MAX), self._scale[name]
+        return (self._requant((name, "stream"), t, s, self.scales[name], fresh=True)
+                .clamp_(-STREAM_MAX, STREAM_MAX), self._scale[name])
 
-    def add(self, name, h, r):
+    def add(self, name, h, r):  # h: the residual stream (kept), r: a convolution's output
         s = self.scales[name]
         a = self._requant((name, "h"), h[0], h[1], s)
-        b = self._requant((name, "r"), r[0], r[1], s)
+        b = self._requant((name, "r"), r[0], r[1], s, fresh=True)
         return a.add_(b).clamp_(-STREAM_MAX, STREAM_MAX), self._scale[name]
 
     def upsample(self, u):
@@ -448,7 +456,8 @@ class ExactNet:
         self.layers: dict[str, IntLayer] = {}
         for name, d in blob["layers"].items():
             ws = d["weight_scale"].double()
-            self.layers[name] = IntLayer(weight=d["weight"].to(torch.float32), bias=d["bias"].to(torch.float32),
+            weight = d["weight"].to(torch.float32).contiguous(memory_format=torch.channels_last)
+            self.layers[name] = IntLayer(weight=weight, bias=d["bias"].to(torch.float32),
                                          scale=ws * np.float32(self.scales[_input_point(name)]),
                                          stride=mods[name].stride[0], padding=mods[name].padding[0])
         check_bound(self.layers)
