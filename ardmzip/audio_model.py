@@ -449,35 +449,37 @@ class IntOps(PlainOps):
         self.ilayers, self.scales = layers, scales
         self._mult: dict[tuple[str, str], torch.Tensor] = {}
 
-    def _requant(self, key, y: torch.Tensor, s_in: torch.Tensor, s_out: float) -> torch.Tensor:
+    def _requant(self, key, y: torch.Tensor, s_in: torch.Tensor, s_out: float, fresh: bool = False) -> torch.Tensor:
+        """round(y · s_in / s_out); `fresh`: y is a temporary (a convolution's output) that may be overwritten."""
         m = self._mult.get(key)
         if m is None:
             m = (s_in / s_out).to(torch.float32).reshape(-1)
             self._mult[key] = m
-        return torch.round(y * (_per_channel(m, y.dim()) if m.numel() > 1 else m))
+        m = _per_channel(m, y.dim()) if m.numel() > 1 else m
+        return (y.mul_(m) if fresh else y * m).round_()
 
     def conv(self, name, in_name, a):
         t, _ = a
         L = self.ilayers[name]
         acc = _CONV[t.dim()](t, L.weight, L.bias, L.stride, L.padding)
-        if not torch.equal(acc, torch.round(acc)):
-            raise RuntimeError(f"convolution {name} returned non-integers: the backend is not exact")
+        exact.probe_integral(name, acc)
         return acc, L.scale
 
     def _point(self, name: str) -> torch.Tensor:
         return torch.tensor(self.scales[name], dtype=torch.float64)
 
-    def act(self, name, y):
-        return self._requant((name, "act"), torch.relu(y[0]), y[1], self.scales[name]).clamp_(0, ACT_MAX), self._point(name)
+    def act(self, name, y):  # relu then requantise = requantise then clamp at 0 (positive multiplier)
+        return self._requant((name, "act"), y[0], y[1], self.scales[name]).clamp_(0, ACT_MAX), self._point(name)
 
-    def stream(self, name, y):
-        return self._requant((name, "stream"), y[0], y[1], self.scales[name]).clamp_(-STREAM_MAX, STREAM_MAX), self._point(name)
+    def stream(self, name, y):  # always a convolution's output
+        return (self._requant((name, "stream"), y[0], y[1], self.scales[name], fresh=True)
+                .clamp_(-STREAM_MAX, STREAM_MAX), self._point(name))
 
-    def add(self, name, h, r):
+    def add(self, name, h, r):  # h: the residual stream (kept), r: a convolution's (or upsampling's) output
         s = self.scales[name]
         a = self._requant((name, "h"), h[0], h[1], s)
-        b = self._requant((name, "r"), r[0], r[1], s)
-        return (a + b).clamp_(-STREAM_MAX, STREAM_MAX), self._point(name)
+        b = self._requant((name, "r"), r[0], r[1], s, fresh=True)
+        return a.add_(b).clamp_(-STREAM_MAX, STREAM_MAX), self._point(name)
 
     def upsample(self, u):
         return upsample2(u[0]), u[1]
@@ -566,11 +568,12 @@ class ExactAudioNet:
         self.scales = {k: float(v) for k, v in blob["scales"].items()}
         mods = dict(self.skeleton.named_modules())
         self.layers: dict[str, IntLayer] = {}
-        for name, d in blob["layers"].items():
+        for name, d in blob["layers"].items():  # 1-D convolutions run as 2-D ones over a single row (below)
             ws = d["weight_scale"].double()
-            self.layers[name] = IntLayer(weight=d["weight"].to(torch.float32), bias=d["bias"].to(torch.float32),
+            weight = d["weight"].to(torch.float32).unsqueeze(2).contiguous(memory_format=torch.channels_last)
+            self.layers[name] = IntLayer(weight=weight, bias=d["bias"].to(torch.float32),
                                          scale=ws * np.float32(self.scales[input_point(name)]),
-                                         stride=mods[name].stride[0], padding=mods[name].padding[0])
+                                         stride=(1, mods[name].stride[0]), padding=(0, mods[name].padding[0]))
         check_bound(self.layers)
         self.ops = IntOps(self.skeleton, self.layers, self.scales)
 
@@ -578,8 +581,11 @@ class ExactAudioNet:
     def __call__(self, inp: torch.Tensor) -> torch.Tensor:
         """inp: `features(...)` (rows, F, Lp) integers. Returns (rows, 3K, Lp) float32 integers."""
         x, prior_row = split_prior(inp, self.cfg)
+        # time as the width of a one-row image, channels-last: oneDNN's 2-D convolutions in this layout
+        # are 1.2-2x faster than its 1-D ones here, and give the same integers
+        x = x.unsqueeze(2).contiguous(memory_format=torch.channels_last)
         out = walk(self.skeleton, self.ops, (x, torch.tensor(INPUT_SCALE, dtype=torch.float64)))
-        return add_prior(out, prior_row, self.cfg.mixtures, integer=True)
+        return add_prior(out.squeeze(2), prior_row, self.cfg.mixtures, integer=True)
 
 
 # --------------------------------------------------------------------------------- float head

@@ -345,11 +345,20 @@ class QuantNet(nn.Module):
 # ------------------------------------------------------------------------------- integer inference
 @dataclass
 class IntLayer:
-    weight: torch.Tensor     # float32 holding int8 values (O, I, k, k)
+    weight: torch.Tensor     # float32 holding int8 values (O, I, k, k), channels-last
     bias: torch.Tensor       # float32 holding integers (O,), on the accumulator scale
     scale: torch.Tensor      # float64 (O,): real value of one accumulator unit = weight scale · input scale
-    stride: int
-    padding: int
+    stride: int | tuple[int, int]
+    padding: int | tuple[int, int]
+
+
+def probe_integral(name: str, acc: torch.Tensor) -> None:
+    """Raise unless a sample of a convolution's output is integral: a transform-based algorithm (Winograd,
+    FFT) would leave fractions nearly everywhere. Reads every 61st element in memory order."""
+    flat = acc.permute(0, 2, 3, 1) if acc.dim() == 4 and acc.is_contiguous(memory_format=torch.channels_last) else acc
+    probe = flat.reshape(-1)[::61]
+    if not torch.equal(probe, torch.round(probe)):
+        raise RuntimeError(f"convolution {name} returned non-integers: the backend is not exact")
 
 
 def export_int(qnet: QuantNet) -> dict:
@@ -403,10 +412,7 @@ class IntOps(Ops):
         t, _ = a
         L = self.ilayers[name]
         acc = F.conv2d(t, L.weight, L.bias, L.stride, L.padding)
-        flat = acc.permute(0, 2, 3, 1) if acc.is_contiguous(memory_format=torch.channels_last) else acc
-        probe = flat.reshape(-1)[::61]  # a transform-based algorithm would leave fractions nearly everywhere
-        if not torch.equal(probe, torch.round(probe)):
-            raise RuntimeError(f"convolution {name} returned non-integers: the backend is not exact")
+        probe_integral(name, acc)
         return acc, L.scale
 
     def act(self, name, y):
