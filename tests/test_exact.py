@@ -87,6 +87,33 @@ def test_batch_and_thread_invariance(exact_model):
     assert torch.equal(one, torch.round(one))
 
 
+def test_memory_layout_does_not_change_the_integers(exact_model):
+    """The exact net runs channels-last (oneDNN's fast layout); the plain layout gives the same integers."""
+    import dataclasses
+    from ardmzip.prior import add_prior
+    en = exact_model.exact
+    v, known, fi = _state(2)
+    fast = en(v, known, fi)
+    plain = {k: dataclasses.replace(L, weight=L.weight.contiguous()) for k, L in en.layers.items()}
+    inp, pri = exact.int_inputs(v, known, fi, en.cfg.prior)
+    with torch.inference_mode():
+        out = exact.walk(en.skeleton, exact.IntOps(en.skeleton, plain, en.scales),
+                         (inp.contiguous(), torch.tensor(exact.INPUT_SCALE, dtype=torch.float64)))
+        if pri is not None:
+            out = add_prior(out, *pri, en.cfg.mixtures, integer=True)
+    assert inp.is_contiguous(memory_format=torch.channels_last) and not inp.contiguous().is_contiguous(
+        memory_format=torch.channels_last)
+    assert torch.equal(out[..., :v.shape[2], :v.shape[3]], fast)
+
+
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_integrality_probe_catches_fractions(layout):
+    acc = torch.randint(-1000, 1000, (2, 8, 16, 16)).float().contiguous(memory_format=layout)
+    exact.probe_integral("c", acc)
+    with pytest.raises(RuntimeError, match="convolution c returned non-integers"):
+        exact.probe_integral("c", acc + 0.25)
+
+
 def test_bound_is_checked_when_a_model_loads(exact_model, tmp_path, monkeypatch):
     """A model whose partial sums could leave float32's exact range is refused."""
     e = list_models()[exact_model.id]
