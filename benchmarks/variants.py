@@ -3,7 +3,7 @@
     python benchmarks/variants.py          # writes results/variants.md and results/variants.png
 
 Every number comes from a benchmarks/run.py run kept in benchmarks/results/ (the folder of each variant
-below; each run measured the classical codecs beside it on the same evaluation crops). Nothing is
+below; each run measured the classical codecs beside it on the same evaluation images). Nothing is
 measured here: this only puts the runs side by side.
 """
 from __future__ import annotations
@@ -13,7 +13,7 @@ import sys
 from pathlib import Path
 
 RESULTS = Path(__file__).resolve().parent / "results"
-SETS = ("crops32", "crops64")
+SETS = ("crops32", "crops64", "whole")
 CLASSICAL = (("webp", "WebP lossless"), ("jxl-e9", "JPEG-XL e9"))
 
 # (results folder, label): one per order family / prior / codec generation, oldest first
@@ -28,12 +28,17 @@ VARIANTS = (
 
 
 def curves(folder: Path) -> tuple[dict, dict, dict]:
-    """({set: {calls: bpd}} of ardmzip, {set: {codec: bpd}} of the classical codecs, the environment)."""
+    """({set: {calls: bpd}} of ardmzip, {set: {codec: bpd}} of the classical codecs, the environment).
+    A budget counts only where every item of the set was coded and decoded exactly (a partial run of a
+    budget, e.g. some whole photos only, is left out)."""
     run = json.loads((folder / "results.json").read_text())
     default = run["environment"]["default_budget"]
+    n_items = {}
+    for s in run["summary"]:
+        n_items[s["dataset"]] = max(n_items.get(s["dataset"], 0), s["items"])
     ardm, classical = {}, {}
     for s in run["summary"]:
-        if s["dataset"] not in SETS:
+        if s["dataset"] not in SETS or s["failed"] or s["items"] < n_items[s["dataset"]]:
             continue
         if s["method"] == "ardmzip":
             if s["budget"].isdigit() or s["budget"] == "default":
@@ -47,8 +52,8 @@ def curves(folder: Path) -> tuple[dict, dict, dict]:
 def main() -> int:
     runs = [(label, *curves(RESULTS / folder)) for folder, label in VARIANTS]
     classical = runs[-1][2]
-    if any(c != classical for _, _, c, _ in runs):
-        raise SystemExit("the runs measured different classical numbers: not the same evaluation crops")
+    if any(c[ds] != classical.get(ds) for _, _, c, _ in runs for ds in c):
+        raise SystemExit("the runs measured different classical numbers: not the same evaluation images")
     budgets = sorted({b for _, a, _, _ in runs for d in a.values() for b in d})
     md = ["### Image model variants: bits per dimension against network calls", "",
           "Each row is one benchmarks/run.py run (its folder in benchmarks/results/), every file decoded and "
@@ -73,12 +78,12 @@ def plot(runs: list, classical: dict) -> None:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(SETS), figsize=(12, 4.8), sharey=False)
+    fig, axes = plt.subplots(1, len(SETS), figsize=(17, 4.8), sharey=False)
     for ax, ds in zip(axes, SETS):
-        for label, ardm, _, _ in runs:
+        for i, (label, ardm, _, _) in enumerate(runs):  # one colour per variant in every panel
             row = sorted(ardm.get(ds, {}).items())
             if row:
-                ax.plot(*zip(*row), marker="o", label=label)
+                ax.plot(*zip(*row), marker="o", label=label, color=f"C{i}")
         for (codec, name), style in zip(CLASSICAL, ("--", ":")):
             ax.axhline(classical[ds][codec], color="k", linestyle=style, label=name)
         ax.set_xscale("log")
@@ -86,7 +91,7 @@ def plot(runs: list, classical: dict) -> None:
         ax.set_ylabel("bits per dimension")
         ax.set_title(ds)
         ax.grid(True, alpha=0.3)
-    axes[-1].legend(fontsize=7)
+    axes[0].legend(fontsize=7)  # the 32×32 crops have every variant
     fig.tight_layout()
     fig.savefig(RESULTS / "variants.png", dpi=110)
 

@@ -147,18 +147,35 @@ class TestEvalCrops:
 
 def test_variants_table_reads_every_committed_run(tmp_path, monkeypatch):
     """benchmarks/variants.py puts the committed runs side by side; every variant's folder must hold a
-    run of the same evaluation crops (same classical numbers), and the table and plot get written."""
+    run of the same evaluation images (same classical numbers on every set it has), and the table and plot
+    get written, whole photos included."""
     spec = importlib.util.spec_from_file_location("bench_variants", RUN.parent / "variants.py")
     variants = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(variants)
     runs = [variants.curves(variants.RESULTS / folder) for folder, _ in variants.VARIANTS]
-    assert all(classical == runs[-1][1] for _, classical, _ in runs)
+    assert all(classical[ds] == runs[-1][1][ds] for _, classical, _ in runs for ds in classical)
     assert runs[-1][0]["crops64"][runs[-1][2]["default_budget"]] < runs[-1][1]["crops64"]["webp"]
+    assert runs[-1][2]["default_budget"] in runs[-1][0]["whole"] and "whole" not in runs[1][0]  # img3: crops only
     monkeypatch.setattr(variants, "RESULTS", tmp_path)
     for folder, _ in variants.VARIANTS:   # the committed runs, read from their own folders
         (tmp_path / folder).mkdir(exist_ok=True)
         (tmp_path / folder / "results.json").write_text(
             (RUN.parent / "results" / folder / "results.json").read_text())
     assert variants.main() == 0
-    assert (tmp_path / "variants.png").stat().st_size > 1000 and "| img2: uniform order" in (
-        tmp_path / "variants.md").read_text()
+    md = (tmp_path / "variants.md").read_text()
+    assert (tmp_path / "variants.png").stat().st_size > 1000 and "| img2: uniform order" in md and "**whole**" in md
+
+
+def test_variants_leave_out_a_partial_budget(tmp_path):
+    """A budget run on only some of a set's items (or with a failed round trip) is not a point of the curve."""
+    spec = importlib.util.spec_from_file_location("bench_variants", RUN.parent / "variants.py")
+    variants = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(variants)
+
+    def row(budget, items, failed=0, method="ardmzip", bpd=2.5):
+        return {"dataset": "whole", "method": method, "budget": budget, "items": items, "failed": failed, "bpd": bpd}
+    run = {"environment": {"default_budget": 18},
+           "summary": [row("default", 8), row("100", 8, failed=1), row("200", 7), row("", 8, method="webp")]}
+    (tmp_path / "results.json").write_text(json.dumps(run))
+    ardm, classical, _ = variants.curves(tmp_path)
+    assert ardm == {"whole": {18: 2.5}} and classical == {"whole": {"webp": 2.5}}
