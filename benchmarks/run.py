@@ -478,6 +478,11 @@ def summarize(rows: list[dict]) -> list[dict]:
                     "calls_per_item": per_item("calls") if ardm else None,
                     "encode_s_per_item": per_item("encode_s"), "decode_s_per_item": per_item("decode_s"),
                     "encode_s": total("encode_s"), "decode_s": total("decode_s")})
+    size = defaultdict(int)  # a set's items: the classical codecs code every item a run has
+    for s in out:
+        size[s["dataset"]] = max(size[s["dataset"]], s["items"])
+    for s in out:  # a budget measured on only some items (a partial --cached-only assembly) is no total
+        s["complete"] = s["items"] == size[s["dataset"]]
     return out
 
 
@@ -541,7 +546,7 @@ ROW_FIELDS = ("dataset", "item", "image", "shape", "dims", "pixels_sha256", "met
               "payload_bpd", "encode_s", "decode_s", "exact", "error", "cached")
 SUMMARY_FIELDS = ("dataset", "method", "budget", "items", "failed", "dims", "bytes", "bits", "bpd", "predicted_bpd",
                   "model_bpd", "payload_bpd", "calls_per_item", "encode_s_per_item", "decode_s_per_item",
-                  "encode_s", "decode_s")
+                  "encode_s", "decode_s", "complete")
 
 
 def write_json(path: Path, env: dict, rows: list[dict], summary: list[dict]) -> None:
@@ -565,7 +570,8 @@ def write_csv(path: Path, env: dict, rows: list[dict], summary: list[dict]) -> N
 
 def _ardm_series(summary: list[dict], ds: str) -> list[dict]:
     """ardmzip's summary rows of a dataset, by network calls."""
-    rs = [s for s in summary if s["dataset"] == ds and s["method"] == "ardmzip" and s["bpd"] is not None]
+    rs = [s for s in summary if s["dataset"] == ds and s["method"] == "ardmzip" and s["bpd"] is not None
+          and s.get("complete", True)]
     return sorted(rs, key=lambda s: s["calls_per_item"])
 
 
@@ -677,9 +683,14 @@ def write_markdown(path: Path, env: dict, rows: list[dict], summary: list[dict],
              f"bold. ardmzip model `{env['model_id']}` (SHA-256 `{env['model_sha256'][:16]}…`); B is the budget "
              "of network calls. Every file was decoded back and compared with the original array; — marks a "
              "budget not run on that set, or a result missing because a round trip failed (listed at the end).", ""]
+    size = {ds: max(s["items"] for s in summary if s["dataset"] == ds) for ds in datasets}
     lines += _table(["dataset", "items", *head],
-                    [[ds, str(max(s["items"] for s in summary if s["dataset"] == ds)),
-                      *_bpd_cells([by.get((ds, m, b), {}).get("bpd") for m, b in keys])] for ds in datasets])
+                    [[ds, str(size[ds]), *_bpd_cells([by[(ds, m, b)]["bpd"] if by.get((ds, m, b), {}).get("complete")
+                                                      else None for m, b in keys])] for ds in datasets])
+    partial = [s for s in summary if s["dataset"] in size and not s["complete"]]
+    if partial:
+        lines += ["", "Not complete (— above; each measured item is in the tables below): " + "; ".join(
+            f"{s['dataset']} at B={s['budget']}: {s['items']} of {size[s['dataset']]} items" for s in partial) + "."]
     lines += _per_photo_table(rows, head, keys)
     check, findings = _schedule_check(summary, datasets, env["default_budget"])
     lines += check

@@ -125,6 +125,26 @@ class TestEvalCrops:
         assert len(run.restorable(other_format, tmp_path, model)) == classical
         assert len(run.restorable(other_model, tmp_path, model)) == classical
 
+    def test_a_partial_budget_is_no_total(self, quick, tmp_path):
+        """--cached-only with one item's result missing at a budget: that budget's total is "—" in the
+        table, named under it, marked incomplete in results.json and left out of the curves."""
+        import shutil
+        shutil.copytree(quick / "cache", tmp_path / "cache")
+        gone = sorted((tmp_path / "cache" / "ardmzip").rglob("*-b50.json"))[0]
+        gone.unlink()
+        proc = subprocess.run([sys.executable, str(RUN), "--quick", "--cached-only", "--out", str(tmp_path / "out"),
+                               "--cache", str(tmp_path / "cache")], cwd=REPO, capture_output=True, text=True, timeout=150)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        summary = json.loads((tmp_path / "out" / "results.json").read_text())["summary"]
+        b50 = next(s for s in summary if s["method"] == "ardmzip" and s["budget"] == "50")
+        assert b50["items"] == 2 and not b50["complete"]
+        assert all(s["complete"] for s in summary if s is not b50)
+        md = (tmp_path / "out" / "results.md").read_text()
+        assert "Not complete (— above; each measured item is in the tables below): crops32 at B=50: 2 of 3 items." in md
+        row = next(line for line in md.splitlines() if line.startswith("| crops32 |"))
+        assert row.split(" | ")[2 + ["1", "10", "50"].index("50")] == "—"
+        assert "50" not in {s["budget"] for s in _load_run_module()._ardm_series(summary, "crops32")}
+
     def test_committed_crops_fit_and_do_not_overlap(self):
         run = _load_run_module()
         images = run.load_images()
