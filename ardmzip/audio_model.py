@@ -21,10 +21,12 @@ channel's known high and low bytes and masks, the mean and density of the other 
 bytes, the revealed fraction 255·t // D, the stage, and normalised-convolution context: over centred
 windows of 2h+1 samples (h in cfg.scales) the mean and density of the known high and low bytes.
 
-**Arithmetic.** One topology (`exact.walk`, shared with the image model) in three arithmetics: `PlainOps` (float net,
-training), `FakeOps` (quantisation-aware training), `IntOps` (coding; float32 holding integers, the
-bound Σ|w|·255 + |b| < 2^24 proven per output channel when a model loads). The ops here are
-dimension-agnostic (Conv1d or Conv2d), a candidate generalisation of exact.py's.
+**Arithmetic.** The image model's topology and arithmetics (exact.py: `walk`, `PlainOps` for the float
+net, `FakeOps` for quantisation-aware training, `IntOps` for coding, with float32 holding integers and
+the bound Σ|w|·255 + |b| < 2^24 proven per output channel when a model loads), which are
+dimension-agnostic; this module adds the net's time upsampling (`AudioNet.upsample`) and its head's
+layout (`FakeOps`, `IntOps` below). The int-exact net runs its 1-D convolutions as 2-D ones over a
+single row (`ExactAudioNet`).
 """
 from __future__ import annotations
 
@@ -40,8 +42,8 @@ import torch.nn.functional as F
 
 from . import exact
 from .ardm import dyadic_groups, revealing_group
-from .exact import (ACT_MAX, EXACT_LIMIT, EXP_RANGE, INPUT_SCALE, INV_SHIFT, LOGIT_UNIT, LOGS_MAX, LOGS_MIN,
-                    LOGS_UNIT, MU_MAX, MU_MIN, MU_UNIT, STREAM_MAX, WEIGHT_MAX, IntLayer, _ste, walk)
+from .exact import (EXP_RANGE, INPUT_SCALE, INV_SHIFT, LOGIT_UNIT, LOGS_MAX, LOGS_MIN, LOGS_UNIT, MU_MAX, MU_MIN,
+                    MU_UNIT, _ste, walk)
 from .prior import correct
 
 K_DIGIT = 256          # classes per stage
@@ -309,97 +311,14 @@ class AudioNet(nn.Module):
                                  for i, n in enumerate(cfg.blocks[:-1]))
         self.head = nn.Conv1d(w[0], 3 * cfg.mixtures, 1)
 
+    @staticmethod
+    def upsample(u: torch.Tensor) -> torch.Tensor:
+        """The decoder's ×2 upsampling: nearest neighbour along the last dimension (time)."""
+        return u.repeat_interleave(2, dim=-1)
+
     def forward(self, inp: torch.Tensor) -> torch.Tensor:
         x, prior_row = split_prior(inp, self.cfg)
-        return add_prior(walk(self, PlainOps(self), x), _unscaled(prior_row), self.cfg.mixtures)
-
-
-def input_point(conv: str) -> str:
-    """The quantisation point that feeds a conv."""
-    if conv == "stem":
-        return "input"
-    if conv == "head" or conv.startswith(("down.", "up.")):
-        return conv + ".in"
-    block, which = conv.rsplit(".", 1)  # enc.i.j.conv1 -> enc.i.j.a1
-    return f"{block}.a{which[-1]}"
-
-
-def conv_names(net: nn.Module) -> list[str]:
-    return [n for n, m in net.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d))]
-
-
-_CONV = {3: F.conv1d, 4: F.conv2d}
-
-
-def _per_channel(v: torch.Tensor, ndim: int) -> torch.Tensor:
-    """(O,) -> (1, O, 1[, 1]) to broadcast over a (B, O, ...) activation of `ndim` dims."""
-    return v.view((1, -1) + (1,) * (ndim - 2))
-
-
-def upsample2(u: torch.Tensor) -> torch.Tensor:
-    """Nearest-neighbour ×2 along the last dimension(s) (1-D: time)."""
-    return u.repeat_interleave(2, dim=-1)
-
-
-class PlainOps:
-    """The float net."""
-
-    def __init__(self, net: nn.Module):
-        self.net = net
-        self.layers = dict(net.named_modules())
-
-    def conv(self, name, in_name, a):
-        return self.layers[name](a)
-
-    def act(self, name, y):
-        return F.relu(y)
-
-    def stream(self, name, y):
-        return y
-
-    def add(self, name, h, r):
-        return h + r
-
-    def upsample(self, u):
-        return upsample2(u)
-
-    def head(self, y):
-        return y
-
-
-class RangeOps(PlainOps):
-    """The float net, recording each point's range (for calibration)."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__(net)
-        self.ranges: dict[str, float] = {}
-
-    def _note(self, name: str, y: torch.Tensor, q: float) -> None:
-        v = float(torch.quantile(y.detach().abs().flatten()[:1 << 20].float(), q))
-        self.ranges[name] = max(self.ranges.get(name, 0.0), v)
-
-    def act(self, name, y):
-        y = F.relu(y)
-        self._note(name, y, 0.9999)
-        return y
-
-    def stream(self, name, y):
-        self._note(name, y, 1.0)
-        return y
-
-    def add(self, name, h, r):
-        y = h + r
-        self._note(name, y, 1.0)
-        return y
-
-
-def weight_scale(w: torch.Tensor) -> torch.Tensor:
-    """exact.weight_scale for convs of any dimension: per output channel max|w|/127, or coarser so that
-    Σ|w_q|·255 stays below 7/8 of 2^24."""
-    flat = w.flatten(1)
-    by_max = flat.abs().amax(1) / WEIGHT_MAX
-    by_sum = flat.abs().sum(1) * ACT_MAX / (EXACT_LIMIT * 7 / 8 - flat.shape[1] * ACT_MAX)
-    return torch.maximum(by_max, by_sum).clamp(min=1e-8)
+        return add_prior(walk(self, exact.PlainOps(self), x), _unscaled(prior_row), self.cfg.mixtures)
 
 
 def _quant_head(y: torch.Tensor, k: int) -> torch.Tensor:
@@ -411,78 +330,15 @@ def _quant_head(y: torch.Tensor, k: int) -> torch.Tensor:
     return torch.cat([logit, mu, logs], 1)
 
 
-class FakeOps(PlainOps):
-    """Quantisation-aware training: IntOps' integer arithmetic simulated in float, differentiable."""
-
-    def __init__(self, net: nn.Module, scales: dict[str, float]):
-        super().__init__(net)
-        self.scales = scales
-
-    def conv(self, name, in_name, a):
-        layer = self.layers[name]
-        w = layer.weight
-        sw = _per_channel(weight_scale(w.detach()), w.dim()).transpose(0, 1)
-        wq = _ste(w, sw, -WEIGHT_MAX, WEIGHT_MAX)
-        bq = _ste(layer.bias, sw.reshape(-1) * self.scales[in_name], -EXACT_LIMIT, EXACT_LIMIT)
-        return _CONV[w.dim()](a, wq, bq, layer.stride, layer.padding)
-
-    def act(self, name, y):
-        return _ste(F.relu(y), self.scales[name], 0, ACT_MAX)
-
-    def stream(self, name, y):
-        return _ste(y, self.scales[name], -STREAM_MAX, STREAM_MAX)
-
-    def add(self, name, h, r):
-        s = self.scales[name]
-        return (_ste(h, s, -STREAM_MAX, STREAM_MAX) + _ste(r, s, -STREAM_MAX, STREAM_MAX)).clamp(-STREAM_MAX * s, STREAM_MAX * s)
+class FakeOps(exact.FakeOps):
+    """Quantisation-aware training (exact.FakeOps) with the audio head's layout (rows, 3K, ...)."""
 
     def head(self, y):
         return _quant_head(y, self.net.cfg.mixtures)
 
 
-class IntOps(PlainOps):
-    """Integer arithmetic: values are (tensor, scale) with float32 integer tensors and a float64 scale
-    (per channel), used only to derive the float32 rescaling factors (one IEEE multiply and a round)."""
-
-    def __init__(self, net: nn.Module, layers: dict[str, IntLayer], scales: dict[str, float]):
-        super().__init__(net)
-        self.ilayers, self.scales = layers, scales
-        self._mult: dict[tuple[str, str], torch.Tensor] = {}
-
-    def _requant(self, key, y: torch.Tensor, s_in: torch.Tensor, s_out: float, fresh: bool = False) -> torch.Tensor:
-        """round(y · s_in / s_out); `fresh`: y is a temporary (a convolution's output) that may be overwritten."""
-        m = self._mult.get(key)
-        if m is None:
-            m = (s_in / s_out).to(torch.float32).reshape(-1)
-            self._mult[key] = m
-        m = _per_channel(m, y.dim()) if m.numel() > 1 else m
-        return (y.mul_(m) if fresh else y * m).round_()
-
-    def conv(self, name, in_name, a):
-        t, _ = a
-        L = self.ilayers[name]
-        acc = _CONV[t.dim()](t, L.weight, L.bias, L.stride, L.padding)
-        exact.probe_integral(name, acc)
-        return acc, L.scale
-
-    def _point(self, name: str) -> torch.Tensor:
-        return torch.tensor(self.scales[name], dtype=torch.float64)
-
-    def act(self, name, y):  # relu then requantise = requantise then clamp at 0 (positive multiplier)
-        return self._requant((name, "act"), y[0], y[1], self.scales[name]).clamp_(0, ACT_MAX), self._point(name)
-
-    def stream(self, name, y):  # always a convolution's output
-        return (self._requant((name, "stream"), y[0], y[1], self.scales[name], fresh=True)
-                .clamp_(-STREAM_MAX, STREAM_MAX), self._point(name))
-
-    def add(self, name, h, r):  # h: the residual stream (kept), r: a convolution's (or upsampling's) output
-        s = self.scales[name]
-        a = self._requant((name, "h"), h[0], h[1], s)
-        b = self._requant((name, "r"), r[0], r[1], s, fresh=True)
-        return a.add_(b).clamp_(-STREAM_MAX, STREAM_MAX), self._point(name)
-
-    def upsample(self, u):
-        return upsample2(u[0]), u[1]
+class IntOps(exact.IntOps):
+    """Integer arithmetic (exact.IntOps) with the audio head's layout (rows, 3K, ...)."""
 
     def head(self, y):
         """-> (rows, 3K, ...) integers: logits in 1/16, means in 1/16 of a digit value (exact.py's
@@ -501,17 +357,11 @@ class IntOps(PlainOps):
 def calibrate(net: AudioNet, inputs: list[torch.Tensor]) -> dict[str, float]:
     """Scales of every activation and stream point from the float net's ranges on some feature batches
     (`features(...)` outputs, integers)."""
-    ops = RangeOps(net)
+    ops = exact.RangeOps(net)
     with torch.no_grad():
         for inp in inputs:
             walk(net, ops, split_prior(inp, net.cfg)[0] * INPUT_SCALE)
-    scales = {"input": INPUT_SCALE}
-    for name, r in ops.ranges.items():
-        if name.endswith((".in", ".a1", ".a2")):
-            scales[name] = max(r, 1e-6) / ACT_MAX
-        else:  # streams: 2× headroom over what calibration saw
-            scales[name] = max(2 * r, 1e-6) / STREAM_MAX
-    return scales
+    return exact.point_scales(ops.ranges)
 
 
 class QuantAudioNet(nn.Module):
@@ -529,35 +379,6 @@ class QuantAudioNet(nn.Module):
                          clamp=True)
 
 
-def export_int(qnet: QuantAudioNet) -> dict:
-    """Integer tensors of an int-exact audio model: per conv int8 weights, int32 biases (accumulator
-    scale), float32 weight scales; per point float32 scales. Plain tensors (torch.load weights_only)."""
-    out: dict = {"scales": {k: float(np.float32(v)) for k, v in qnet.scales.items()}, "layers": {}}
-    mods = dict(qnet.net.named_modules())
-    for name in conv_names(qnet.net):
-        w = mods[name].weight.detach().double()
-        sw = weight_scale(w).float()
-        wq = torch.round(w / _per_channel(sw.double(), w.dim()).transpose(0, 1)).clamp(-WEIGHT_MAX, WEIGHT_MAX).to(torch.int8)
-        s_in = np.float32(qnet.scales[input_point(name)])
-        bq = torch.round(mods[name].bias.detach().double() / (sw.double() * s_in)).to(torch.int32)
-        out["layers"][name] = {"weight": wq, "bias": bq, "weight_scale": sw}
-    return out
-
-
-def bound(layer: IntLayer, input_max: int = ACT_MAX) -> int:
-    """The largest |partial sum| any output channel can reach: max_o Σ|w_o|·max|a| + |b_o|."""
-    w = layer.weight.abs().to(torch.int64).flatten(1).sum(1)
-    return int((w * input_max + layer.bias.abs().to(torch.int64)).max())
-
-
-def check_bound(layers: dict[str, IntLayer]) -> None:
-    """Refuse a model any of whose convolutions could leave float32's exact-integer range."""
-    for name, layer in layers.items():
-        b = bound(layer)
-        if b >= EXACT_LIMIT:
-            raise ValueError(f"layer {name}: partial sums up to {b} ≥ 2^24, float32 would round them")
-
-
 class ExactAudioNet:
     """An int-exact audio model: integer features in, integer head parameters out, identical everywhere."""
 
@@ -566,15 +387,8 @@ class ExactAudioNet:
         self.blob = blob  # what export_int made: the integers a model file stores
         self.skeleton = AudioNet(cfg)  # topology only (names, strides); its float weights are unused
         self.scales = {k: float(v) for k, v in blob["scales"].items()}
-        mods = dict(self.skeleton.named_modules())
-        self.layers: dict[str, IntLayer] = {}
-        for name, d in blob["layers"].items():  # 1-D convolutions run as 2-D ones over a single row (below)
-            ws = d["weight_scale"].double()
-            weight = d["weight"].to(torch.float32).unsqueeze(2).contiguous(memory_format=torch.channels_last)
-            self.layers[name] = IntLayer(weight=weight, bias=d["bias"].to(torch.float32),
-                                         scale=ws * np.float32(self.scales[input_point(name)]),
-                                         stride=(1, mods[name].stride[0]), padding=(0, mods[name].padding[0]))
-        check_bound(self.layers)
+        # 1-D convolutions run as 2-D ones over a single row (below)
+        self.layers = exact.int_layers(blob, self.skeleton, self.scales, one_row=True)
         self.ops = IntOps(self.skeleton, self.layers, self.scales)
 
     @torch.inference_mode()

@@ -25,9 +25,10 @@ import numpy as np
 import torch
 
 from .ardm import LOSS_GRID, group_edges
-from .audio_model import (AudioModel, AudioNet, AudioNetConfig, ExactAudioNet, QuantAudioNet, calibrate, export_int,
-                          features, training_loss)
+from .audio_model import (AudioModel, AudioNet, AudioNetConfig, ExactAudioNet, QuantAudioNet, calibrate, features,
+                          training_loss)
 from .data import CACHE, Clip, load_clips
+from .exact import export_int
 from .registry import curve_to_ints
 from .train import run_progress, save_atomic
 

@@ -4,9 +4,11 @@ A float network's outputs change in the last bits with the thread count, the bat
 or the device, and one changed probability corrupts the rest of an ANS stream. An int-exact model
 computes its coding distributions from integers only:
 
-- **One topology, three arithmetics.** `walk()` is the U-Net of `nets.ARDMNet` written once against an
-  `ops` object: `FloatOps` (the plain float net, used to calibrate), `FakeOps` (quantisation-aware
-  training: every quantisation point rounds, with straight-through gradients) and `IntOps` (coding).
+- **One topology, three arithmetics.** `walk()` is the U-Net of `nets.ARDMNet` (and of the audio net,
+  the same topology in 1-D) written once against an `ops` object: `PlainOps` (the float net; `RangeOps`
+  records its ranges to calibrate), `FakeOps` (quantisation-aware training: every quantisation point
+  rounds, with straight-through gradients) and `IntOps` (coding). They are dimension-agnostic;
+  audio_model.py overrides only the head, which lays out the mixture parameters.
 - **Quantisation points.** Conv inputs are 8-bit unsigned activations (ReLU then round to a per-point
   scale); conv weights are 8-bit signed with a per-output-channel scale; biases are integers on the
   accumulator's scale; the residual streams are 16-bit signed integers. Rescaling is one float32
@@ -180,8 +182,9 @@ def int_inputs(v: torch.Tensor, known: torch.Tensor, fi: torch.Tensor, with_prio
 
 
 # --------------------------------------------------------------------------------------- topology
-def walk(net: ARDMNet, ops: "Ops", inp: torch.Tensor):
-    """The U-Net of ARDMNet, every conv / activation / stream point named, in the given arithmetic."""
+def walk(net: nn.Module, ops: PlainOps, inp: torch.Tensor):
+    """The U-Net of ARDMNet (and of audio_model.AudioNet, the same topology in 1-D), every conv /
+    activation / stream point named, in the given arithmetic."""
     h = ops.stream("stem", ops.conv("stem", "input", inp))
     skips = []
     for i, enc in enumerate(net.enc):
@@ -198,38 +201,80 @@ def walk(net: ARDMNet, ops: "Ops", inp: torch.Tensor):
     return ops.head(ops.conv("head", "head.in", ops.act("head.in", h)))
 
 
-def _block(ops: "Ops", name: str, h):
+def _block(ops: PlainOps, name: str, h):
     a = ops.act(f"{name}.a1", h)
     a2 = ops.act(f"{name}.a2", ops.conv(f"{name}.conv1", f"{name}.a1", a))
     return ops.add(f"{name}.out", h, ops.conv(f"{name}.conv2", f"{name}.a2", a2))
 
 
-def conv_names(net: ARDMNet) -> list[str]:
-    return [n for n, m in net.named_modules() if isinstance(m, nn.Conv2d)]
+def conv_names(net: nn.Module) -> list[str]:
+    return [n for n, m in net.named_modules() if isinstance(m, (nn.Conv1d, nn.Conv2d))]
 
 
-class Ops:
-    def __init__(self, net: ARDMNet):
+def input_point(conv: str) -> str:
+    """The quantisation point that feeds a conv (the same names in the image and the audio net)."""
+    if conv == "stem":
+        return "input"
+    if conv == "head" or conv.startswith(("down.", "up.")):
+        return conv + ".in"
+    block, which = conv.rsplit(".", 1)  # enc.i.j.conv1 -> enc.i.j.a1
+    return f"{block}.a{which[-1]}"
+
+
+# ------------------------------------------------------------------------------------- arithmetics
+# The ops are dimension-agnostic: the image net's Conv2d over (B, C, H, W), the audio net's Conv1d over
+# (rows, F, L) and its int-exact form, which runs them as Conv2d over a single row. A net brings its
+# decoder's upsampling (`net.upsample`, nearest ×2); the head, which lays out the mixture parameters,
+# is what audio_model.py overrides.
+_CONV = {3: F.conv1d, 4: F.conv2d}
+
+
+def per_channel(v: torch.Tensor, ndim: int) -> torch.Tensor:
+    """(O,) -> (1, O, 1[, 1]): broadcasts over the channels of a (B, O, ...) activation of `ndim` dims."""
+    return v.view((1, -1) + (1,) * (ndim - 2))
+
+
+def per_output(v: torch.Tensor, ndim: int) -> torch.Tensor:
+    """(O,) -> (O, 1, 1[, 1]): broadcasts over the output channels of a conv weight of `ndim` dims."""
+    return v.view((-1,) + (1,) * (ndim - 1))
+
+
+class PlainOps:
+    """The float net."""
+
+    def __init__(self, net: nn.Module):
         self.net = net
         self.layers = dict(net.named_modules())
 
+    def conv(self, name, in_name, a):
+        return self.layers[name](a)
+
+    def act(self, name, y):
+        return F.relu(y)
+
+    def stream(self, name, y):
+        return y
+
+    def add(self, name, h, r):
+        return h + r
+
     def upsample(self, u):
-        return F.interpolate(u, scale_factor=2)
+        return self.net.upsample(u)
+
+    def head(self, y):
+        return y
 
 
-class FloatOps(Ops):
+class RangeOps(PlainOps):
     """The float net, recording each point's range (for calibration)."""
 
-    def __init__(self, net: ARDMNet):
+    def __init__(self, net: nn.Module):
         super().__init__(net)
         self.ranges: dict[str, float] = {}
 
     def _note(self, name: str, y: torch.Tensor, q: float) -> None:
         v = float(torch.quantile(y.detach().abs().flatten()[:1 << 20].float(), q))
         self.ranges[name] = max(self.ranges.get(name, 0.0), v)
-
-    def conv(self, name, in_name, a):
-        return self.layers[name](a)
 
     def act(self, name, y):
         y = F.relu(y)
@@ -245,16 +290,25 @@ class FloatOps(Ops):
         self._note(name, y, 1.0)
         return y
 
-    def head(self, y):
-        return y
+
+def point_scales(ranges: dict[str, float]) -> dict[str, float]:
+    """Every quantisation point's scale from the ranges RangeOps saw: activations use their range in 255
+    steps, streams twice their range (headroom over what calibration saw) in 32767 steps."""
+    scales = {"input": INPUT_SCALE}
+    for name, r in ranges.items():
+        if name.endswith((".in", ".a1", ".a2")):
+            scales[name] = max(r, 1e-6) / ACT_MAX
+        else:
+            scales[name] = max(2 * r, 1e-6) / STREAM_MAX
+    return scales
 
 
 def weight_scale(w: torch.Tensor) -> torch.Tensor:
     """Per-output-channel weight scale (O,): max|w|/127, or coarser where needed so that the integer
     weights keep Σ|w_q|·255 below 7/8 of 2^24 (room for rounding and the bias)."""
-    fan_in = w[0].numel()
-    by_max = w.abs().amax((1, 2, 3)) / WEIGHT_MAX
-    by_sum = w.abs().sum((1, 2, 3)) * ACT_MAX / (EXACT_LIMIT * 7 / 8 - fan_in * ACT_MAX)
+    flat = w.flatten(1)
+    by_max = flat.abs().amax(1) / WEIGHT_MAX
+    by_sum = flat.abs().sum(1) * ACT_MAX / (EXACT_LIMIT * 7 / 8 - flat.shape[1] * ACT_MAX)
     return torch.maximum(by_max, by_sum).clamp(min=1e-8)
 
 
@@ -264,21 +318,20 @@ def _ste(x: torch.Tensor, scale, lo: float, hi: float) -> torch.Tensor:
     return xc + (torch.round(xc / scale) * scale - xc).detach()
 
 
-class FakeOps(Ops):
+class FakeOps(PlainOps):
     """Quantisation-aware training: the integer arithmetic of IntOps simulated in float, differentiable."""
 
-    def __init__(self, net: ARDMNet, scales: dict[str, float]):
+    def __init__(self, net: nn.Module, scales: dict[str, float]):
         super().__init__(net)
         self.scales = scales
 
     def conv(self, name, in_name, a):
         layer = self.layers[name]
         w = layer.weight
-        sw = weight_scale(w.detach()).view(-1, 1, 1, 1)
+        sw = per_output(weight_scale(w.detach()), w.dim())
         wq = _ste(w, sw, -WEIGHT_MAX, WEIGHT_MAX)
-        sb = sw.view(-1) * self.scales[in_name]
-        bq = _ste(layer.bias, sb, -EXACT_LIMIT, EXACT_LIMIT)
-        return F.conv2d(a, wq, bq, layer.stride, layer.padding)
+        bq = _ste(layer.bias, sw.view(-1) * self.scales[in_name], -EXACT_LIMIT, EXACT_LIMIT)
+        return _CONV[w.dim()](a, wq, bq, layer.stride, layer.padding)
 
     def act(self, name, y):
         return _ste(F.relu(y), self.scales[name], 0, ACT_MAX)
@@ -306,17 +359,11 @@ def calibrate(net: ARDMNet, batches: list[tuple[torch.Tensor, torch.Tensor, torc
 
     batches: (v, known, fi) integer inputs as int_inputs takes them.
     """
-    ops = FloatOps(net)
+    ops = RangeOps(net)
     with torch.no_grad():
         for v, known, fi in batches:
             walk(net, ops, int_inputs(v, known, fi, net.cfg.prior)[0] * INPUT_SCALE)
-    scales = {"input": INPUT_SCALE}
-    for name, r in ops.ranges.items():
-        if name.endswith((".in", ".a1", ".a2")):
-            scales[name] = max(r, 1e-6) / ACT_MAX
-        else:  # streams: 2× headroom over what calibration saw
-            scales[name] = max(2 * r, 1e-6) / STREAM_MAX
-    return scales
+    return point_scales(ops.ranges)
 
 
 class QuantNet(nn.Module):
@@ -361,37 +408,46 @@ def probe_integral(name: str, acc: torch.Tensor) -> None:
         raise RuntimeError(f"convolution {name} returned non-integers: the backend is not exact")
 
 
-def export_int(qnet: QuantNet) -> dict:
-    """The integer tensors of an int-exact model file: per conv int8 weights, int32 biases, float32
-    weight scales; per point float32 scales. Plain tensors and floats only (torch.load weights_only)."""
+def export_int(qnet: nn.Module) -> dict:
+    """The integer tensors of an int-exact model file (QuantNet or audio_model.QuantAudioNet): per conv
+    int8 weights, int32 biases (accumulator scale), float32 weight scales; per point float32 scales.
+    Plain tensors and floats only (torch.load weights_only)."""
     out: dict = {"scales": {k: float(np.float32(v)) for k, v in qnet.scales.items()}, "layers": {}}
+    mods = dict(qnet.net.named_modules())
     for name in conv_names(qnet.net):
-        layer = dict(qnet.net.named_modules())[name]
-        w = layer.weight.detach().double()
+        w = mods[name].weight.detach().double()
         sw = weight_scale(w).float()
-        wq = torch.round(w / sw.double().view(-1, 1, 1, 1)).clamp(-WEIGHT_MAX, WEIGHT_MAX).to(torch.int8)
-        in_name = _input_point(name)
-        bq = torch.round(layer.bias.detach().double() / (sw.double() * np.float32(qnet.scales[in_name]))).to(torch.int32)
+        wq = torch.round(w / per_output(sw.double(), w.dim())).clamp(-WEIGHT_MAX, WEIGHT_MAX).to(torch.int8)
+        s_in = np.float32(qnet.scales[input_point(name)])
+        bq = torch.round(mods[name].bias.detach().double() / (sw.double() * s_in)).to(torch.int32)
         out["layers"][name] = {"weight": wq, "bias": bq, "weight_scale": sw}
     return out
 
 
-def _input_point(conv: str) -> str:
-    if conv == "stem":
-        return "input"
-    if conv == "head":
-        return "head.in"
-    if conv.startswith(("down.", "up.")):
-        return conv + ".in"
-    block, which = conv.rsplit(".", 1)  # enc.i.j.conv1 -> enc.i.j.a1
-    return f"{block}.a{which[-1]}"
+def int_layers(blob: dict, skeleton: nn.Module, scales: dict[str, float], one_row: bool = False
+               ) -> dict[str, IntLayer]:
+    """A model file's integers as IntLayers (float32 values, channels-last), refused unless every partial
+    sum stays below 2^24 (check_bound). one_row: 1-D convolutions, run as 2-D ones over a single row."""
+    mods = dict(skeleton.named_modules())
+    layers: dict[str, IntLayer] = {}
+    for name, d in blob["layers"].items():
+        weight = d["weight"].to(torch.float32)
+        stride, padding = mods[name].stride[0], mods[name].padding[0]
+        if one_row:
+            weight, stride, padding = weight.unsqueeze(2), (1, stride), (0, padding)
+        layers[name] = IntLayer(weight=weight.contiguous(memory_format=torch.channels_last),
+                                bias=d["bias"].to(torch.float32),
+                                scale=d["weight_scale"].double() * np.float32(scales[input_point(name)]),
+                                stride=stride, padding=padding)
+    check_bound(layers)
+    return layers
 
 
-class IntOps(Ops):
+class IntOps(PlainOps):
     """Integer arithmetic: tensors are (values, scale) with float32 integer values and a float64 scale
     (per channel) that is only used to derive the float32 rescaling factors."""
 
-    def __init__(self, net: ARDMNet, layers: dict[str, IntLayer], scales: dict[str, float]):
+    def __init__(self, net: nn.Module, layers: dict[str, IntLayer], scales: dict[str, float]):
         super().__init__(net)
         self.ilayers, self.scales = layers, scales
         self._mult: dict[tuple[str, str], torch.Tensor] = {}
@@ -403,15 +459,15 @@ class IntOps(Ops):
         (a convolution's output) that may be overwritten."""
         m = self._mult.get(key)
         if m is None:
-            m = (s_in / s_out).to(torch.float32)
-            m = m.view(1, -1, 1, 1) if m.numel() > 1 else m.view(1, 1, 1, 1)
+            m = (s_in / s_out).to(torch.float32).reshape(-1)
+            m = per_channel(m, y.dim()) if m.numel() > 1 else m.view((1,) * y.dim())
             self._mult[key] = m
         return (y.mul_(m) if fresh else y * m).round_()
 
     def conv(self, name, in_name, a):
         t, _ = a
         L = self.ilayers[name]
-        acc = F.conv2d(t, L.weight, L.bias, L.stride, L.padding)
+        acc = _CONV[t.dim()](t, L.weight, L.bias, L.stride, L.padding)
         probe_integral(name, acc)
         return acc, L.scale
 
@@ -425,14 +481,14 @@ class IntOps(Ops):
         return (self._requant((name, "stream"), t, s, self.scales[name], fresh=True)
                 .clamp_(-STREAM_MAX, STREAM_MAX), self._scale[name])
 
-    def add(self, name, h, r):  # h: the residual stream (kept), r: a convolution's output
+    def add(self, name, h, r):  # h: the residual stream (kept), r: a convolution's (upsampled) output
         s = self.scales[name]
         a = self._requant((name, "h"), h[0], h[1], s)
         b = self._requant((name, "r"), r[0], r[1], s, fresh=True)
         return a.add_(b).clamp_(-STREAM_MAX, STREAM_MAX), self._scale[name]
 
     def upsample(self, u):
-        return F.interpolate(u[0], scale_factor=2), u[1]
+        return self.net.upsample(u[0]), u[1]
 
     def head(self, y):
         t, s = y
@@ -458,15 +514,7 @@ class ExactNet:
         self.cfg = cfg
         self.skeleton = ARDMNet(cfg)  # topology only (names, strides); its float weights are unused
         self.scales = {k: float(v) for k, v in blob["scales"].items()}
-        mods = dict(self.skeleton.named_modules())
-        self.layers: dict[str, IntLayer] = {}
-        for name, d in blob["layers"].items():
-            ws = d["weight_scale"].double()
-            weight = d["weight"].to(torch.float32).contiguous(memory_format=torch.channels_last)
-            self.layers[name] = IntLayer(weight=weight, bias=d["bias"].to(torch.float32),
-                                         scale=ws * np.float32(self.scales[_input_point(name)]),
-                                         stride=mods[name].stride[0], padding=mods[name].padding[0])
-        check_bound(self.layers)
+        self.layers = int_layers(blob, self.skeleton, self.scales)
         self.ops = IntOps(self.skeleton, self.layers, self.scales)
 
     @torch.inference_mode()
@@ -487,15 +535,15 @@ def dequantised(exact_net: "ExactNet") -> tuple[ARDMNet, dict[str, float]]:
     mods = dict(net.named_modules())
     with torch.no_grad():
         for name, L in exact_net.layers.items():
-            s_in = np.float32(exact_net.scales[_input_point(name)])
-            mods[name].weight.copy_(L.weight.double() * (L.scale / float(s_in)).view(-1, 1, 1, 1))
+            s_in = np.float32(exact_net.scales[input_point(name)])
+            mods[name].weight.copy_(L.weight.double() * per_output(L.scale / float(s_in), 4))
             mods[name].bias.copy_(L.bias.double() * L.scale)
     return net, dict(exact_net.scales)
 
 
 def bound(layer: IntLayer, input_max: int = ACT_MAX) -> int:
     """The largest |partial sum| any output channel of a conv can reach: max_o Σ|w_o|·max|a| + |b_o|."""
-    w = layer.weight.abs().to(torch.int64).sum((1, 2, 3))
+    w = layer.weight.abs().to(torch.int64).flatten(1).sum(1)
     return int((w * input_max + layer.bias.abs().to(torch.int64)).max())
 
 

@@ -89,6 +89,11 @@ class ARDMNet(nn.Module):
                                  for i, n in enumerate(cfg.blocks[:-1]))
         self.head = nn.Conv2d(w[0], cfg.channels * 3 * cfg.mixtures, 1)
 
+    @staticmethod
+    def upsample(u: torch.Tensor) -> torch.Tensor:
+        """The decoder's ×2 upsampling (nearest neighbour), shared with exact.walk's arithmetics."""
+        return F.interpolate(u, scale_factor=2)
+
     def forward(self, x: torch.Tensor, m: torch.Tensor, frac: torch.Tensor) -> torch.Tensor:
         B, C, H, W = x.shape
         ph, pw = (-H) % PAD_MULTIPLE, (-W) % PAD_MULTIPLE
@@ -107,7 +112,7 @@ class ARDMNet(nn.Module):
                 skips.append(h)
                 h = self.down[i](F.relu(h))
         for i in reversed(range(len(self.dec))):
-            h = skips[i] + F.interpolate(self.up[i](F.relu(h)), scale_factor=2)
+            h = skips[i] + self.upsample(self.up[i](F.relu(h)))
             h = self.dec[i](h)
         out = self.head(F.relu(h)).reshape(B, C, 3 * self.cfg.mixtures, *h.shape[2:])
         if self.cfg.prior:

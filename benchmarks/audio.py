@@ -80,7 +80,6 @@ The estimates come from the measured timings above, not from a full run.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime as dt
 import hashlib
 import importlib.util
@@ -563,15 +562,7 @@ def write_json(path: Path, env: dict, items: list[Item], rows: list[dict], summa
 def write_csv(path: Path, env: dict, rows: list[dict], summary: list[dict]) -> None:
     """One table: per-set and per-kind rows (level "set" / "kind": Σ bits / Σ samples) then per-item rows;
     '#' lines: the environment. bpd = bits per sample."""
-    fields = ["level", *dict.fromkeys(SUMMARY_FIELDS + ROW_FIELDS)]
-    with path.open("w", newline="") as f:
-        for k, v in env.items():
-            f.write(f"# {k}: {json.dumps(v) if isinstance(v, (dict, list)) else v}\n")
-        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
-        w.writeheader()
-        for r in [*summary, *rows]:
-            w.writerow({"level": r.get("group", "item"),
-                        **{k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()}})
+    run.write_table_csv(path, env, SUMMARY_FIELDS + ROW_FIELDS, [(r.get("group", "item"), r) for r in [*summary, *rows]])
 
 
 def _sets(summary: list[dict]) -> list[str]:
@@ -1011,13 +1002,7 @@ def main(argv: list[str] | None = None) -> int:
     if out.resolve() == RESULTS.resolve() and not (args.quick or args.clips):
         run.update_readme((out / "results.md").read_text(), README_BEGIN, README_END)
     print_table(summary)
-    for f in findings:
-        _log(f"finding: {f}")
-    failures = [r for r in rows if not r["exact"]]
-    for r in failures:
-        _log(f"FAILED: {r['dataset']} {r['item']} {r['method']} {r['budget']}: {r['error']}")
-    _log(f"{len(rows)} measurements, {len(failures)} failures, {env['seconds']:.0f} s; results in {out}")
-    return 1 if failures else 0
+    return run.log_outcome(rows, findings, env, out)
 
 
 if __name__ == "__main__":

@@ -557,15 +557,32 @@ def write_json(path: Path, env: dict, rows: list[dict], summary: list[dict]) -> 
 
 def write_csv(path: Path, env: dict, rows: list[dict], summary: list[dict]) -> None:
     """One table: per-dataset rows (level "dataset", Σ bits / Σ dims) then per-item rows; '#' lines: environment."""
-    fields = ["level", *dict.fromkeys(SUMMARY_FIELDS + ROW_FIELDS)]
+    write_table_csv(path, env, SUMMARY_FIELDS + ROW_FIELDS,
+                    [("dataset", s) for s in summary] + [("item", r) for r in rows])
+
+
+def write_table_csv(path: Path, env: dict, fields: Iterable[str], records: list[tuple[str, dict]]) -> None:
+    """A benchmark's CSV (this one's and audio.py's): '#' lines of the environment, then a column "level"
+    and the given fields (repeats dropped), one line per (level, record); floats to 6 digits."""
     with path.open("w", newline="") as f:
         for k, v in env.items():
-            f.write(f"# {k}: {json.dumps(v) if isinstance(v, dict) else v}\n")
-        w = csv.DictWriter(f, fieldnames=fields, extrasaction="ignore")
+            f.write(f"# {k}: {json.dumps(v) if isinstance(v, (dict, list)) else v}\n")
+        w = csv.DictWriter(f, fieldnames=["level", *dict.fromkeys(fields)], extrasaction="ignore")
         w.writeheader()
-        for level, records in (("dataset", summary), ("item", rows)):
-            for r in records:
-                w.writerow({"level": level, **{k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()}})
+        for level, r in records:
+            w.writerow({"level": level, **{k: f"{v:.6g}" if isinstance(v, float) else v for k, v in r.items()}})
+
+
+def log_outcome(rows: list[dict], findings: list[str], env: dict, out: Path) -> int:
+    """The end of a benchmark run on stderr (findings, failures, totals); the exit status: 1 if any
+    measurement failed."""
+    for f in findings:
+        _log(f"finding: {f}")
+    failures = [r for r in rows if not r["exact"]]
+    for r in failures:
+        _log(f"FAILED: {r['dataset']} {r['item']} {r['method']} {r['budget']}: {r['error']}")
+    _log(f"{len(rows)} measurements, {len(failures)} failures, {env['seconds']:.0f} s; results in {out}")
+    return 1 if failures else 0
 
 
 def _ardm_series(summary: list[dict], ds: str) -> list[dict]:
@@ -887,13 +904,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.out.resolve() == (BENCH / "results").resolve():
         update_readme((args.out / "results.md").read_text())
     print_table(summary)
-    for f in findings:
-        _log(f"finding: {f}")
-    failures = [r for r in rows if not r["exact"]]
-    for r in failures:
-        _log(f"FAILED: {r['dataset']} {r['item']} {r['method']} {r['budget']}: {r['error']}")
-    _log(f"{len(rows)} measurements, {len(failures)} failures, {env['seconds']:.0f} s; results in {args.out}")
-    return 1 if failures else 0
+    return log_outcome(rows, findings, env, args.out)
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 import torch
 
-from ardmzip import api, audio, audio_codec, container, media, registry
+from ardmzip import api, audio, audio_codec, container, exact, media, registry
 from ardmzip import audio_model as am
 from ardmzip.errors import ChecksumMismatchError, CorruptError, ModelError, TruncatedError, UnsupportedInputError
 
@@ -48,7 +48,7 @@ def _tiny_quant_net() -> am.QuantAudioNet:
 def models_dir(tmp_path_factory) -> Path:
     """A models folder holding the tiny audio model (the default for audio) and the shipped img1."""
     d = tmp_path_factory.mktemp("models")
-    torch.save({"exact": am.export_int(_tiny_quant_net())}, d / "tiny.pt")
+    torch.save({"exact": exact.export_int(_tiny_quant_net())}, d / "tiny.pt")
     shipped = json.loads((REAL_MODELS / "manifest.json").read_text())
     img1 = {**shipped["models"]["img1"], "file": str(REAL_MODELS / "img1.pt")}
     manifest = {"models": {"img1": img1, TINY_ID: {

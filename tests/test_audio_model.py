@@ -43,7 +43,7 @@ def nets():
     g = torch.Generator().manual_seed(1)
     scales = am.calibrate(net, [_random_state(g, 4, 2, 256) for _ in range(3)])
     qnet = am.QuantAudioNet(net, scales)
-    return net, qnet, am.ExactAudioNet(TINY, am.export_int(qnet))
+    return net, qnet, am.ExactAudioNet(TINY, exact.export_int(qnet))
 
 
 PRIOR = dataclasses.replace(TINY, order="dyadic", prior=True)
@@ -56,7 +56,7 @@ def prior_nets():
     net = am.AudioNet(PRIOR).eval().requires_grad_(False)
     g = torch.Generator().manual_seed(1)
     qnet = am.QuantAudioNet(net, am.calibrate(net, [_random_state(g, 4, 2, 256, PRIOR) for _ in range(3)]))
-    return net, qnet, am.ExactAudioNet(PRIOR, am.export_int(qnet))
+    return net, qnet, am.ExactAudioNet(PRIOR, exact.export_int(qnet))
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +64,7 @@ def models(nets, prior_nets):
     net, qnet, ex = nets
     dyadic = dataclasses.replace(TINY, order="dyadic")
     return {"float": am.AudioModel(TINY, (CURVE, CURVE), net=net), "exact": am.AudioModel(TINY, (CURVE, CURVE), exact=ex),
-            "dyadic": am.AudioModel(dyadic, (DYADIC_CURVE, DYADIC_CURVE), exact=am.ExactAudioNet(dyadic, am.export_int(qnet))),
+            "dyadic": am.AudioModel(dyadic, (DYADIC_CURVE, DYADIC_CURVE), exact=am.ExactAudioNet(dyadic, exact.export_int(qnet))),
             "prior": am.AudioModel(PRIOR, (DYADIC_CURVE, DYADIC_CURVE), exact=prior_nets[2])}
 
 
@@ -184,7 +184,7 @@ class TestNet:
 
     def test_model_breaking_the_bound_is_refused(self, nets):
         _, qnet, _ = nets
-        blob = am.export_int(qnet)
+        blob = exact.export_int(qnet)
         blob["layers"]["stem"]["bias"][0] = 1 << 24
         with pytest.raises(ValueError, match="2\\^24"):
             am.ExactAudioNet(TINY, blob)
