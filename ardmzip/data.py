@@ -36,10 +36,8 @@ from pathlib import Path
 from typing import Iterator, NamedTuple
 
 import numpy as np
-import soundfile as sf
 from PIL import Image
 
-from ardmzip.audio import AUDIO_EXTENSIONS, read_audio
 from ardmzip.errors import UnsupportedInputError
 
 CACHE = Path(os.environ.get("ARDMZIP_CACHE", Path.home() / ".cache" / "ardmzip"))
@@ -230,6 +228,9 @@ def fetch_audio(packages: list[str], skip: set[str]) -> set[str]:
 
 def audio_sources(x: Path, have: set[str]) -> Iterator[tuple[str, Clip]]:
     """Yield (kind, clip) for every training clip of the packages in `have`, unpacked under `x`."""
+    import soundfile as sf  # here, not at the top: image training runs where soundfile is missing (a lent GPU)
+
+    from ardmzip.audio import read_audio
     for package, kind, folder, rate in AUDIO_TRAIN:
         if package not in have:
             continue
@@ -401,6 +402,7 @@ def build_audio_eval(x: Path, have: set[str], out: Path) -> None:
     """Copy the evaluation clips that ardmzip.audio reads, unchanged, to `out`/SET/..., and write
     `out`/manifest.json: [{name, set, kind, format, subtype, rate, bits, channels, frames, seconds,
     bytes, sha256}] (name = the path under `out`)."""
+    from ardmzip.audio import AUDIO_EXTENSIONS, read_audio
     if out.exists():
         shutil.rmtree(out)
     manifest = []

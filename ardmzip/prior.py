@@ -75,7 +75,7 @@ _THRESHOLDS = _log_thresholds()
 def log_scale(spread16: torch.Tensor) -> torch.Tensor:
     """Log-scale grid points (int64) of spreads in 1/16 of a value: round(16·ln((0.6·spread + 0.4)/127.5))."""
     val = 3 * spread16.to(torch.int64) + 32  # 80·s = 80·(0.6·spread16/16 + 0.4)
-    return LOGS_MIN + torch.bucketize(val, _THRESHOLDS, right=True)
+    return LOGS_MIN + torch.bucketize(val, _THRESHOLDS.to(val.device), right=True)
 
 
 def _ring(t: torch.Tensor, d: int) -> torch.Tensor:
@@ -98,7 +98,7 @@ def _line_estimate(a, b, a3, b3, ka, kb, ka3, kb3):
     s, dab = a + b, (a - b).abs()
     e16 = 8 * s + torch.where(cubic, s - a3 - b3, 0)
     g = 2 * dab + torch.where(cubic, (a3 - a).abs() + (b3 - b).abs(), 2 * dab)
-    return ka * kb * _LINE_WEIGHTS[g], e16
+    return ka * kb * _LINE_WEIGHTS.to(g.device)[g], e16
 
 
 def _line_mean(terms) -> tuple[torch.Tensor, torch.Tensor]:
@@ -265,7 +265,7 @@ def prior(v: torch.Tensor, known: torch.Tensor, version: int = 1) -> tuple[torch
     assert version in VERSIONS, version
     lines = k == 0  # version 2's line interpolation: unknown subpixels that the colour prior will not replace
     if C == 3:
-        lines &= ~k[:, GREEN:GREEN + 1].bool() | (torch.arange(3) == GREEN).view(1, 3, 1, 1)
+        lines &= ~k[:, GREEN:GREEN + 1].bool() | (torch.arange(3, device=k.device) == GREEN).view(1, 3, 1, 1)
     for d in DISTANCES:
         was, todo = todo, _fill(mean16, spread16, todo, xp, kp, d, H, W)
         if version >= 2 and d in LINE_DISTANCES:

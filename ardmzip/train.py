@@ -6,12 +6,22 @@ starts from the shipped weights given by --init (or from scratch).
 Every --eval-every seconds: validation bpd on fixed crops of the validation photos, a line in the run's
 log.jsonl (images seen, wall time, train and validation bpd) and an atomic checkpoint. The per-step
 loss curve L_t that the schedule needs is measured on validation crops by `ardmzip.export`.
+
+**On a lent GPU** (no internet, no Debian packages, 64 MiB carried in): `--write-pack FILE` writes, here,
+a compact training file (TrainConfig.data): regions of the training photos and the validation crops
+that the run evaluates on, the same ones a run from the photos uses. There:
+
+    python3 -m ardmzip.train --run img8 --data pack.npz --device cuda --workers 12 --batch 256 --minutes 8
+
+(ARDMZIP_CACHE=$OUT puts the run's checkpoint and log where they come back). Checkpoints always hold CPU
+tensors, so a run resumes, and exports, on either machine. The crops are cut on --workers processes.
 """
 from __future__ import annotations
 
 import argparse
 import copy
 import dataclasses
+import io
 import json
 import math
 import os
@@ -47,6 +57,9 @@ class TrainConfig:
     seed: int = 0
     qat: bool = False           # quantisation-aware training for an int-exact model (exact.py)
     scale_fraction: float = 0.0  # share of crops upscaled by a random factor (SCALE_RANGE): smoother content
+    data: str = ""              # a training pack (--write-pack) instead of the photos under CACHE/data
+    device: str = "cpu"         # where the net trains: "cpu", "cuda"
+    workers: int = 0            # processes cutting crops (0: in the training loop)
 
 
 SCALE_RANGE = (1.0, 3.0)  # upscaling factors of scale augmentation, drawn log-uniformly
@@ -96,6 +109,74 @@ class CropSampler:
         return torch.from_numpy(out).long(), torch.from_numpy(grey)
 
 
+class _Batches(torch.utils.data.IterableDataset):
+    """An endless stream of sampler batches, one independent sampler (seeded by worker) per process."""
+
+    def __init__(self, sampler: CropSampler, batch: int, seed: int):
+        self.sampler, self.batch, self.seed = sampler, batch, seed
+
+    def __iter__(self):
+        info = torch.utils.data.get_worker_info()
+        sampler = copy.copy(self.sampler)
+        sampler.rng = np.random.default_rng([self.seed, info.id if info else 0])
+        while True:
+            yield sampler.batch(self.batch)
+
+
+def batches(sampler: CropSampler, batch: int, workers: int, seed: int):
+    """Training batches (x, grey) on the CPU: from the sampler itself, or cut on `workers` processes."""
+    if not workers:
+        while True:
+            yield sampler.batch(batch)
+    yield from torch.utils.data.DataLoader(_Batches(sampler, batch, seed), batch_size=None, num_workers=workers,
+                                           pin_memory=torch.cuda.is_available(), prefetch_factor=4)
+
+
+PACK_REGION = 64     # side of the photo regions a pack holds (crops and their scale augmentation fit in)
+
+
+def write_pack(path: Path, crop: int = 32, mib: float = 36.0, seed: int = 0, region: int = PACK_REGION) -> None:
+    """The training photos as a compact file for a machine that cannot build them: regions of region²
+    drawn by area (as many as fit in `mib` MiB compressed), and the validation crops a run from the
+    photos evaluates on at this crop size (`val`, `val_scaled`), so logs stay comparable."""
+    photos = load_images(CACHE / "data" / "images_train.npz")
+    val_images = load_images(CACHE / "data" / "images_val.npz")
+    val = fixed_crops(val_images, 512, crop).to(torch.uint8).numpy()
+    val_scaled = fixed_crops(val_images, 256, crop, scaled=True).to(torch.uint8).numpy()
+    budget, buf = mib * 2 ** 20, io.BytesIO()
+    np.savez_compressed(buf, val=val, val_scaled=val_scaled)
+    fixed = buf.tell()
+    n = 8192
+    while n >= 1 and fixed < budget:
+        regions = CropSampler(photos, region, 0.0, seed).batch(n)[0].to(torch.uint8).numpy()
+        tmp = path.with_suffix(".tmp.npz")
+        np.savez_compressed(tmp, regions=regions.transpose(0, 2, 3, 1), val=val, val_scaled=val_scaled,
+                            crop=np.int64(crop))
+        size = tmp.stat().st_size
+        if size <= budget:
+            os.replace(tmp, path)
+            print(f"{n} regions of {region}x{region} and {len(val)} + {len(val_scaled)} validation crops of "
+                  f"{crop}x{crop}: {size / 2 ** 20:.1f} MiB -> {path}")
+            return
+        tmp.unlink()
+        n = min(n - 1, int(n * (budget - fixed) / max(size - fixed, 1) * 0.98))
+    raise ValueError(f"{mib} MiB cannot hold the validation crops ({fixed / 2 ** 20:.2f} MiB) and any region")
+
+
+def load_training_data(cfg: TrainConfig) -> tuple[list[np.ndarray], torch.Tensor, torch.Tensor]:
+    """(training photos or regions, validation crops, scaled validation crops) from cfg.data's pack or
+    from the photos under CACHE/data."""
+    if cfg.data:
+        with np.load(cfg.data) as z:
+            if int(z["crop"]) != cfg.crop:
+                raise SystemExit(f"{cfg.data} holds validation crops of {int(z['crop'])}, not --crop {cfg.crop}")
+            return list(z["regions"]), torch.from_numpy(z["val"]).long(), torch.from_numpy(z["val_scaled"]).long()
+    data_dir = CACHE / "data"
+    val_images = load_images(data_dir / "images_val.npz")
+    return (load_images(data_dir / "images_train.npz"), fixed_crops(val_images, 512, cfg.crop),
+            fixed_crops(val_images, 256, cfg.crop, scaled=True))
+
+
 def calibration_batches(sampler: CropSampler, n: int = 8, batch: int = 16):
     """(v, known, t-fraction) batches with uniformly random revealed fractions, for exact.calibrate."""
     g = torch.Generator().manual_seed(1)
@@ -114,19 +195,31 @@ def fixed_crops(images: list[np.ndarray], n: int, crop: int, seed: int = 1234, s
 
 @torch.inference_mode()
 def evaluate(net: ARDMNet, crops: torch.Tensor, batch: int = 64) -> float:
-    """Validation bound in bpd on fixed crops with a fixed generator (t and orders reproducible)."""
-    g = torch.Generator().manual_seed(0)
+    """Validation bound in bpd on fixed crops with a fixed generator (t and orders reproducible on one
+    device; a GPU draws other masks than the CPU, so its numbers differ within noise)."""
+    g = torch.Generator(device=crops.device).manual_seed(0)
     total = 0.0
     for i in range(0, len(crops), batch):
         x = crops[i:i + batch]
-        loss, _, _ = training_loss(net, x, torch.zeros(len(x), dtype=torch.bool), generator=g)
+        loss, _, _ = training_loss(net, x, torch.zeros(len(x), dtype=torch.bool, device=x.device), generator=g)
         total += loss.item() * len(x)
     return total / len(crops)
 
 
+def to_cpu(obj):
+    """Tensors (in dicts, lists, tuples) moved to the CPU: checkpoints load on any machine."""
+    if torch.is_tensor(obj):
+        return obj.detach().cpu()
+    if isinstance(obj, dict):
+        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_cpu(v) for v in obj)
+    return obj
+
+
 def save_atomic(obj: dict, path: Path) -> None:
     tmp = path.with_suffix(".tmp")
-    torch.save(obj, tmp)
+    torch.save(to_cpu(obj), tmp)
     os.replace(tmp, path)
 
 
@@ -157,9 +250,12 @@ def run_progress(cfg, start: float, steps_done: int) -> float:
     return max(by_time, steps_done / cfg.steps) if cfg.steps else by_time
 
 
-def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
+def train(cfg: TrainConfig, net_cfg: NetConfig, init_order: bool = False) -> None:
+    """Train (or resume) run cfg.run. net_cfg: the net from scratch; with cfg.init its topology comes
+    from the init model, and its order family too where init_order (else net_cfg.order)."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
+    dev = torch.device(cfg.device)
     run_dir = CACHE / "runs" / cfg.run
     run_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = run_dir / "ckpt.pt"
@@ -168,7 +264,7 @@ def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
     state = {"step": 0, "images": 0, "seconds": 0.0}
     init_scales = None
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path)
+        ck = torch.load(ckpt_path, map_location="cpu")
         net_cfg = NetConfig.from_dict(ck["net_config"])
         net = ARDMNet(net_cfg)
         net.load_state_dict(ck["net"])
@@ -177,7 +273,8 @@ def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
     elif cfg.init and cfg.init.endswith(".pt"):  # another run's checkpoint: its EMA weights
         ck_init = torch.load(cfg.init)
         init_cfg = NetConfig.from_dict(ck_init["net_config"])
-        net = ARDMNet(dataclasses.replace(init_cfg, order=net_cfg.order, prior=net_cfg.prior or init_cfg.prior))
+        net = ARDMNet(dataclasses.replace(init_cfg, order=init_cfg.order if init_order else net_cfg.order,
+                                          prior=net_cfg.prior or init_cfg.prior))
         init_from(net, ck_init["ema"], init_cfg)
         net_cfg = net.cfg
         print(f"initialised from the EMA weights of {cfg.init}")
@@ -188,27 +285,26 @@ def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
             net, init_scales = dequantised(shipped.exact)
         else:
             net = copy.deepcopy(shipped.net)
-        net_cfg = net.cfg = dataclasses.replace(net.cfg, order=net_cfg.order)
+        net_cfg = net.cfg = dataclasses.replace(net.cfg, order=net.cfg.order if init_order else net_cfg.order)
         print(f"initialised from shipped model {cfg.init}")
+    net.to(dev)
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr)
     if ckpt_path.exists():
         ema.load_state_dict(ck["ema"])
-        opt.load_state_dict(ck["opt"])
+        opt.load_state_dict(ck["opt"])  # moves the moments to the parameters' device
 
-    data_dir = CACHE / "data"
-    sampler = CropSampler(load_images(data_dir / "images_train.npz"), cfg.crop, cfg.grey_fraction,
-                          cfg.seed + state["step"], cfg.scale_fraction)
+    photos, val, val_scaled = load_training_data(cfg)
+    val, val_scaled = val.to(dev), val_scaled.to(dev)
+    sampler = CropSampler(photos, cfg.crop, cfg.grey_fraction, cfg.seed + state["step"], cfg.scale_fraction)
     scales = ck.get("scales") if ckpt_path.exists() else init_scales
     if cfg.qat or scales:  # from here on the net trains through the integer arithmetic it will code with
         if scales is None:
-            scales = calibrate(ema, calibration_batches(sampler))
+            scales = calibrate(ema, [tuple(t.to(dev) for t in b) for b in calibration_batches(sampler)])
             print(f"calibrated {len(scales)} quantisation points")
         net, ema = QuantNet(net, scales), QuantNet(ema, scales)
-    val_images = load_images(data_dir / "images_val.npz")
-    val = fixed_crops(val_images, 512, cfg.crop)
-    val_scaled = fixed_crops(val_images, 256, cfg.crop, scaled=True)
-    print(f"{sum(p.numel() for p in net.parameters())} parameters, config {net_cfg}")
+    print(f"{sum(p.numel() for p in net.parameters())} parameters, config {net_cfg}, on {dev}")
+    stream = batches(sampler, cfg.batch, cfg.workers, cfg.seed + state["step"])
 
     start, last_eval, window = time.time(), time.time(), []
     base_seconds, first_step = state["seconds"], state["step"]
@@ -217,7 +313,7 @@ def train(cfg: TrainConfig, net_cfg: NetConfig) -> None:
         lr = cfg.lr * min(1.0, (state["step"] + 1) / cfg.warmup) * decay
         for grp in opt.param_groups:
             grp["lr"] = lr
-        x, grey = sampler.batch(cfg.batch)
+        x, grey = (t.to(dev, non_blocking=True) for t in next(stream))
         loss, _, _ = training_loss(net, x, grey)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -253,18 +349,25 @@ def main() -> None:
             ap.add_argument("--" + f.replace("_", "-"), action="store_true")
         else:
             ap.add_argument("--" + f.replace("_", "-"), type=type(v) if v is not None else str, default=v)
+    ap.add_argument("--write-pack", action="store_true",
+                    help="write the training pack --data FILE (validation crops at --crop) from the photos and exit")
     ap.add_argument("--widths", type=str, default="32,64,128")
     ap.add_argument("--blocks", type=str, default="2,2,3")
     ap.add_argument("--mixtures", type=int, default=6)
-    ap.add_argument("--order", choices=["uniform", "quincunx", "quincunx-grb"], default="uniform", help="order family")
+    ap.add_argument("--order", choices=["uniform", "quincunx", "quincunx-grb"], default=None,
+                    help="order family (default: the --init model's; from scratch: uniform)")
     ap.add_argument("--prior", type=int, nargs="?", const=1, default=0,
                     help="the head corrects an exact neighbour prediction: prior.py's version (1 ring means, "
                          "2 line interpolation; bare --prior: 1)")
     a = vars(ap.parse_args())
     net_cfg = NetConfig(widths=tuple(int(v) for v in a.pop("widths").split(",")),
                         blocks=tuple(int(v) for v in a.pop("blocks").split(",")), mixtures=a.pop("mixtures"),
-                        order=a.pop("order"), prior=a.pop("prior"))
-    train(TrainConfig(**a), net_cfg)
+                        order=a["order"] or "uniform", prior=a.pop("prior"))
+    init_order = a.pop("order") is None
+    if a.pop("write_pack"):
+        write_pack(Path(a["data"]), a["crop"])
+        return
+    train(TrainConfig(**a), net_cfg, init_order)
 
 
 if __name__ == "__main__":

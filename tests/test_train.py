@@ -3,6 +3,7 @@ import dataclasses
 import json
 
 import numpy as np
+import pytest
 import torch
 
 from ardmzip import train as train_mod
@@ -114,3 +115,48 @@ def test_measured_budget_takes_the_fewest_calls_within_2_percent_of_the_smallest
     from ardmzip.export import measured_budget
     assert measured_budget({21: 2.856, 25: 2.894, 50: 2.914, 100: 2.901}) == 21   # img6's validation files
     assert measured_budget({21: 3.0, 25: 2.95, 50: 2.90, 100: 2.89}) == 50        # 2.89 · 1.02 = 2.948
+
+
+def test_a_training_pack_trains_like_the_photos(tmp_path, monkeypatch):
+    """--write-pack's file (for a lent GPU) holds the validation crops a run from the photos evaluates on,
+    trains with crops cut on worker processes, and checkpoints CPU tensors."""
+    _tiny_photo_sets(tmp_path, monkeypatch, seed=2)
+    pack = tmp_path / "pack.npz"
+    train_mod.write_pack(pack, crop=16, mib=1.0, region=24)
+    photos_val = train_mod.load_training_data(train_mod.TrainConfig(crop=16))[1:]
+    cfg = train_mod.TrainConfig(run="p", minutes=10.0, steps=5, batch=4, crop=16, eval_every=1e9,
+                                data=str(pack), workers=2)
+    pack_val = train_mod.load_training_data(cfg)
+    assert all(torch.equal(a, b) for a, b in zip(photos_val, pack_val[1:]))
+    assert pack_val[0][0].shape == (24, 24, 3) and pack.stat().st_size <= 2 ** 20
+    threads = torch.get_num_threads()
+    try:
+        train_mod.train(cfg, NetConfig(widths=(8, 8, 8), blocks=(1, 1, 1), mixtures=2))
+    finally:
+        torch.set_num_threads(threads)
+    log = [json.loads(line) for line in (tmp_path / "runs/p/log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 5 and np.isfinite(log[-1]["val_bpd"])
+    ck = torch.load(tmp_path / "runs/p/ckpt.pt")
+    assert all(t.device.type == "cpu" for t in ck["net"].values())
+
+
+def test_a_pack_too_small_for_the_validation_crops_is_refused(tmp_path, monkeypatch):
+    _tiny_photo_sets(tmp_path, monkeypatch, seed=3)
+    with pytest.raises(ValueError, match="cannot hold the validation crops"):
+        train_mod.write_pack(tmp_path / "pack.npz", crop=16, mib=0.01, region=24)
+    assert not list(tmp_path.glob("pack*"))
+
+
+def test_training_imports_without_the_coding_and_audio_packages():
+    """A lent GPU machine has torch, numpy and Pillow but not soundfile, constriction or click: the image
+    trainer (and the registry, for --init) must import without them."""
+    import subprocess
+    import sys
+    code = ("import sys\n"
+            "class Block:\n"
+            "    def find_spec(self, name, path, target=None):\n"
+            "        if name.split('.')[0] in ('soundfile', 'constriction', 'click'):\n"
+            "            raise ImportError('not on this machine: ' + name)\n"
+            "sys.meta_path.insert(0, Block())\n"
+            "import ardmzip.train, ardmzip.registry\n")
+    subprocess.run([sys.executable, "-c", code], check=True)
