@@ -30,7 +30,7 @@ from .audio_model import (AudioModel, AudioNet, AudioNetConfig, ExactAudioNet, Q
 from .data import CACHE, Clip, load_clips
 from .exact import export_int
 from .registry import curve_to_ints
-from .train import run_progress, save_atomic
+from .train import config_arguments, run_progress, save_atomic
 
 
 @dataclass
@@ -323,11 +323,7 @@ def run_model(run: str, exact: bool | None = None, weights: str = "ema") -> Audi
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    for f, v in asdict(TrainConfig()).items():
-        if isinstance(v, bool):
-            ap.add_argument("--" + f.replace("_", "-"), action="store_true")
-        else:
-            ap.add_argument("--" + f.replace("_", "-"), type=type(v) if v is not None else str, default=v)
+    config_arguments(ap, TrainConfig())
     ap.add_argument("--widths", type=str, default="32,64,96,128")
     ap.add_argument("--blocks", type=str, default="1,1,2,2")
     ap.add_argument("--kernel", type=int, default=5)

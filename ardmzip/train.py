@@ -342,13 +342,18 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, init_order: bool = False) -> Non
                          **({"scales": scales} if scales else {})}, ckpt_path)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    for f, v in asdict(TrainConfig()).items():
+def config_arguments(ap: argparse.ArgumentParser, defaults) -> None:
+    """An option --field-name for every field of a config dataclass (booleans as flags)."""
+    for f, v in asdict(defaults).items():
         if isinstance(v, bool):
             ap.add_argument("--" + f.replace("_", "-"), action="store_true")
         else:
             ap.add_argument("--" + f.replace("_", "-"), type=type(v) if v is not None else str, default=v)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    config_arguments(ap, TrainConfig())
     ap.add_argument("--write-pack", action="store_true",
                     help="write the training pack --data FILE (validation crops at --crop) from the photos and exit")
     ap.add_argument("--widths", type=str, default="32,64,128")
