@@ -435,7 +435,7 @@ def int_layers(blob: dict, skeleton: nn.Module, scales: dict[str, float], one_ro
         stride, padding = mods[name].stride[0], mods[name].padding[0]
         if one_row:
             weight, stride, padding = weight.unsqueeze(2), (1, stride), (0, padding)
-        layers[name] = IntLayer(weight=weight.contiguous(memory_format=torch.channels_last),
+        layers[name] = IntLayer(weight=weight.contiguous(memory_format=torch.channels_last) if weight.dim() == 4 else weight,
                                 bias=d["bias"].to(torch.float32),
                                 scale=d["weight_scale"].double() * np.float32(scales[input_point(name)]),
                                 stride=stride, padding=padding)
@@ -457,11 +457,11 @@ class IntOps(PlainOps):
                  fresh: bool = False) -> torch.Tensor:
         """round(y · s_in / s_out): one IEEE multiply and a round per element; `fresh`: y is a temporary
         (a convolution's output) that may be overwritten."""
-        m = self._mult.get(key)
+        m = self._mult.get((key, y.dim()))
         if m is None:
             m = (s_in / s_out).to(torch.float32).reshape(-1)
             m = per_channel(m, y.dim()) if m.numel() > 1 else m.view((1,) * y.dim())
-            self._mult[key] = m
+            self._mult[key, y.dim()] = m
         return (y.mul_(m) if fresh else y * m).round_()
 
     def conv(self, name, in_name, a):

@@ -118,7 +118,7 @@ class _Batches(torch.utils.data.IterableDataset):
     def __iter__(self):
         info = torch.utils.data.get_worker_info()
         sampler = copy.copy(self.sampler)
-        sampler.rng = np.random.default_rng([self.seed, info.id if info else 0])
+        sampler.rng = np.random.default_rng([self.seed, 1 + (info.id if info else 0)])  # not the main stream
         while True:
             yield sampler.batch(self.batch)
 
@@ -139,6 +139,8 @@ def write_pack(path: Path, crop: int = 32, mib: float = 36.0, seed: int = 0, reg
     """The training photos as a compact file for a machine that cannot build them: regions of region²
     drawn by area (as many as fit in `mib` MiB compressed), and the validation crops a run from the
     photos evaluates on at this crop size (`val`, `val_scaled`), so logs stay comparable."""
+    if crop > region:
+        raise ValueError(f"crops of {crop} do not fit in regions of {region}")
     photos = load_images(CACHE / "data" / "images_train.npz")
     val_images = load_images(CACHE / "data" / "images_val.npz")
     val = fixed_crops(val_images, 512, crop).to(torch.uint8).numpy()
@@ -150,8 +152,12 @@ def write_pack(path: Path, crop: int = 32, mib: float = 36.0, seed: int = 0, reg
     while n >= 1 and fixed < budget:
         regions = CropSampler(photos, region, 0.0, seed).batch(n)[0].to(torch.uint8).numpy()
         tmp = path.with_suffix(".tmp.npz")
-        np.savez_compressed(tmp, regions=regions.transpose(0, 2, 3, 1), val=val, val_scaled=val_scaled,
-                            crop=np.int64(crop))
+        try:
+            np.savez_compressed(tmp, regions=regions.transpose(0, 2, 3, 1), val=val, val_scaled=val_scaled,
+                                crop=np.int64(crop))
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         size = tmp.stat().st_size
         if size <= budget:
             os.replace(tmp, path)
@@ -210,8 +216,11 @@ def to_cpu(obj):
     """Tensors (in dicts, lists, tuples) moved to the CPU: checkpoints load on any machine."""
     if torch.is_tensor(obj):
         return obj.detach().cpu()
-    if isinstance(obj, dict):
-        return {k: to_cpu(v) for k, v in obj.items()}
+    if isinstance(obj, dict):  # state dicts keep their type and _metadata (module versions)
+        out = type(obj)((k, to_cpu(v)) for k, v in obj.items())
+        if hasattr(obj, "_metadata"):
+            out._metadata = obj._metadata
+        return out
     if isinstance(obj, (list, tuple)):
         return type(obj)(to_cpu(v) for v in obj)
     return obj
@@ -303,6 +312,8 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, init_order: bool = False) -> Non
             scales = calibrate(ema, [tuple(t.to(dev) for t in b) for b in calibration_batches(sampler)])
             print(f"calibrated {len(scales)} quantisation points")
         net, ema = QuantNet(net, scales), QuantNet(ema, scales)
+    if dev.type == "cuda":  # TF32 convolutions would blur the fake quantisation's rounding points
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = not scales
     print(f"{sum(p.numel() for p in net.parameters())} parameters, config {net_cfg}, on {dev}")
     stream = batches(sampler, cfg.batch, cfg.workers, cfg.seed + state["step"])
 
@@ -320,17 +331,16 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, init_order: bool = False) -> Non
         torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
         opt.step()
         with torch.no_grad():
-            for pe, p in zip(ema.parameters(), net.parameters()):
-                pe.lerp_(p, 1 - cfg.ema)
+            torch._foreach_lerp_(list(ema.parameters()), list(net.parameters()), 1 - cfg.ema)
         state["step"] += 1
         state["images"] += cfg.batch
-        window.append(loss.item())
+        window.append(loss.detach())  # no device sync per step
         now = time.time()
         if now - last_eval > cfg.eval_every or run_progress(cfg, start, state["step"] - first_step) >= 1:
             state["seconds"] = base_seconds + now - start
             val_bpd = evaluate(ema, val)
             line = {"step": state["step"], "images": state["images"], "hours": state["seconds"] / 3600,
-                    "train_bpd": float(np.mean(window)), "val_bpd": val_bpd,
+                    "train_bpd": float(torch.stack(window).double().mean()), "val_bpd": val_bpd,
                     "val_scaled_bpd": evaluate(ema, val_scaled), "lr": lr}
             print(json.dumps(line), flush=True)
             with open(run_dir / "log.jsonl", "a") as f:
@@ -370,6 +380,8 @@ def main() -> None:
                         order=a["order"] or "uniform", prior=a.pop("prior"))
     init_order = a.pop("order") is None
     if a.pop("write_pack"):
+        if not a["data"]:
+            raise SystemExit("--write-pack needs --data FILE: where to write the pack")
         write_pack(Path(a["data"]), a["crop"])
         return
     train(TrainConfig(**a), net_cfg, init_order)
