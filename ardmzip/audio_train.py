@@ -35,21 +35,21 @@ from .train import config_arguments, run_progress, save_atomic
 
 @dataclass
 class TrainConfig:
-    run: str = "aud1"
-    kind: str = "speech"
-    minutes: float = 60.0
+    run: str = "aud1"            # run name: checkpoint and log under CACHE/runs/RUN/ (resumed when there)
+    kind: str = "speech"         # training clips: speech, music, or both (speech,music: equal shares)
+    minutes: float = 60.0        # wall-clock length of this invocation
     steps: int = 0               # also stop after this many steps of this invocation (0: minutes only)
-    batch: int = 8
-    segment: int = 4096
-    lr: float = 1e-3
+    batch: int = 8               # segments per step
+    segment: int = 4096          # frames per training segment
+    lr: float = 1e-3             # Adam learning rate (after warm-up)
     lr_final: float = 1.0        # fraction of lr reached at the end of this invocation (cosine); 1 = constant
-    warmup: int = 200
-    ema: float = 0.999
+    warmup: int = 200            # steps of linear learning-rate warm-up
+    ema: float = 0.999           # decay of the weights' exponential moving average (evaluated and shipped)
     stereo_fraction: float = 0.25  # share of stereo batches, when the training clips have stereo ones
-    threads: int = 1
-    eval_every: float = 600.0
-    val_segments: int = 64
-    seed: int = 0
+    threads: int = 1             # torch threads
+    eval_every: float = 600.0    # seconds between validation, log line and checkpoint
+    val_segments: int = 64       # fixed validation segments (an equal share per kind)
+    seed: int = 0                # seed of the segments and masks
     qat: bool = False            # quantisation-aware training for an int-exact model
     init: str | None = None      # a run's checkpoint file whose EMA weights start a new run (same net shape)
 
@@ -322,12 +322,12 @@ def run_model(run: str, exact: bool | None = None, weights: str = "ema") -> Audi
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     config_arguments(ap, TrainConfig())
-    ap.add_argument("--widths", type=str, default="32,64,96,128")
-    ap.add_argument("--blocks", type=str, default="1,1,2,2")
-    ap.add_argument("--kernel", type=int, default=5)
-    ap.add_argument("--mixtures", type=int, default=4)
+    ap.add_argument("--widths", type=str, default="32,64,96,128", help="channels per U-Net level (full rate, 1/2, ...)")
+    ap.add_argument("--blocks", type=str, default="1,1,2,2", help="residual blocks per level")
+    ap.add_argument("--kernel", type=int, default=5, help="convolution kernel length")
+    ap.add_argument("--mixtures", type=int, default=4, help="logistic mixture components per variable")
     ap.add_argument("--neighbours", type=int, default=2, help="nearest known samples per side as exact features")
     ap.add_argument("--order", choices=["uniform", "dyadic"], default="dyadic", help="order family of the stages")
     ap.add_argument("--prior", action="store_true", help="the head corrects an exact interpolation prior")

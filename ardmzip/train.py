@@ -21,10 +21,12 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import inspect
 import io
 import json
 import math
 import os
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -41,20 +43,20 @@ from .nets import ARDMNet, NetConfig
 
 @dataclass
 class TrainConfig:
-    run: str = "img1"
-    minutes: float = 60.0
+    run: str = "img1"           # run name: checkpoint and log under CACHE/runs/RUN/ (resumed when there)
+    minutes: float = 60.0       # wall-clock length of this invocation
     steps: int = 0              # also stop after this many steps of this invocation (0: minutes only)
-    batch: int = 32
-    crop: int = 32
-    lr: float = 1e-3
+    batch: int = 32             # crops per step
+    crop: int = 32              # crop side in pixels
+    lr: float = 1e-3            # Adam learning rate (after warm-up)
     lr_final: float = 1.0       # fraction of lr reached at the end of this invocation (cosine); 1 = constant
-    warmup: int = 300
-    ema: float = 0.999
-    grey_fraction: float = 0.15
-    threads: int = 1
-    eval_every: float = 600.0
-    init: str | None = None
-    seed: int = 0
+    warmup: int = 300           # steps of linear learning-rate warm-up
+    ema: float = 0.999          # decay of the weights' exponential moving average (evaluated and shipped)
+    grey_fraction: float = 0.15  # share of crops turned grey (R = G = B), as greyscale photos are coded
+    threads: int = 1            # torch threads
+    eval_every: float = 600.0   # seconds between validation, log line and checkpoint
+    init: str | None = None     # start from a shipped model id or another run's ckpt.pt (EMA weights)
+    seed: int = 0               # seed of the crops and masks
     qat: bool = False           # quantisation-aware training for an int-exact model (exact.py)
     scale_fraction: float = 0.0  # share of crops upscaled by a random factor (SCALE_RANGE): smoother content
     data: str = ""              # a training pack (--write-pack) instead of the photos under CACHE/data
@@ -353,22 +355,26 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, init_order: bool = False) -> Non
 
 
 def config_arguments(ap: argparse.ArgumentParser, defaults) -> None:
-    """An option --field-name for every field of a config dataclass (booleans as flags)."""
+    """An option --field-name for every field of a config dataclass (booleans as flags), its help the
+    field's comment in the class's source (one place to read and to change)."""
+    comments = dict(re.findall(r"^\s+(\w+): [^=\n]+=[^#\n]*#\s*(.+)$", inspect.getsource(type(defaults)), re.M))
     for f, v in asdict(defaults).items():
+        name, what = "--" + f.replace("_", "-"), comments.get(f, "")
         if isinstance(v, bool):
-            ap.add_argument("--" + f.replace("_", "-"), action="store_true")
+            ap.add_argument(name, action="store_true", help=what)
         else:
-            ap.add_argument("--" + f.replace("_", "-"), type=type(v) if v is not None else str, default=v)
+            ap.add_argument(name, type=type(v) if v is not None else str, default=v,
+                            help=f"{what} (default: {v!r})" if what else None)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     config_arguments(ap, TrainConfig())
     ap.add_argument("--write-pack", action="store_true",
                     help="write the training pack --data FILE (validation crops at --crop) from the photos and exit")
-    ap.add_argument("--widths", type=str, default="32,64,128")
-    ap.add_argument("--blocks", type=str, default="2,2,3")
-    ap.add_argument("--mixtures", type=int, default=6)
+    ap.add_argument("--widths", type=str, default="32,64,128", help="channels per U-Net level (full, 1/2, 1/4 resolution)")
+    ap.add_argument("--blocks", type=str, default="2,2,3", help="residual blocks per level")
+    ap.add_argument("--mixtures", type=int, default=6, help="logistic mixture components per subpixel")
     ap.add_argument("--order", choices=["uniform", "quincunx", "quincunx-grb"], default=None,
                     help="order family (default: the --init model's; from scratch: uniform)")
     ap.add_argument("--prior", type=int, nargs="?", const=1, default=0,

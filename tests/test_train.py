@@ -160,3 +160,15 @@ def test_training_imports_without_the_coding_and_audio_packages():
             "sys.meta_path.insert(0, Block())\n"
             "import ardmzip.train, ardmzip.registry\n")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_every_training_option_is_explained():
+    """config_arguments takes each option's help from its field's comment: a field without one fails."""
+    import argparse
+    from ardmzip import audio_train
+    for config in (train_mod.TrainConfig(), audio_train.TrainConfig()):
+        ap = argparse.ArgumentParser()
+        train_mod.config_arguments(ap, config)
+        options = [a for a in ap._actions if a.dest != "help"]
+        assert len(options) == len(dataclasses.fields(config))
+        assert all(a.help and not a.help.startswith(" (") for a in options), [a.dest for a in options if not a.help]
