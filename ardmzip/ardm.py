@@ -205,21 +205,74 @@ def probabilities(p: torch.Tensor, k: int) -> np.ndarray:
     return out.clamp_(min=0.0).numpy()
 
 
+# ------------------------------------------------------------------- depth upscaling (an experiment)
+# A depth-upscaling image net (NetConfig.stages = 2, PAPER.md) reveals each subpixel as two base-16
+# digits: stage 1 the coarse digit v // 16 of every subpixel (its own order), stage 2 the fine digit
+# v % 16 given every coarse one. The head is the same logistic mixture over the value, integrated over
+# the coarse bin (outer bins open) in stage 1 and restricted to the known bin in stage 2, so the two
+# stages' product is log_prob's distribution when both see the same parameters. Training and the
+# validation bound only: no codec, export or exact arithmetic yet (issue 5 compares it first).
+DIGIT = 16      # values per digit
+_FAR = 1e3      # an outer bin's open edge, [-1, 1] units: finite, so gradients stay finite
+
+
+def _log_mass(log_w: torch.Tensor, mu: torch.Tensor, inv_s: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor
+              ) -> torch.Tensor:
+    """log Σ_k w_k·(σ((hi − μ_k)/s_k) − σ((lo − μ_k)/s_k)) for edges lo < hi in [-1, 1] units, stably:
+    σ(b) − σ(a) = σ(b)·σ(−a)·(1 − e^(a−b))."""
+    a, b = (lo - mu) * inv_s, (hi - mu) * inv_s
+    return torch.logsumexp(log_w + F.logsigmoid(b) + F.logsigmoid(-a) + torch.log(-torch.expm1((lo - hi) * inv_s)),
+                           dim=-3)
+
+
+def digit_log_prob(p: torch.Tensor, x: torch.Tensor, stage: torch.Tensor, k: int) -> torch.Tensor:
+    """Log-probability (nats) of one stage's digit of integer subpixels x (B, C, H, W) in 0..255 under
+    params p (B, C, 3K, H, W): stage (B,) 1, the coarse digit x // 16; 2, the fine digit x % 16 given
+    the coarse one."""
+    log_w, mu, log_s = split_params(p, k)
+    inv_s = torch.exp(-log_s)
+    v = x.float().unsqueeze(-3)
+    lo = v - v.remainder(DIGIT)                                               # the coarse bin's first value
+    coarse = _log_mass(log_w, mu, inv_s, torch.where(lo > 0, (lo - 0.5) / 127.5 - 1.0, -_FAR),
+                       torch.where(lo < 256 - DIGIT, (lo + DIGIT - 0.5) / 127.5 - 1.0, _FAR))
+    value = _log_mass(log_w, mu, inv_s, torch.where(v > 0, (v - 0.5) / 127.5 - 1.0, -_FAR),
+                      torch.where(v < 255, (v + 0.5) / 127.5 - 1.0, _FAR))
+    return torch.where((stage == 1).view(-1, 1, 1, 1), coarse, value - coarse)
+
+
+def stage_inputs(x: torch.Tensor, m: torch.Tensor, stage: torch.Tensor) -> torch.Tensor:
+    """The value input of a depth-upscaling net ([-1, 1] units): stage 1, the coarse bin's centre where
+    its digit is known (m), else 0; stage 2, the value where known, else its (known) bin's centre."""
+    centre = (x - x.remainder(DIGIT) + (DIGIT - 1) / 2).float() / 127.5 - 1.0
+    value = x.float() / 127.5 - 1.0
+    return torch.where((stage == 1).view(-1, 1, 1, 1), centre * m, value * m + centre * (1 - m))
+
+
 # ----------------------------------------------------------------------------------------- training
 def training_loss(net: ARDMNet, x: torch.Tensor, grey: torch.Tensor, generator: torch.Generator | None = None,
-                  t: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+                  t: torch.Tensor | None = None, stage: torch.Tensor | None = None
+                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Order-agnostic ARDM loss for a batch.
 
     x: (B, 3, H, W) uint8-valued subpixels; grey: (B,) bool, True where the image is grey replicated
     into 3 channels (its variables are the H·W pixels, masks tied across channels); t: (B,) optional
     fixed numbers of known variables (default: t ~ U{0..D−1}). The net's order family
     (`NetConfig.order`) gives the masks: uniformly random, or a structured family (groups coarse to
-    fine, random within; only the unknown variables of σ(t)'s group are scored).
-    Returns (loss: scalar, the bound in bits per dimension averaged over the batch;
+    fine, random within; only the unknown variables of σ(t)'s group are scored). A depth-upscaling net
+    (cfg.stages = 2) scores one stage per example (stage: (B,) 1 or 2, default drawn uniformly), t
+    counting that stage's known digits.
+    Returns (loss: scalar, the bound in bits per dimension averaged over the batch (all stages: the
+             scored stage's term times the number of stages);
              frac: (B,) revealed fraction t/D; lt: (B,) mean nats per masked variable at that t).
     """
     B, C, H, W = x.shape
     dev = x.device
+    stages = net.cfg.stages
+    if stages > 1:
+        if net.cfg.order != "uniform" or net.cfg.prior:
+            raise ValueError("depth upscaling is implemented for the uniform order without the prior")
+        if stage is None:
+            stage = torch.randint(1, stages + 1, (B,), generator=generator, device=dev)
     n_var = torch.where(grey, H * W, C * H * W)                       # D per example
     if t is None:
         t = (torch.rand(B, generator=generator, device=dev) * n_var).long()  # t ~ U{0..D−1}
@@ -236,10 +289,13 @@ def training_loss(net: ARDMNet, x: torch.Tensor, grey: torch.Tensor, generator: 
     rank = flat.argsort(1).argsort(1).reshape(B, C, H, W)
     rank = torch.where(grey.view(B, 1, 1, 1), rank // C, rank)
     m = (rank < t.view(B, 1, 1, 1)).float()
-    xs = x.float() / 127.5 - 1.0
     frac = t.float() / n_var.float()
-    p = net(xs * m, m, frac)
-    nll = -log_prob(p, x, net.cfg.mixtures)                            # (B, C, H, W) nats
+    if stages > 1:
+        p = net(stage_inputs(x, m, stage), m, frac, stage)
+        nll = -digit_log_prob(p, x, stage, net.cfg.mixtures)
+    else:
+        p = net((x.float() / 127.5 - 1.0) * m, m, frac)
+        nll = -log_prob(p, x, net.cfg.mixtures)                        # (B, C, H, W) nats
     counted = (1 - m) * torch.where(grey.view(B, 1, 1, 1), (torch.arange(C, device=dev) == 0).view(1, C, 1, 1).float(),
                                     torch.ones(1, C, 1, 1, device=dev))
     if grouped:  # score only the unknown variables of σ(t)'s group: the ones exchangeable with σ(t)
@@ -248,5 +304,5 @@ def training_loss(net: ARDMNet, x: torch.Tensor, grey: torch.Tensor, generator: 
     masked_sum = (nll * counted).sum((1, 2, 3))
     n_masked = counted.sum((1, 2, 3))
     lt = masked_sum / n_masked  # D/(D−t)·Σ_masked/D: per example an unbiased term of the bound (nats/dim)
-    loss = lt.mean() / math.log(2)
+    loss = lt.mean() / math.log(2) * stages
     return loss, frac.detach(), lt.detach()

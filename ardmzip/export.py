@@ -202,6 +202,8 @@ def main() -> None:
     run_dir = CACHE / "runs" / a.run
     ck = torch.load(run_dir / "ckpt.pt")
     cfg = NetConfig.from_dict(ck["net_config"])
+    if cfg.stages > 1:
+        raise SystemExit(f"run {a.run} is a depth-upscaling net: the codec does not code those yet")
     net = ARDMNet(cfg)
     exact = "scales" in ck  # a quantisation-aware run: ship the integer model
     if exact:

@@ -26,12 +26,15 @@ class NetConfig:
     mixtures: int = 6                       # logistic mixture components per subpixel
     order: str = "uniform"                  # order family: "uniform", "quincunx" or "quincunx-grb" (ardm.py)
     prior: int = 0                          # the head corrects an exact neighbour prediction: prior.py's version (0: none)
+    stages: int = 1                         # 1: one 256-way stage; 2: depth upscaling, two base-16 digits (ardm.py)
 
     @property
     def in_features(self) -> int:
         # value + mask per channel, the revealed fraction, and per scale: known-mean + density per channel;
         # with the prior: its mean and log-scale per channel
-        return 2 * self.channels + 1 + 2 * self.channels * len(NORMCONV_SCALES) + 2 * self.channels * (self.prior > 0)
+        # with depth upscaling: the stage
+        return (2 * self.channels + 1 + 2 * self.channels * len(NORMCONV_SCALES) + 2 * self.channels * (self.prior > 0)
+                + (self.stages > 1))
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -94,13 +97,18 @@ class ARDMNet(nn.Module):
         """The decoder's ×2 upsampling (nearest neighbour), shared with exact.walk's arithmetics."""
         return F.interpolate(u, scale_factor=2)
 
-    def forward(self, x: torch.Tensor, m: torch.Tensor, frac: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, m: torch.Tensor, frac: torch.Tensor, stage: torch.Tensor | None = None
+                ) -> torch.Tensor:
+        """stage: (B,) 1 or 2, for a depth-upscaling net (cfg.stages = 2; ardm.training_loss says what x
+        and m hold in each stage)."""
         B, C, H, W = x.shape
         ph, pw = (-H) % PAD_MULTIPLE, (-W) % PAD_MULTIPLE
         if ph or pw:  # padding counts as unknown
             x, m = F.pad(x, (0, pw, 0, ph)), F.pad(m, (0, pw, 0, ph))
         f = frac.view(B, 1, 1, 1).expand(B, 1, x.shape[2], x.shape[3])
         feats = [x, m, f, normconv_features(x, m)]
+        if self.cfg.stages > 1:
+            feats.append((stage - 1).to(x.dtype).view(B, 1, 1, 1).expand_as(f))
         if self.cfg.prior:
             mean16, logs, rows = prior(torch.round((x + 1.0) * 127.5) * m, m, self.cfg.prior)
             feats.append(rows.to(x.dtype) / 255)

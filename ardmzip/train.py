@@ -206,11 +206,15 @@ def evaluate(net: ARDMNet, crops: torch.Tensor, batch: int = 64) -> float:
     """Validation bound in bpd on fixed crops with a fixed generator (t and orders reproducible on one
     device; a GPU draws other masks than the CPU, so its numbers differ within noise)."""
     g = torch.Generator(device=crops.device).manual_seed(0)
+    stages = net.cfg.stages
     total = 0.0
     for i in range(0, len(crops), batch):
         x = crops[i:i + batch]
-        loss, _, _ = training_loss(net, x, torch.zeros(len(x), dtype=torch.bool, device=x.device), generator=g)
-        total += loss.item() * len(x)
+        grey = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        for s in range(1, stages + 1):  # every stage of a depth-upscaling net on every crop
+            stage = torch.full((len(x),), s, device=x.device) if stages > 1 else None
+            loss, _, _ = training_loss(net, x, grey, generator=g, stage=stage)
+            total += loss.item() * len(x) / stages
     return total / len(crops)
 
 
@@ -310,6 +314,8 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, init_order: bool = False) -> Non
     sampler = CropSampler(photos, cfg.crop, cfg.grey_fraction, cfg.seed + state["step"], cfg.scale_fraction)
     scales = ck.get("scales") if ckpt_path.exists() else init_scales
     if cfg.qat or scales:  # from here on the net trains through the integer arithmetic it will code with
+        if net_cfg.stages > 1:
+            raise SystemExit("a depth-upscaling net has no integer arithmetic yet: train it without --qat")
         if scales is None:
             scales = calibrate(ema, [tuple(t.to(dev) for t in b) for b in calibration_batches(sampler)])
             print(f"calibrated {len(scales)} quantisation points")
@@ -375,6 +381,8 @@ def main() -> None:
     ap.add_argument("--widths", type=str, default="32,64,128", help="channels per U-Net level (full, 1/2, 1/4 resolution)")
     ap.add_argument("--blocks", type=str, default="2,2,3", help="residual blocks per level")
     ap.add_argument("--mixtures", type=int, default=6, help="logistic mixture components per subpixel")
+    ap.add_argument("--stages", type=int, choices=[1, 2], default=1,
+                    help="2: depth upscaling, two base-16 digits per subpixel (an experiment: no codec yet)")
     ap.add_argument("--order", choices=["uniform", "quincunx", "quincunx-grb"], default=None,
                     help="order family (default: the --init model's; from scratch: uniform)")
     ap.add_argument("--prior", type=int, nargs="?", const=1, default=0,
@@ -383,7 +391,7 @@ def main() -> None:
     a = vars(ap.parse_args())
     net_cfg = NetConfig(widths=tuple(int(v) for v in a.pop("widths").split(",")),
                         blocks=tuple(int(v) for v in a.pop("blocks").split(",")), mixtures=a.pop("mixtures"),
-                        order=a["order"] or "uniform", prior=a.pop("prior"))
+                        order=a["order"] or "uniform", prior=a.pop("prior"), stages=a.pop("stages"))
     init_order = a.pop("order") is None
     if a.pop("write_pack"):
         if not a["data"]:

@@ -1,3 +1,5 @@
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -79,3 +81,21 @@ class TestTrainingLoss:
 
 
 GOLDEN_DYADIC = [8, 0, 12, 4, 14, 2, 10, 6, 11, 15, 3, 7, 9, 13, 5, 1]
+
+
+def test_depth_upscaling_digits_multiply_to_the_value_distribution():
+    """Stage 1 (coarse digit) times stage 2 (fine digit given the coarse one) under the same parameters is
+    the 256-way mixture of log_prob, and each stage's distribution sums to one, tails included."""
+    from ardmzip.ardm import DIGIT, digit_log_prob, log_prob
+    g = torch.Generator().manual_seed(0)
+    k = 3
+    p = torch.cat([torch.randn(1, 1, k, 1, 1, generator=g), torch.rand(1, 1, k, 1, 1, generator=g) * 2.4 - 1.2,
+                   torch.rand(1, 1, k, 1, 1, generator=g) * 3 - 4.5], 2).expand(1, 1, 3 * k, 1, 256)
+    x = torch.arange(256).view(1, 1, 1, 256)
+    one, two = (digit_log_prob(p, x, torch.tensor([s]), k)[0, 0, 0] for s in (1, 2))
+    full = log_prob(p, x, k)[0, 0, 0]
+    likely = full > math.log(1e-4)  # log_prob approximates the far tails by the density
+    assert likely.sum() > 20 and torch.allclose((one + two)[likely], full[likely], atol=2e-3)
+    assert torch.allclose(one[::DIGIT].exp().sum(), torch.tensor(1.0), atol=1e-5)
+    for h in range(256 // DIGIT):
+        assert torch.allclose(two[h * DIGIT:(h + 1) * DIGIT].exp().sum(), torch.tensor(1.0), atol=1e-4)

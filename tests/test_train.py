@@ -172,3 +172,16 @@ def test_every_training_option_is_explained():
         options = [a for a in ap._actions if a.dest != "help"]
         assert len(options) == len(dataclasses.fields(config))
         assert all(a.help and not a.help.startswith(" (") for a in options), [a.dest for a in options if not a.help]
+
+
+def test_a_depth_upscaling_net_trains_and_evaluates_both_stages(tmp_path, monkeypatch):
+    _tiny_photo_sets(tmp_path, monkeypatch, seed=4)
+    threads = torch.get_num_threads()
+    net_cfg = NetConfig(widths=(8, 8, 8), blocks=(1, 1, 1), mixtures=2, stages=2)
+    try:
+        train_mod.train(train_mod.TrainConfig(run="u", minutes=10.0, steps=5, batch=4, crop=16, eval_every=1e9),
+                        net_cfg)
+    finally:
+        torch.set_num_threads(threads)
+    log = [json.loads(line) for line in (tmp_path / "runs/u/log.jsonl").read_text().splitlines()]
+    assert log[-1]["step"] == 5 and 4.0 < log[-1]["val_bpd"] < 16.0  # both stages: about 8 bits of noise
