@@ -130,9 +130,10 @@ ORDER_NAMES = {"uniform": "uniform random order",
 
 
 @torch.inference_mode()
-def loss_curve(net: ARDMNet, crops: torch.Tensor, per_bin: int = 8, batch: int = 64) -> np.ndarray:
+def loss_curve(net: ARDMNet, crops: torch.Tensor, per_bin: int = 8, batch: int = 64, stage: int | None = None
+               ) -> np.ndarray:
     """Mean loss per masked variable (bits) at the centre of each of the model's grid of fraction bins
-    (ardm.curve_grid of its order family)."""
+    (ardm.curve_grid of its order family); stage: that stage's curve, for a depth-upscaling net."""
     _, c, h, w = crops.shape
     d = c * h * w
     grid = curve_grid(net.cfg.order)
@@ -143,7 +144,8 @@ def loss_curve(net: ARDMNet, crops: torch.Tensor, per_bin: int = 8, batch: int =
         b = bins[i:i + batch]
         x = crops[(np.arange(i, i + len(b))) % len(crops)]
         t = torch.from_numpy(((2 * b + 1) * d) // (2 * grid))
-        _, _, lt = training_loss(net, x, torch.zeros(len(b), dtype=torch.bool), generator=g, t=t)
+        _, _, lt = training_loss(net, x, torch.zeros(len(b), dtype=torch.bool), generator=g, t=t,
+                                 stage=None if stage is None else torch.full((len(b),), stage))
         np.add.at(sums, b, lt.numpy())
     return sums / per_bin / np.log(2)
 

@@ -199,3 +199,18 @@ def test_variants_leave_out_a_partial_budget(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps(run))
     ardm, classical, _ = variants.curves(tmp_path)
     assert ardm == {"whole": {18: 2.5}} and classical == {"whole": {"webp": 2.5}}
+
+
+def test_upscaling_comparison_spends_the_budget_on_both_stages():
+    """benchmarks/upscaling.py: a one-stage run's prediction is the schedule's; a two-stage run needs a
+    call per stage, and its best split is never worse than an even one; more calls never cost bits."""
+    spec = importlib.util.spec_from_file_location("bench_upscaling", RUN.parent / "upscaling.py")
+    up = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(up)
+    d, curve = 3072, list(range(6000, 2000, -8))           # millibits per variable, falling as more is known
+    assert up.predicted_bpd([curve], d, 10) == pytest.approx(up.stage_bits(curve, d, 10) / d)
+    assert up.predicted_bpd([curve, curve], d, 1) is None
+    even = (up.stage_bits(curve, d, 5) + up.stage_bits(curve, d, 5)) / d
+    assert up.predicted_bpd([curve, curve], d, 10) <= even
+    two = [up.predicted_bpd([curve, curve], d, b) for b in (2, 4, 10, 50, 200)]
+    assert two == sorted(two, reverse=True)
