@@ -143,32 +143,28 @@ def write_pack(path: Path, crop: int = 32, mib: float = 36.0, seed: int = 0, reg
     photos evaluates on at this crop size (`val`, `val_scaled`), so logs stay comparable."""
     if crop > region:
         raise ValueError(f"crops of {crop} do not fit in regions of {region}")
-    photos = load_images(CACHE / "data" / "images_train.npz")
-    val_images = load_images(CACHE / "data" / "images_val.npz")
-    val = fixed_crops(val_images, 512, crop).to(torch.uint8).numpy()
-    val_scaled = fixed_crops(val_images, 256, crop, scaled=True).to(torch.uint8).numpy()
-    budget, buf = mib * 2 ** 20, io.BytesIO()
-    np.savez_compressed(buf, val=val, val_scaled=val_scaled)
-    fixed = buf.tell()
+    photos, val, val_scaled = (a.to(torch.uint8).numpy() if torch.is_tensor(a) else a
+                               for a in load_training_data(TrainConfig(crop=crop)))
+    fixed = len(_npz(val=val, val_scaled=val_scaled))
     n = 8192
-    while n >= 1 and fixed < budget:
+    while n >= 1 and fixed < mib * 2 ** 20:
         regions = CropSampler(photos, region, 0.0, seed).batch(n)[0].to(torch.uint8).numpy()
-        tmp = path.with_suffix(".tmp.npz")
-        try:
-            np.savez_compressed(tmp, regions=regions.transpose(0, 2, 3, 1), val=val, val_scaled=val_scaled,
-                                crop=np.int64(crop))
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        size = tmp.stat().st_size
-        if size <= budget:
+        blob = _npz(regions=regions.transpose(0, 2, 3, 1), val=val, val_scaled=val_scaled, crop=np.int64(crop))
+        if len(blob) <= mib * 2 ** 20:
+            tmp = path.with_suffix(".tmp")
+            tmp.write_bytes(blob)
             os.replace(tmp, path)
             print(f"{n} regions of {region}x{region} and {len(val)} + {len(val_scaled)} validation crops of "
-                  f"{crop}x{crop}: {size / 2 ** 20:.1f} MiB -> {path}")
+                  f"{crop}x{crop}: {len(blob) / 2 ** 20:.1f} MiB -> {path}")
             return
-        tmp.unlink()
-        n = min(n - 1, int(n * (budget - fixed) / max(size - fixed, 1) * 0.98))
+        n = min(n - 1, int(n * (mib * 2 ** 20 - fixed) / max(len(blob) - fixed, 1) * 0.98))
     raise ValueError(f"{mib} MiB cannot hold the validation crops ({fixed / 2 ** 20:.2f} MiB) and any region")
+
+
+def _npz(**arrays) -> bytes:
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    return buf.getvalue()
 
 
 def load_training_data(cfg: TrainConfig) -> tuple[list[np.ndarray], torch.Tensor, torch.Tensor]:
