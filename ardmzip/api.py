@@ -21,7 +21,7 @@ import soundfile
 
 from . import audio, audio_codec, container, media
 from .audio_model import AudioModel
-from .codec import OFFSETS, decode_plane, encode_plane_ways, make_plan
+from .codec import OFFSETS, decode_plane, encode_plane_ways, make_plan, predicted_bits
 from .coder import Decoder, Encoder
 from .errors import ChecksumMismatchError, CorruptError, ModelError, UnsupportedInputError
 from .registry import Model, default_model_id, find_model, load_model
@@ -190,7 +190,7 @@ def _unstore(method: str, words: np.ndarray, n: int) -> np.ndarray:
 
 
 def _predicted_bits(m: Model, plans: list) -> float:
-    return sum(pl.predicted_bits(m.curve) for pl in plans)
+    return sum(predicted_bits(m, pl) for pl in plans)
 
 
 def predict_bits(img: media.Image, *, budget: int | None = None, model: str | None = None) -> float:

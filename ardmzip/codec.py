@@ -4,23 +4,30 @@ decoder sees exactly the tensors the encoder saw.
 
 A plane is (H, W, 3) uint8 "rgb" (D = 3·H·W subpixels, flat index c·H·W + y·W + x) or (H, W) uint8
 "grey" (D = H·W pixels, shown to the net replicated into 3 channels with tied masks).
+
+A depth-upscaling model (cfg.stages = 2) codes a plane in two walks (a StagedPlan): the coarse digit
+v // 16 of every variable, then the fine digit v % 16 given all the coarse ones, each walk with its own
+order and schedule; the budget's network calls are split between them where the loss curves predict the
+fewest bits (integer arithmetic, so both sides split alike).
 """
 from __future__ import annotations
 
 import dataclasses
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from functools import partial
+from types import SimpleNamespace
 from typing import Callable, Iterator
 
 import numpy as np
 import torch
 
-from .ardm import group_parts, grouped_order, image_groups, log_prob, order, schedule_groups
+from .ardm import DIGIT, digit_log_prob, group_parts, grouped_order, image_groups, log_prob, order, schedule_groups
 from .coder import Decoder, Encoder
 from .exact import LOGS_MAX, LOGS_MIN, log_probabilities_torch, probabilities
 from .lattice import lattice_index, lattice_units, unit_params
 from .registry import Model
-from .schedule import Groups, expected_bits, step_boundaries
+from .schedule import Groups, expected_bits, expected_millibits, step_boundaries
 
 CODING_THREADS = 1  # float32 models' outputs depend on the thread count: both sides use this many
 TILE = 512   # larger planes are run through the net in tiles of this size ...
@@ -48,6 +55,7 @@ class Plan:
     groups: Groups | None = None  # a structured order's groups (the schedule keeps steps inside them)
     first: int = 0         # the first `first` variables of the order (group 0) are coded by lattice.py, not the net
     offsets: bool = False  # each network step starts with its scale offset's index (OFFSETS)
+    stage: int = 0         # 0: a 256-way model's walk; 1, 2: that digit stage of a depth-upscaling model
 
     @property
     def calls(self) -> int:
@@ -65,40 +73,112 @@ class Plan:
     def predicted_bits(self, curve) -> float:
         return expected_bits(curve, self.bounds, self.n_vars, self.groups)
 
-def make_plan(model: Model, shape: tuple[int, ...], budget: int, seed: int, offsets: bool = False) -> Plan:
+    def predicted_millibits(self, curve) -> int:
+        return expected_millibits(curve, self.bounds, self.n_vars, self.groups)
+
+
+@dataclass
+class StagedPlan:
+    """A depth-upscaling model's plane: one Plan per digit stage (stage 1, the coarse digits, decoded first)."""
+    stages: tuple[Plan, ...]
+
+    shape = property(lambda self: self.stages[0].shape)
+    grey = property(lambda self: self.stages[0].grey)
+    offsets = property(lambda self: self.stages[0].offsets)
+    n_vars = property(lambda self: self.stages[0].n_vars)
+    calls = property(lambda self: sum(p.calls for p in self.stages))
+    steps = property(lambda self: sum(p.steps for p in self.stages))
+
+    def predicted_bits(self, curves) -> float:
+        """curves: one per stage."""
+        return sum(p.predicted_bits(c) for p, c in zip(self.stages, curves))
+
+
+def make_plan(model: Model, shape: tuple[int, ...], budget: int, seed: int, offsets: bool = False
+              ) -> Plan | StagedPlan:
     """The plan of a plane: the model's order family ("uniform": ardm.order over the D variables;
     structured: ardm.grouped_order over the variables' groups, ardm.image_groups) and the schedule of
-    `budget` network calls; `offsets`: with a scale offset per step (int-exact models only)."""
-    if offsets and model.exact is None:
-        raise ValueError(f"scale offsets need an int-exact model; {model.id} is {model.arithmetic}")
-    return dataclasses.replace(_plan(model, shape, budget, seed), offsets=offsets)
+    `budget` network calls; `offsets`: with a scale offset per step (int-exact models only). A
+    depth-upscaling model: a StagedPlan, its stages' orders drawn from stage_seed(seed, stage)."""
+    if (offsets or model.cfg.stages > 1) and model.exact is None:
+        raise ValueError(f"scale offsets and depth upscaling need an int-exact model; {model.id} is {model.arithmetic}")
+    if model.cfg.stages == 1:
+        return dataclasses.replace(_plan(model, model.curve, shape, budget, seed), offsets=offsets)
+    return StagedPlan(tuple(dataclasses.replace(p, offsets=offsets) for p in _staged_plans(model, shape, budget, seed)))
 
 
-def _plan(model: Model, shape: tuple[int, ...], budget: int, seed: int) -> Plan:
+def stage_seed(seed: int, stage: int) -> int:
+    """The order seed of one digit stage of a plane (distinct for seeds below 2^62)."""
+    return ((seed << 2) | stage) & ((1 << 64) - 1)
+
+
+def budget_splits(budget: int, stages: int = 2) -> list[int]:
+    """The calls of stage 1 tried when `budget` calls are split between two stages: every split up to 32
+    calls, else 1, budget − 1 and 15 evenly spaced ones (planning stays fast at large budgets)."""
+    if budget < stages:
+        return [1]
+    if budget <= 32:
+        return list(range(1, budget))
+    return sorted({1, budget - 1, *(budget * i // 16 for i in range(1, 16))})
+
+
+def _staged_plans(model: Model, shape: tuple[int, ...], budget: int, seed: int) -> tuple[Plan, Plan]:
+    """The two stages' plans, `budget` calls split where the curves predict the fewest millibits (ties:
+    fewer calls on stage 1); a budget below 2 is raised to one call per stage."""
+    if model.info.get("first_group"):
+        raise ValueError(f"model {model.id}: a depth-upscaling model codes every variable with the net")
+    c1, c2 = model.curves
+
+    def split(b1: int) -> tuple[int, tuple[Plan, Plan]]:
+        p = (_plan(model, c1, shape, b1, stage_seed(seed, 1), 1),
+             _plan(model, c2, shape, max(1, budget - b1), stage_seed(seed, 2), 2))
+        return p[0].predicted_millibits(c1) + p[1].predicted_millibits(c2), p
+
+    return min((split(b1) for b1 in budget_splits(budget)), key=lambda cp: cp[0])[1]
+
+
+def _plan(model: Model, curve: tuple[int, ...], shape: tuple[int, ...], budget: int, seed: int, stage: int = 0
+          ) -> Plan:
     h, w = shape[:2]
     grey = len(shape) == 2
     n = h * w * (1 if grey else 3)
     if model.cfg.order == "uniform":
-        return Plan((h, w), grey, order(seed, n), step_boundaries(model.curve, n, budget))
+        return Plan((h, w), grey, order(seed, n), step_boundaries(curve, n, budget), stage=stage)
     per_var = image_groups(model.cfg.order, h, w, grey)
     parts = group_parts(model.cfg.order, grey)
-    groups = schedule_groups(per_var, len(model.curve), parts)
+    groups = schedule_groups(per_var, len(curve), parts)
     if model.info.get("first_group") != "lattice":
-        return Plan((h, w), grey, grouped_order(seed, per_var), step_boundaries(model.curve, n, budget, groups), groups)
+        return Plan((h, w), grey, grouped_order(seed, per_var), step_boundaries(curve, n, budget, groups), groups,
+                    stage=stage)
     # group 0 (its first `parts` groups) is one step of lattice.py; the budget's calls go to the other groups
     first, e0 = lattice_index(h, w, grey).size, groups.edges[parts]
     rest = Groups(tuple(e - e0 for e in groups.edges[parts:]), groups.counts[parts:])
     bounds = np.array([0, first]) if n == first else \
-        np.concatenate([[0], first + step_boundaries(model.curve[e0:], n - first, budget, rest)])
+        np.concatenate([[0], first + step_boundaries(curve[e0:], n - first, budget, rest)])
     return Plan((h, w), grey, grouped_order(seed, per_var), bounds, groups, first)
 
 
+def planning_model(cfg, curves) -> SimpleNamespace:
+    """What make_plan and predicted_bits read of a model, from a net config and its loss curves (one per
+    stage) without weights: a training run's predictions before it ships (export, benchmarks)."""
+    curves = tuple(tuple(int(v) for v in c) for c in curves)
+    return SimpleNamespace(id="(a training run)", cfg=cfg, curve=curves[0], curves=curves, info={},
+                           exact=True)  # planning needs no arithmetic; this says only "any plan is allowed"
+
+
+def predicted_bits(model: Model, plan: Plan | StagedPlan) -> float:
+    """What the schedule predicts for a plane from the model's loss curve(s)."""
+    return plan.predicted_bits(model.curves if isinstance(plan, StagedPlan) else model.curve)
+
+
 def _net_input(values: np.ndarray, known: np.ndarray, plan: Plan, exact: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-    """values, known: flat (D,) arrays (values only read where known). Returns x, m of (1, 3, H, W):
-    x scaled to [-1, 1] and masked for the float net, the plain values 0..255 for the exact one."""
+    """values, known: flat (D,) arrays (values only read where known; in a depth-upscaling plan's stage 2
+    the coarse digit of every value too). Returns x, m of (1, 3, H, W): x scaled to [-1, 1] and masked
+    for the float net, the plain values 0..255 for the exact one (stage 2: where unknown, the coarse
+    bin's first value, which is all exact.int_inputs reads there)."""
     h, w = plan.shape
     if exact:
-        x = np.where(known, values, 0).astype(np.float32)
+        x = np.where(known, values, values - values % DIGIT if plan.stage == 2 else 0).astype(np.float32)
     else:
         x = np.where(known, values.astype(np.float32) / np.float32(127.5) - np.float32(1.0), np.float32(0.0))
     m = known.astype(np.float32)
@@ -132,7 +212,7 @@ def _step_params(model: Model, plan: Plan, values: np.ndarray, known: np.ndarray
     if model.exact is not None:  # integer inputs: values, mask, and the revealed fraction as 255·t // D
         x, m = _net_input(values, known, plan, exact=True)
         f = torch.tensor([(255 * start) // plan.n_vars], dtype=torch.float32)
-        net = model.exact
+        net = partial(model.exact, stage=_stage(plan, 1))
     else:
         x, m = _net_input(values, known, plan)
         f = torch.tensor([start / plan.n_vars], dtype=torch.float32)
@@ -163,7 +243,7 @@ def _batched_params(model: Model, plan: Plan, values: np.ndarray, rank: np.ndarr
     pairs = [_net_input(values, rank < start, plan, exact=True) for start, _ in group]
     x, m = torch.cat([p[0] for p in pairs]), torch.cat([p[1] for p in pairs])
     f = torch.tensor([(255 * start) // plan.n_vars for start, _ in group], dtype=torch.float32)
-    p = model.exact(x, m, f)                                                # (E, 3, 3K, H, W)
+    p = model.exact(x, m, f, _stage(plan, len(group)))                     # (E, 3, 3K, H, W)
     h, w = plan.shape
     out = []
     for e, (_, positions) in enumerate(group):
@@ -171,6 +251,21 @@ def _batched_params(model: Model, plan: Plan, values: np.ndarray, rank: np.ndarr
         y, xx = np.divmod(yx, w)
         out.append(p[e][torch.from_numpy(c), :, torch.from_numpy(y), torch.from_numpy(xx)])
     return out
+
+
+def _stage(plan: Plan, n: int) -> torch.Tensor | None:
+    """The stage input of n net inputs of a depth-upscaling plan (None for a one-stage model)."""
+    return torch.full((n,), plan.stage) if plan.stage else None
+
+
+def _symbols(values: np.ndarray, plan: Plan) -> np.ndarray:
+    """What a walk codes of (full) values: the values, or the stage's digit."""
+    return values // DIGIT if plan.stage == 1 else values % DIGIT if plan.stage == 2 else values
+
+
+def _probabilities(model: Model, params: torch.Tensor, plan: Plan, values: np.ndarray) -> np.ndarray:
+    """The distributions of a walk's variables (values: their full values; stage 2 reads the coarse digit)."""
+    return model.probabilities(params, plan.stage, values // DIGIT if plan.stage == 2 else None)
 
 
 def _encode_batch(model: Model, plan: Plan) -> int:
@@ -236,17 +331,18 @@ def with_offset(model: Model, params: torch.Tensor, offset: int) -> torch.Tensor
     return torch.cat([params[:, :2 * k], (params[:, 2 * k:] + offset).clamp(LOGS_MIN, LOGS_MAX)], 1)
 
 
-def best_offset(model: Model, params: torch.Tensor, symbols: np.ndarray) -> int:
+def best_offset(model: Model, params: torch.Tensor, values: np.ndarray, stage: int = 0) -> int:
     """The encoder's choice: the index into OFFSETS whose head codes (an evenly spaced sample of at most
-    SEARCH_VARS of) the step's symbols in the fewest bits, by the dequantised float head: any choice
-    decodes, since the index is stored."""
-    sel = slice(None, None, max(1, len(symbols) // SEARCH_VARS))
-    q, x = params[sel].to(torch.int64), torch.from_numpy(np.asarray(symbols[sel]))
+    SEARCH_VARS of) the step's values (a depth-upscaling stage: their digit) in the fewest bits, by the
+    dequantised float head: any choice decodes, since the index is stored."""
+    sel = slice(None, None, max(1, len(values) // SEARCH_VARS))
+    q, x = params[sel].to(torch.int64), torch.from_numpy(np.asarray(values[sel]))
     k = model.cfg.mixtures
     shifted = torch.cat([with_offset(model, q, o) for o in OFFSETS])            # (len(OFFSETS)·n, 3K)
     head = log_probabilities_torch(shifted.float()[..., None, None], k)             # (len(OFFSETS)·n, 3K, 1, 1)
-    nats = log_prob(head, x.repeat(len(OFFSETS))[:, None, None], k)
-    return int(nats.view(len(OFFSETS), -1).sum(1).argmax())
+    xs = x.repeat(len(OFFSETS))[:, None, None]
+    nats = digit_log_prob(head, xs, torch.tensor(stage), k) if stage else log_prob(head, xs, k)
+    return int(nats.reshape(len(OFFSETS), -1).sum(1).argmax())
 
 
 def _push_units(enc: Encoder, symbols: np.ndarray, probs: np.ndarray) -> float:
@@ -262,11 +358,22 @@ def encode_plane(model: Model, plane: np.ndarray, plan: Plan, enc: Encoder, prog
     return encode_plane_ways(model, plane, plan, {plan.offsets: enc}, progress)[plan.offsets]
 
 
-def encode_plane_ways(model: Model, plane: np.ndarray, plan: Plan, ways: dict[bool, Encoder],
+def encode_plane_ways(model: Model, plane: np.ndarray, plan: Plan | StagedPlan, ways: dict[bool, Encoder],
                       progress: Progress = None) -> dict[bool, float]:
     """encode_plane onto one ANS stack per way of coding (ways: with scale offsets → its encoder), each
     step's network call made once for all of them (plan.offsets is not read). Returns the bits of each."""
     values = _flat(plane).astype(np.int64)
+    bits = dict.fromkeys(ways, 0.0)
+    for walk in reversed(plan.stages if isinstance(plan, StagedPlan) else (plan,)):  # stage 2 pushed first
+        for use, b in _encode_walk(model, values, walk, ways, progress).items():
+            bits[use] += b
+    return bits
+
+
+def _encode_walk(model: Model, values: np.ndarray, plan: Plan, ways: dict[bool, Encoder],
+                 progress: Progress) -> dict[bool, float]:
+    """Push one walk over a plane's (full, flat) values: its steps last to first, then the lattice's units."""
+    symbols = _symbols(values, plan)
     rank = np.empty(plan.n_vars, dtype=np.int64)
     rank[plan.order] = np.arange(plan.n_vars)
     bits = dict.fromkeys(ways, 0.0)
@@ -278,10 +385,11 @@ def encode_plane_ways(model: Model, plane: np.ndarray, plan: Plan, ways: dict[bo
             for (start, positions), params in reversed(list(zip(group, _batched_params(model, plan, values, rank, group)))):
                 for use, enc in ways.items():
                     if use:
-                        o = best_offset(model, params, values[positions])
+                        o = best_offset(model, params, values[positions], plan.stage)
                     shifted = with_offset(model, params, OFFSETS[o]) if use else params
                     for c in reversed(_chunks(len(positions))):    # the stack: last chunk pushed first
-                        bits[use] += _push_units(enc, values[positions[c]], model.probabilities(shifted[c]))
+                        pc = positions[c]
+                        bits[use] += _push_units(enc, symbols[pc], _probabilities(model, shifted[c], plan, values[pc]))
                     if use:                                     # popped before the step's variables
                         bits[use] += _push_units(enc, np.array([o]), OFFSET_PROBS)
                 if progress:
@@ -298,9 +406,18 @@ def encode_plane_ways(model: Model, plane: np.ndarray, plan: Plan, ways: dict[bo
     return bits
 
 
-def decode_plane(model: Model, plan: Plan, dec: Decoder, progress: Progress = None) -> np.ndarray:
-    """Pop a plane (the lattice's units, then the steps first to last); inverse of encode_plane."""
+def decode_plane(model: Model, plan: Plan | StagedPlan, dec: Decoder, progress: Progress = None) -> np.ndarray:
+    """Pop a plane (the lattice's units, then the steps first to last; a StagedPlan: stage 1, then stage 2);
+    inverse of encode_plane."""
     values = np.zeros(plan.n_vars, dtype=np.int64)
+    for walk in plan.stages if isinstance(plan, StagedPlan) else (plan,):
+        _decode_walk(model, walk, dec, values, progress)
+    return _unflat(values, plan).astype(np.uint8)
+
+
+def _decode_walk(model: Model, plan: Plan, dec: Decoder, values: np.ndarray, progress: Progress) -> None:
+    """Pop one walk into `values` (flat, in place): stage 1 sets 16·coarse digit, stage 2 adds the fine one."""
+    scale = DIGIT if plan.stage == 1 else 1
     known = np.zeros(plan.n_vars, dtype=bool)
     if plan.first:
         index, units = _lattice(plan)
@@ -316,8 +433,8 @@ def decode_plane(model: Model, plan: Plan, dec: Decoder, progress: Progress = No
             if plan.offsets:
                 params = with_offset(model, params, OFFSETS[int(dec.pop(OFFSET_PROBS)[0])])
             for c in _chunks(len(positions)):
-                values[positions[c]] = dec.pop(model.probabilities(params[c]))
+                pc = positions[c]
+                values[pc] += scale * dec.pop(_probabilities(model, params[c], plan, values[pc]))
             known[positions] = True
             if progress:
                 progress(1)
-    return _unflat(values, plan).astype(np.uint8)

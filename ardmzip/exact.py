@@ -38,6 +38,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from .ardm import DIGIT, K_VALUES
 from .nets import NORMCONV_SCALES, PAD_MULTIPLE, ARDMNet, NetConfig
 from .prior import LOGS_MAX, LOGS_MIN, LOGS_UNIT, MU_MAX, MU_MIN, MU_UNIT, add_prior, prior  # noqa: F401
 
@@ -125,9 +126,15 @@ def _cdf_table() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def probabilities(q: np.ndarray | torch.Tensor, k: int) -> np.ndarray:
-    """Same as reference_probabilities, bit for bit, with one contiguous table gather per component.
-    Float64 holds every integer here exactly (products < 2^33, sums < 2^36), so the sum over the
-    components is exact in any order."""
+    """Same as reference_probabilities, bit for bit, with one contiguous table gather per component."""
+    freq = frequencies(q, k)
+    return freq / freq.sum(1, keepdims=True)
+
+
+def frequencies(q: np.ndarray | torch.Tensor, k: int) -> np.ndarray:
+    """The integer frequencies behind `probabilities` (n, 256), float64 holding integers. Float64 holds
+    every integer here exactly (products < 2^33, sums < 2^36), so the sum over the components, and any
+    sum of frequencies, is exact in any order."""
     table, ex = _cdf_table()
     q = torch.as_tensor(np.asarray(q, dtype=np.int64))
     logit, mu, logs = q[:, :k], q[:, k:2 * k], q[:, 2 * k:]
@@ -138,7 +145,17 @@ def probabilities(q: np.ndarray | torch.Tensor, k: int) -> np.ndarray:
     cdf = torch.bmm(w[:, None, :], rows[base + 1])[:, 0]                         # (n, 255)
     total = w.sum(1, keepdim=True) * float(1 << CDF_BITS)
     freq = torch.diff(cdf, prepend=torch.zeros(len(q), 1, dtype=torch.float64), append=total, dim=1) + 1
-    return (freq / freq.sum(1, keepdim=True)).numpy()
+    return freq.numpy()
+
+
+def digit_probabilities(freq: np.ndarray, stage: int, coarse: np.ndarray | None = None) -> np.ndarray:
+    """A depth-upscaling stage's distributions (ardm.digit_log_prob) from `frequencies` (n, 256): stage 1,
+    the coarse digit v // 16 (the frequencies summed over each bin of 16 values); stage 2, the fine digit
+    v % 16 given the coarse ones (n,) (the frequencies of the known bin). (n, 16) float64: sums of
+    integers are exact, and one correctly rounded division per entry makes them identical everywhere."""
+    bins = freq.reshape(len(freq), K_VALUES // DIGIT, DIGIT)
+    f = bins.sum(2) if stage == 1 else bins[np.arange(len(freq)), np.asarray(coarse, dtype=np.int64)]
+    return f / f.sum(1, keepdims=True)
 
 
 def log_probabilities_torch(q: torch.Tensor, k: int) -> torch.Tensor:
@@ -148,8 +165,8 @@ def log_probabilities_torch(q: torch.Tensor, k: int) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------ integer inputs
-def int_inputs(v: torch.Tensor, known: torch.Tensor, fi: torch.Tensor, with_prior: int = 0
-               ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
+def int_inputs(v: torch.Tensor, known: torch.Tensor, fi: torch.Tensor, with_prior: int = 0,
+               stage: torch.Tensor | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor] | None]:
     """Integer input features, float32 holding integers in [-255, 255] (channels-last), padded to
     PAD_MULTIPLE, and with with_prior (a prior.py version) the prior's (mean, log-scale) on the head's grids
     (prior.prior, padded), else None.
@@ -158,20 +175,33 @@ def int_inputs(v: torch.Tensor, known: torch.Tensor, fi: torch.Tensor, with_prio
     revealed fraction as an integer 255·t // D. Channels: 2v − 255 where known, 255·known, fi, then per
     normconv scale s: round(Σ(2v − 255) / Σknown) over s×s blocks and round(255·Σknown / s²); with the
     prior, its feature rows last.
+
+    stage: (B,) 1 or 2 for a depth-upscaling net, whose inputs are ardm.stage_inputs' on the same integer
+    scale: `known` marks the stage's known digits; the value channel holds, where known, stage 1: the
+    coarse bin's centre 32·(v // 16) − 240 (= 2·(16·(v // 16) + 7.5) − 255), stage 2: 2v − 255, and where
+    unknown, stage 1: 0, stage 2: the bin's centre (v // 16 is read everywhere in stage 2); the
+    normalised convolutions average the known positions only; the stage, as 255·(stage − 1), follows them.
     """
     B, C, H, W = v.shape
     ph, pw = (-H) % PAD_MULTIPLE, (-W) % PAD_MULTIPLE
     kn = known.to(torch.int32)
-    x = (2 * v.to(torch.int32) - 255) * kn
+    vi = v.to(torch.int32)
+    x = (2 * vi - 255) * kn
+    if stage is not None:
+        centre = 32 * torch.div(vi, DIGIT, rounding_mode="floor") - 240
+        x = torch.where(stage.view(B, 1, 1, 1) == 2, x + centre * (1 - kn), centre * kn)
     x, kn = F.pad(x, (0, pw, 0, ph)), F.pad(kn, (0, pw, 0, ph))
     Hp, Wp = H + ph, W + pw
     feats = [x, 255 * kn, fi.to(torch.int32).view(B, 1, 1, 1).expand(B, 1, Hp, Wp)]
+    known_x = x if stage is None else x * kn
     for s in NORMCONV_SCALES:
-        sx = x.view(B, C, Hp // s, s, Wp // s, s).sum((3, 5))
+        sx = known_x.view(B, C, Hp // s, s, Wp // s, s).sum((3, 5))
         sm = kn.view(B, C, Hp // s, s, Wp // s, s).sum((3, 5))
         mean = torch.div(2 * sx + sm, 2 * sm.clamp(min=1), rounding_mode="floor") * (sm > 0)
         den = torch.div(2 * 255 * sm + s * s, 2 * s * s, rounding_mode="floor")
         feats += [mean.repeat_interleave(s, 2).repeat_interleave(s, 3), den.repeat_interleave(s, 2).repeat_interleave(s, 3)]
+    if stage is not None:
+        feats.append((255 * (stage.to(torch.int32) - 1)).view(B, 1, 1, 1).expand(B, 1, Hp, Wp))
     pri = None
     if with_prior:
         mean16, logs, rows = prior(F.pad(v.to(torch.int32) * kn[:, :, :H, :W], (0, pw, 0, ph)), kn, with_prior)
@@ -357,19 +387,21 @@ class FakeOps(PlainOps):
 def calibrate(net: ARDMNet, batches: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> dict[str, float]:
     """Scales of every activation and stream point from the float net's ranges on some batches.
 
-    batches: (v, known, fi) integer inputs as int_inputs takes them.
+    batches: (v, known, fi) integer inputs as int_inputs takes them (a depth-upscaling net: (v, known, fi,
+    stage)).
     """
     ops = RangeOps(net)
     with torch.no_grad():
-        for v, known, fi in batches:
-            walk(net, ops, int_inputs(v, known, fi, net.cfg.prior)[0] * INPUT_SCALE)
+        for v, known, fi, *stage in batches:
+            walk(net, ops, int_inputs(v, known, fi, net.cfg.prior, *stage)[0] * INPUT_SCALE)
     return point_scales(ops.ranges)
 
 
 class QuantNet(nn.Module):
     """Quantisation-aware wrapper with ARDMNet's interface, for training: net(x, m, frac) -> params.
 
-    x, m, frac as ARDMNet takes them (x = v/127.5 − 1 masked); the integer inputs are rebuilt from them.
+    x, m, frac (and stage) as ARDMNet takes them (x = v/127.5 − 1 masked, or ardm.stage_inputs); the
+    integer inputs are rebuilt from them.
     """
 
     def __init__(self, net: ARDMNet, scales: dict[str, float]):
@@ -378,11 +410,12 @@ class QuantNet(nn.Module):
         self.cfg = net.cfg
         self.scales = dict(scales)
 
-    def forward(self, x: torch.Tensor, m: torch.Tensor, frac: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, m: torch.Tensor, frac: torch.Tensor, stage: torch.Tensor | None = None
+                ) -> torch.Tensor:
         B, C, H, W = x.shape
-        v = torch.round((x + 1.0) * 127.5) * m
+        v = torch.round((x + 1.0) * 127.5)   # stage inputs: a bin's centre rounds into the bin
         fi = torch.floor(frac * 255 + 1e-4)
-        inp, pri = int_inputs(v, m, fi, self.cfg.prior)
+        inp, pri = int_inputs(v if stage is not None else v * m, m, fi, self.cfg.prior, stage)
         out = walk(self.net, FakeOps(self.net, self.scales), inp * INPUT_SCALE)
         if pri is not None:
             out = add_prior(out, *pri, self.cfg.mixtures)
@@ -518,10 +551,12 @@ class ExactNet:
         self.ops = IntOps(self.skeleton, self.layers, self.scales)
 
     @torch.inference_mode()
-    def __call__(self, v: torch.Tensor, known: torch.Tensor, fi: torch.Tensor) -> torch.Tensor:
-        """v, known: (B, C, H, W); fi: (B,) integers. Returns (B, C, 3K, H, W) float32 integers."""
+    def __call__(self, v: torch.Tensor, known: torch.Tensor, fi: torch.Tensor, stage: torch.Tensor | None = None
+                 ) -> torch.Tensor:
+        """v, known: (B, C, H, W); fi: (B,) integers; stage: (B,) for a depth-upscaling net (int_inputs).
+        Returns (B, C, 3K, H, W) float32 integers."""
         H, W = v.shape[2:]
-        inp, pri = int_inputs(v, known, fi, self.cfg.prior)
+        inp, pri = int_inputs(v, known, fi, self.cfg.prior, stage)
         out = walk(self.skeleton, self.ops, (inp, torch.tensor(INPUT_SCALE, dtype=torch.float64)))
         if pri is not None:
             out = add_prior(out, *pri, self.cfg.mixtures, integer=True)

@@ -16,13 +16,12 @@ import hashlib
 import json
 import shutil
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import torch
 
 from .ardm import LOSS_GRID, curve_grid, group_parts, min_budget, training_loss
-from .codec import make_plan
+from .codec import make_plan, planning_model, predicted_bits
 from .data import CACHE, load_images
 from .exact import QuantNet, export_int
 from .nets import ARDMNet, NetConfig
@@ -31,12 +30,13 @@ from .train import fixed_crops
 
 REPO_MODELS = Path(__file__).resolve().parent.parent / "models"
 BUDGETS = (1, 2, 5, 10, 20, 25, 50, 100, 200, 500)  # predicted at export; the last is the reference
+LOSS_PER_BIN = 8  # validation crops per bin of the loss curve's grid (image models)
 
 
-def candidate_budgets(order: str) -> list[int]:
+def candidate_budgets(order: str, stages: int = 1) -> list[int]:
     """BUDGETS as a model of this order family runs them: a coarse-to-fine order takes one call per group
-    at least, so smaller budgets are that minimum."""
-    return sorted({max(b, min_budget(order)) for b in BUDGETS})
+    at least (per stage of a depth-upscaling model), so smaller budgets are that minimum."""
+    return sorted({max(b, stages * min_budget(order)) for b in BUDGETS})
 
 
 def choose_budget(predicted: dict[int, float]) -> int:
@@ -122,6 +122,87 @@ def export_audio(run: str, model_id: str, *, budget: int | None = None, threads:
     return entry
 
 
+def export_image(run: str, model_id: str, *, budget: int | None = None, crops: str = "32x32",
+                 models: Path = REPO_MODELS) -> dict:
+    """Ship a train run as image model `model_id`: models/ID.pt (a --qat run: {"exact": export_int(...)},
+    else float16 weights), and a manifest entry with the loss curve (a depth-upscaling run: one per stage,
+    and it must be quantisation-aware) measured on the validation crops, the default budget chosen on
+    validation data, and the training log. Returns the entry."""
+    manifest = _read_manifest(models, model_id)
+    run_dir = CACHE / "runs" / run
+    ck = torch.load(run_dir / "ckpt.pt")
+    cfg = NetConfig.from_dict(ck["net_config"])
+    exact = "scales" in ck  # a quantisation-aware run: ship the integer model
+    if cfg.stages > 1 and not exact:
+        raise SystemExit(f"run {run} is a depth-upscaling net, which codes with integer arithmetic only: "
+                         "continue it with --qat first")
+    net = ARDMNet(cfg)
+    if exact:
+        net.load_state_dict(ck["ema"])
+        net = QuantNet(net.eval(), ck["scales"])
+        payload = {"exact": export_int(net), "net_config": cfg.to_dict()}
+    else:
+        # shipped weights are float16 (half the bytes in git forever); everything below measures them as shipped
+        half = {k: v.half().contiguous() for k, v in ck["ema"].items()}
+        net.load_state_dict({k: v.float() for k, v in half.items()})
+        net.eval()
+        payload = {"net": half, "net_config": cfg.to_dict()}
+
+    val = fixed_crops(load_images(CACHE / "data" / "images_val.npz"), 512, 32)
+    stages = [None] if cfg.stages == 1 else list(range(1, cfg.stages + 1))
+    measured = [loss_curve(net, val, per_bin=LOSS_PER_BIN, stage=s) for s in stages]   # bits per variable
+    curves = [curve_to_ints(c) for c in measured]
+    d64 = 3 * 64 * 64
+    shaped = planning_model(cfg, curves)
+    predicted = {b: predicted_bits(shaped, make_plan(shaped, (64, 64, 3), b, 0)) / d64
+                 for b in candidate_budgets(cfg.order, cfg.stages)}
+    bound = sum(float(np.mean(c)) for c in measured)
+    budget = budget or choose_budget(predicted)
+    print(f"validation bound {bound:.4f} bpd; predicted bpd on 64×64 by budget: "
+          + ", ".join(f"{b}: {v:.3f}" for b, v in predicted.items()) + f"; default budget {budget}")
+
+    file, sha = _ship(models, model_id, payload, run_dir / "log.jsonl")
+    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
+    # new coarse-to-fine models code group 0 with lattice.py (a depth-upscaling one codes all with the net)
+    lattice = cfg.order.startswith("quincunx") and cfg.stages == 1
+    values = "256 values" if cfg.stages == 1 else "8-bit subpixels as 2 stages of 16 values"
+    entry = {
+        "file": file, "sha256": sha, "media": "image",
+        "kind": ("oa-ardm" if cfg.stages == 1 else "depth-upscaling oa-ardm") + f" ({ORDER_NAMES[cfg.order]}, {values}"
+                + (f", the head correcting an exact neighbour prior (prior.py version {cfg.prior})" if cfg.prior else "")
+                + (", group 0 coded without the net (lattice.py))" if lattice else ")"),
+        "head": "discretised logistic mixture" + (", per stage" if cfg.stages > 1 else ""),
+        "arithmetic": "int-exact" if exact else "float32",
+        "net_config": cfg.to_dict(), "parameters": sum(p.numel() for p in net.parameters()),
+        "default_budget": budget,
+        **({"first_group": "lattice"} if lattice else {}),
+        "loss_curve_units": f"millibits per variable at revealed fraction (g + 0.5) / {len(curves[0])}"
+                            + (", per stage" if cfg.stages > 1 else ""),
+        **({"loss_curve": curves[0]} if cfg.stages == 1 else {"loss_curves": curves}),
+        "trained_on": "ardmzip.data images: train split (302 photos, 69.7 Mpx after 2x box downscale), "
+                      f"random crops ({crops}), flips, 90-degree rotations, 15% grey"
+                      + (f", {ck['train_config']['scale_fraction']:.0%} upscaled by 1-3x (bilinear, bicubic, lanczos)"
+                         if ck["train_config"].get("scale_fraction") else ""),
+        "training": {"images_seen": log[-1]["images"], "cpu_hours": round(log[-1]["hours"], 3),
+                     "steps": log[-1]["step"], "threads": ck["train_config"]["threads"]},
+        "validation": {"bound_bpd_32x32": round(bound, 4),
+                       "predicted_bpd_64x64": {str(b): round(v, 4) for b, v in predicted.items()}},
+    }
+    _add_entry(models, manifest, model_id, entry)
+    if budget is None and min_budget(cfg.order) > 1:
+        # a coarse-to-fine order: the loss curve's predictions are far off (img6 on 64×64: 2.46 bpd predicted
+        # at 200 calls, 3.14 measured), so its default comes from whole validation files instead
+        fewest = cfg.stages * min_budget(cfg.order) - group_parts(cfg.order) * lattice  # the lattice's group 0 needs no call
+        files = validation_files(model_id, sorted({fewest, cfg.stages * min_budget(cfg.order), *FILE_BUDGETS}))
+        entry["default_budget"] = measured_budget(files)
+        n, size = VALIDATION_FILES
+        entry["validation"][f"files_bpd_{n}x{size}x{size}"] = {str(b): round(v, 4) for b, v in files.items()}
+        print("validation files by budget: " + ", ".join(f"{b}: {v:.4f}" for b, v in files.items())
+              + f"; default budget {entry['default_budget']}")
+        _add_entry(models, manifest, model_id, entry)
+    return entry
+
+
 ORDER_NAMES = {"uniform": "uniform random order",
                "dyadic": "dyadic coarse-to-fine order of the frames, random within each of 7 groups",
                "quincunx": "quincunx coarse-to-fine order of the pixels, random within each of 7 groups",
@@ -199,72 +280,7 @@ def main() -> None:
         export_audio(a.run, a.id, budget=a.budget, threads=a.threads)
         return
 
-    manifest = _read_manifest(REPO_MODELS, a.id)
-
-    run_dir = CACHE / "runs" / a.run
-    ck = torch.load(run_dir / "ckpt.pt")
-    cfg = NetConfig.from_dict(ck["net_config"])
-    if cfg.stages > 1:
-        raise SystemExit(f"run {a.run} is a depth-upscaling net: the codec does not code those yet")
-    net = ARDMNet(cfg)
-    exact = "scales" in ck  # a quantisation-aware run: ship the integer model
-    if exact:
-        net.load_state_dict(ck["ema"])
-        net = QuantNet(net.eval(), ck["scales"])
-        payload = {"exact": export_int(net), "net_config": cfg.to_dict()}
-    else:
-        # shipped weights are float16 (half the bytes in git forever); everything below measures them as shipped
-        half = {k: v.half().contiguous() for k, v in ck["ema"].items()}
-        net.load_state_dict({k: v.float() for k, v in half.items()})
-        net.eval()
-        payload = {"net": half, "net_config": cfg.to_dict()}
-
-    val = fixed_crops(load_images(CACHE / "data" / "images_val.npz"), 512, 32)
-    curve = loss_curve(net, val)
-    curve_int = curve_to_ints(curve)
-    d64 = 3 * 64 * 64
-    shaped = SimpleNamespace(cfg=cfg, curve=curve_int, info={})   # what make_plan reads of a model
-    predicted = {b: make_plan(shaped, (64, 64, 3), b, 0).predicted_bits(curve_int) / d64
-                 for b in candidate_budgets(cfg.order)}
-    bound = float(np.mean(curve))
-    budget = a.budget or choose_budget(predicted)
-    print(f"validation bound {bound:.4f} bpd; predicted bpd on 64×64 by budget: "
-          + ", ".join(f"{b}: {v:.3f}" for b, v in predicted.items()) + f"; default budget {budget}")
-
-    file, sha = _ship(REPO_MODELS, a.id, payload, run_dir / "log.jsonl")
-    log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
-    lattice = cfg.order.startswith("quincunx")  # new coarse-to-fine models code group 0 with lattice.py
-    entry = {
-        "file": file, "sha256": sha, "media": "image", "kind": f"oa-ardm ({ORDER_NAMES[cfg.order]}, 256 values"
-                + (f", the head correcting an exact neighbour prior (prior.py version {cfg.prior})" if cfg.prior else "")
-                + (", group 0 coded without the net (lattice.py))" if lattice else ")"),
-        "head": "discretised logistic mixture", "arithmetic": "int-exact" if exact else "float32",
-        "net_config": cfg.to_dict(), "parameters": sum(p.numel() for p in net.parameters()),
-        "default_budget": budget,
-        **({"first_group": "lattice"} if lattice else {}),
-        "loss_curve_units": f"millibits per variable at revealed fraction (g + 0.5) / {len(curve_int)}",
-        "loss_curve": curve_int,
-        "trained_on": "ardmzip.data images: train split (302 photos, 69.7 Mpx after 2x box downscale), "
-                      f"random crops ({a.crops}), flips, 90-degree rotations, 15% grey"
-                      + (f", {ck['train_config']['scale_fraction']:.0%} upscaled by 1-3x (bilinear, bicubic, lanczos)"
-                         if ck["train_config"].get("scale_fraction") else ""),
-        "training": {"images_seen": log[-1]["images"], "cpu_hours": round(log[-1]["hours"], 3),
-                     "steps": log[-1]["step"], "threads": ck["train_config"]["threads"]},
-        "validation": {"bound_bpd_32x32": round(bound, 4),
-                       "predicted_bpd_64x64": {str(b): round(v, 4) for b, v in predicted.items()}},
-    }
-    _add_entry(REPO_MODELS, manifest, a.id, entry)
-    if a.budget is None and min_budget(cfg.order) > 1:
-        # a coarse-to-fine order: the loss curve's predictions are far off (img6 on 64×64: 2.46 bpd predicted
-        # at 200 calls, 3.14 measured), so its default comes from whole validation files instead
-        fewest = min_budget(cfg.order) - group_parts(cfg.order) * lattice  # the lattice's group 0 needs no call
-        files = validation_files(a.id, sorted({fewest, min_budget(cfg.order), *FILE_BUDGETS}))
-        entry["default_budget"] = measured_budget(files)
-        n, size = VALIDATION_FILES
-        entry["validation"][f"files_bpd_{n}x{size}x{size}"] = {str(b): round(v, 4) for b, v in files.items()}
-        print("validation files by budget: " + ", ".join(f"{b}: {v:.4f}" for b, v in files.items())
-              + f"; default budget {entry['default_budget']}")
-        _add_entry(REPO_MODELS, manifest, a.id, entry)
+    export_image(a.run, a.id, budget=a.budget, crops=a.crops)
 
 
 if __name__ == "__main__":

@@ -54,13 +54,23 @@ class Model:
     default_budget: int
     sha256: str
     info: dict = field(repr=False)
+    stage_curves: tuple[tuple[int, ...], ...] = ()  # a depth-upscaling model: one curve per stage (curve: stage 1's)
 
     @property
     def arithmetic(self) -> str:
         return "int-exact" if self.exact is not None else "float32"
 
-    def probabilities(self, params) -> np.ndarray:
-        """(n, 256) float64 categorical distributions from the head outputs of n variables."""
+    @property
+    def curves(self) -> tuple[tuple[int, ...], ...]:
+        """One loss curve per stage (a one-stage model: its curve)."""
+        return self.stage_curves or (self.curve,)
+
+    def probabilities(self, params, stage: int = 0, coarse: np.ndarray | None = None) -> np.ndarray:
+        """(n, 256) float64 categorical distributions from the head outputs of n variables; stage 1 or 2
+        of a depth-upscaling model (int-exact): (n, 16), of the coarse digits, or of the fine digits given
+        the coarse ones (n,) (exact.digit_probabilities)."""
+        if stage:
+            return exact.digit_probabilities(exact.frequencies(params, self.cfg.mixtures), stage, coarse)
         if self.exact is not None:
             return exact.probabilities(params, self.cfg.mixtures)
         return ardm.probabilities(params, self.cfg.mixtures)
@@ -111,8 +121,13 @@ def load_model(model_id: str) -> Model | AudioModel:
         net = ARDMNet(cfg)
         net.load_state_dict({k: v.float() for k, v in ck["net"].items()})  # stored as float16, run as float32
         net.eval().requires_grad_(False)
-    return Model(id=model_id, media=e["media"], cfg=cfg, net=net, exact=exact_net, curve=tuple(int(v) for v in e["loss_curve"]),
-                 default_budget=int(e["default_budget"]), sha256=digest, info=e)
+    curves = tuple(tuple(int(v) for v in c) for c in e["loss_curves"]) if "loss_curves" in e else ()
+    if len(curves or [None]) != cfg.stages or (cfg.stages > 1 and exact_net is None):
+        raise ModelError(f"model '{model_id}': {cfg.stages} stages need as many loss curves "
+                         f"(the manifest has {len(curves) or 1}) and integer arithmetic")
+    return Model(id=model_id, media=e["media"], cfg=cfg, net=net, exact=exact_net,
+                 curve=curves[0] if curves else tuple(int(v) for v in e["loss_curve"]),
+                 default_budget=int(e["default_budget"]), sha256=digest, info=e, stage_curves=curves)
 
 
 def _audio_model(model_id: str, e: dict, ck: dict, digest: str) -> AudioModel:

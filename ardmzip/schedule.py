@@ -60,8 +60,14 @@ def optimal_boundaries(curve: np.ndarray, budget: int, group: np.ndarray | None 
     Ties are broken towards the smallest s (np.argmin), identically on every platform.
     """
     curve = np.asarray(curve, dtype=np.int64)
+    args, totals = _dp(curve, min(budget, len(curve)), group)
+    return _backtrack(args, totals, len(curve), group)
+
+
+def _dp(curve: np.ndarray, budget: int, group: np.ndarray | None) -> tuple[list[np.ndarray], list[int]]:
+    """The DP's tables for 1 … budget steps: (per k, the best s of every t; per k, the cost of all N).
+    The tables of k steps do not depend on `budget`, so one run serves every smaller budget."""
     n = len(curve)
-    budget = min(budget, n)
     big = np.iinfo(np.int64).max // 4
     s = np.arange(n + 1)
     # step[s, t] = (t − s)·curve[s] for s < t, "infinite" otherwise
@@ -79,9 +85,15 @@ def optimal_boundaries(curve: np.ndarray, budget: int, group: np.ndarray | None 
         cost = np.minimum(total[arg, s], big)
         args.append(arg)
         totals.append(int(cost[n]))
-    if min(totals) >= big:
-        raise ValueError(f"{budget} steps cannot cover {len(set(group.tolist()))} groups")
-    best_k = int(np.argmin(totals)) + 1          # fewest steps among equal costs
+    return args, totals
+
+
+def _backtrack(args: list[np.ndarray], totals: list[int], n: int, group: np.ndarray | None
+               ) -> tuple[np.ndarray, int]:
+    """The best boundaries with at most len(totals) steps (fewest steps among equal costs), and their cost."""
+    if min(totals) >= np.iinfo(np.int64).max // 4:
+        raise ValueError(f"{len(totals)} steps cannot cover {len(set(np.asarray(group).tolist()))} groups")
+    best_k = int(np.argmin(totals)) + 1
     bounds, t = [n], n
     for k in range(best_k - 1, -1, -1):
         t = int(args[k][t])
@@ -89,13 +101,24 @@ def optimal_boundaries(curve: np.ndarray, budget: int, group: np.ndarray | None 
     return np.array(bounds[::-1], dtype=np.int64), totals[best_k - 1]
 
 
+def _table_budget(budget: int, n: int) -> int:
+    """The budget the cached DP tables are computed for: a power of two ≥ 32 (≤ n), so that the budgets a
+    plan tries (e.g. the splits of a depth-upscaling plane's calls) share one DP run."""
+    return min(n, max(32, 1 << (budget - 1).bit_length()))
+
+
+@lru_cache(maxsize=16)
+def _grid_tables(curve: tuple[int, ...], n: int, cap: int) -> tuple[list[np.ndarray], list[int]]:
+    g = len(curve)
+    sorted_curve = np.sort(np.asarray(curve, dtype=np.int64))[::-1]   # monotone: sorting removes noise
+    return _dp(sorted_curve[(np.arange(n, dtype=np.int64) * g) // n], cap, None)
+
+
 @lru_cache(maxsize=256)
 def _grid_boundaries(curve: tuple[int, ...], n: int, budget: int) -> tuple[int, ...]:
     """DP on the curve resampled to n ≤ G points (integer index mapping), cached per (curve, n, budget)."""
-    g = len(curve)
-    sorted_curve = np.sort(np.asarray(curve, dtype=np.int64))[::-1]   # monotone: sorting removes noise
-    resampled = sorted_curve[(np.arange(n, dtype=np.int64) * g) // n]
-    return tuple(int(b) for b in optimal_boundaries(resampled, budget)[0])
+    args, totals = _grid_tables(curve, n, _table_budget(budget, n))
+    return tuple(int(b) for b in _backtrack(args[:budget], totals[:budget], n, None)[0])
 
 
 def step_boundaries(curve: Sequence[int], n_vars: int, budget: int, groups: Groups | None = None) -> np.ndarray:
@@ -154,10 +177,15 @@ def _sorted_within(curve: tuple[int, ...], edges: Sequence[int]) -> np.ndarray:
     return np.concatenate([np.sort(c[a:b])[::-1] for a, b in zip(edges[:-1], edges[1:])])
 
 
+@lru_cache(maxsize=16)
+def _grouped_tables(curve: tuple[int, ...], edges: tuple[int, ...], cap: int) -> tuple[list[np.ndarray], list[int]]:
+    return _dp(_sorted_within(curve, edges), cap, _group_of(edges, len(curve)))
+
+
 @lru_cache(maxsize=256)
 def _grouped_grid_boundaries(curve: tuple[int, ...], edges: tuple[int, ...], budget: int) -> tuple[int, ...]:
-    group = _group_of(edges, len(curve))
-    return tuple(int(b) for b in optimal_boundaries(_sorted_within(curve, edges), budget, group)[0])
+    args, totals = _grouped_tables(curve, edges, _table_budget(budget, len(curve)))
+    return tuple(int(b) for b in _backtrack(args[:budget], totals[:budget], len(curve), _group_of(edges, len(curve)))[0])
 
 
 def _grid_to_variables(points: np.ndarray, groups: Groups) -> np.ndarray:
@@ -185,6 +213,11 @@ def _split_steps(bounds: np.ndarray, extra: int, n_vars: int) -> np.ndarray:
 def expected_bits(curve: Sequence[int], bounds: np.ndarray, n_vars: int, groups: Groups | None = None) -> float:
     """Bits the schedule predicts from the curve: Σ_steps size·L(start) (curve in millibits, sorted as the
     schedule sorts it; with `groups`, a step's start is placed on its group's grid range)."""
+    return expected_millibits(curve, bounds, n_vars, groups) / 1000.0
+
+
+def expected_millibits(curve: Sequence[int], bounds: np.ndarray, n_vars: int, groups: Groups | None = None) -> int:
+    """expected_bits in integer millibits: what both sides of a codec may compare."""
     b = np.asarray(bounds, dtype=np.int64)
     if groups is None:
         c = np.sort(np.asarray(curve, dtype=np.int64))[::-1]
@@ -196,4 +229,4 @@ def expected_bits(curve: Sequence[int], bounds: np.ndarray, n_vars: int, groups:
         j = np.searchsorted(ends, b[:-1], side="right")                # group of each step's first variable
         pos = b[:-1] - (ends[j] - counts[j])
         starts = c[edges[j] + pos * (edges[j + 1] - edges[j]) // counts[j]]
-    return float((np.diff(b) * starts).sum()) / 1000.0
+    return int((np.diff(b) * starts).sum())

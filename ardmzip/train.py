@@ -181,14 +181,16 @@ def load_training_data(cfg: TrainConfig) -> tuple[list[np.ndarray], torch.Tensor
             fixed_crops(val_images, 256, cfg.crop, scaled=True))
 
 
-def calibration_batches(sampler: CropSampler, n: int = 8, batch: int = 16):
-    """(v, known, t-fraction) batches with uniformly random revealed fractions, for exact.calibrate."""
+def calibration_batches(sampler: CropSampler, n: int = 8, batch: int = 16, stages: int = 1):
+    """(v, known, t-fraction) batches with uniformly random revealed fractions, for exact.calibrate; for a
+    depth-upscaling net (stages 2) with a random stage each: (v, known, t-fraction, stage)."""
     g = torch.Generator().manual_seed(1)
     out = []
     for _ in range(n):
         x, _ = sampler.batch(batch)
         known = (torch.rand(x.shape, generator=g) < torch.rand(len(x), 1, 1, 1, generator=g)).float()
-        out.append((x.float(), known, torch.randint(0, 256, (len(x),), generator=g)))
+        out.append((x.float(), known, torch.randint(0, 256, (len(x),), generator=g))
+                   + ((torch.randint(1, stages + 1, (len(x),), generator=g),) if stages > 1 else ()))
     return out
 
 
@@ -238,8 +240,15 @@ def init_from(net: ARDMNet, weights: dict, cfg: NetConfig) -> None:
     """Start `net` from another run's weights (config cfg) of the same topology. A net that adds the prior
     (prior.py) to one without it gets zero weights on its extra input rows (the last ones) and a head
     whose mean and log-scale corrections are constants: 0 for the means, log-scales spread around the
-    prior's (a scale mixture), so it starts out as the prior."""
+    prior's (a scale mixture), so it starts out as the prior. A depth-upscaling net (cfg.stages 2) from a
+    one-stage one gets a zero weight on its stage input (ardm.stage_inputs are values on the same scale)."""
     weights = dict(weights)
+    if net.cfg.stages > 1 and cfg.stages == 1:
+        old = weights["stem.weight"]
+        at = NetConfig(channels=cfg.channels).in_features  # the stage follows the normalised convolutions
+        stem = net.stem.weight.detach().clone().zero_()
+        stem[:, :at], stem[:, at + 1:] = old[:, :at], old[:, at:]
+        weights["stem.weight"] = stem
     if net.cfg.prior and not cfg.prior:
         stem = net.stem.weight.detach().clone().zero_()
         stem[:, :weights["stem.weight"].shape[1]] = weights["stem.weight"]
@@ -285,7 +294,8 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, init_order: bool = False) -> Non
         ck_init = torch.load(cfg.init)
         init_cfg = NetConfig.from_dict(ck_init["net_config"])
         net = ARDMNet(dataclasses.replace(init_cfg, order=init_cfg.order if init_order else net_cfg.order,
-                                          prior=net_cfg.prior or init_cfg.prior))
+                                          prior=net_cfg.prior or init_cfg.prior,
+                                          stages=max(net_cfg.stages, init_cfg.stages)))
         init_from(net, ck_init["ema"], init_cfg)
         net_cfg = net.cfg
         print(f"initialised from the EMA weights of {cfg.init}")
@@ -296,6 +306,10 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, init_order: bool = False) -> Non
             net, init_scales = dequantised(shipped.exact)
         else:
             net = copy.deepcopy(shipped.net)
+        if net_cfg.stages > net.cfg.stages:  # a depth-upscaling net from a one-stage model: new quantisation
+            staged = ARDMNet(dataclasses.replace(net.cfg, stages=net_cfg.stages))
+            init_from(staged, net.state_dict(), net.cfg)
+            net, init_scales = staged, None
         net_cfg = net.cfg = dataclasses.replace(net.cfg, order=net.cfg.order if init_order else net_cfg.order)
         print(f"initialised from shipped model {cfg.init}")
     net.to(dev)
@@ -310,10 +324,9 @@ def train(cfg: TrainConfig, net_cfg: NetConfig, init_order: bool = False) -> Non
     sampler = CropSampler(photos, cfg.crop, cfg.grey_fraction, cfg.seed + state["step"], cfg.scale_fraction)
     scales = ck.get("scales") if ckpt_path.exists() else init_scales
     if cfg.qat or scales:  # from here on the net trains through the integer arithmetic it will code with
-        if net_cfg.stages > 1:
-            raise SystemExit("a depth-upscaling net has no integer arithmetic yet: train it without --qat")
         if scales is None:
-            scales = calibrate(ema, [tuple(t.to(dev) for t in b) for b in calibration_batches(sampler)])
+            scales = calibrate(ema, [tuple(t.to(dev) for t in b)
+                                     for b in calibration_batches(sampler, stages=net_cfg.stages)])
             print(f"calibrated {len(scales)} quantisation points")
         net, ema = QuantNet(net, scales), QuantNet(ema, scales)
     if dev.type == "cuda":  # TF32 convolutions would blur the fake quantisation's rounding points

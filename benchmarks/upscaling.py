@@ -8,13 +8,14 @@ the bound and by what the DP schedule predicts at equal network-call budgets.
 
 For each run (its EMA weights): the loss curve L_t of each stage on the 512 fixed 32×32 validation crops
 (export.loss_curve), the bound Σ_stages mean L_t, and for budgets B the bits per dimension the schedule
-predicts (schedule.step_boundaries / expected_bits, as the codec plans). A depth-upscaling run spends
-B calls over its two stages, split the way that predicts the fewest bits.
+predicts (codec.make_plan / predicted_bits: the codec's own plan). A depth-upscaling run spends B
+calls over its two stages, split as the codec splits them.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -26,7 +27,8 @@ from ardmzip.data import CACHE  # noqa: E402
 from ardmzip.export import loss_curve  # noqa: E402
 from ardmzip.nets import ARDMNet, NetConfig  # noqa: E402
 from ardmzip.registry import curve_to_ints  # noqa: E402
-from ardmzip.schedule import expected_bits, step_boundaries  # noqa: E402
+from ardmzip.ardm import min_budget  # noqa: E402
+from ardmzip.codec import make_plan, planning_model, predicted_bits  # noqa: E402
 from ardmzip.train import TrainConfig, load_training_data  # noqa: E402
 
 BUDGETS = (2, 4, 10, 20, 50, 100, 200, 500)
@@ -39,20 +41,14 @@ def run_net(run: str) -> tuple[ARDMNet, dict]:
     return net.eval(), ck["state"]
 
 
-def stage_bits(curve: list[int], d: int, calls: int) -> float:
-    """Predicted bits of one stage of d variables coded in `calls` network calls."""
-    return expected_bits(curve, step_boundaries(curve, d, calls), d)
-
-
-def predicted_bpd(curves: list[list[int]], d: int, budget: int) -> float | None:
-    """Bits per dimension the schedule predicts with `budget` calls in all (None: fewer than the stages);
-    two stages: the best split of the calls between them."""
-    if len(curves) == 1:
-        return stage_bits(curves[0], d, budget) / d
-    if budget < 2:
+def predicted_bpd(cfg: NetConfig, curves: list[list[int]], shape: tuple[int, ...], budget: int) -> float | None:
+    """Bits per dimension the codec's plan of a `shape` plane predicts with `budget` network calls in all
+    (its DP schedule; a depth-upscaling run: the codec's split of the calls between its stages); None
+    where the budget is below the plan's minimum (a call per stage and group)."""
+    if budget < cfg.stages * min_budget(cfg.order):
         return None
-    splits = sorted({1, budget - 1, *(max(1, min(budget - 1, round(budget * f / 20))) for f in range(1, 20))})
-    return min(stage_bits(curves[0], d, b) + stage_bits(curves[1], d, budget - b) for b in splits) / d
+    model = planning_model(cfg, curves)
+    return predicted_bits(model, make_plan(model, shape, budget, 0)) / math.prod(shape)
 
 
 def main() -> int:
@@ -63,7 +59,8 @@ def main() -> int:
     args = ap.parse_args()
     torch.set_num_threads(1)
     crops = load_training_data(TrainConfig(data=args.data, crop=32))[1]
-    d = crops[0].numel()
+    c, h, w = crops[0].shape
+    d = c * h * w
     rows = []
     for run in args.runs.split(","):
         net, state = run_net(run)
@@ -72,7 +69,8 @@ def main() -> int:
         rows.append({"run": run, "stages": net.cfg.stages, "steps": state["step"], "images": state["images"],
                      "hours": round(state["seconds"] / 3600, 3),
                      "bound_bpd": sum(float(np.mean(c)) for c in curves) / 1000,
-                     "bpd_by_budget": {b: predicted_bpd(curves, d, b) for b in BUDGETS}, "curves": curves})
+                     "bpd_by_budget": {b: predicted_bpd(net.cfg, curves, (h, w, c), b) for b in BUDGETS},
+                     "curves": curves})
         print(f"{run}: bound {rows[-1]['bound_bpd']:.3f} bpd", file=sys.stderr)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "upscaling.json").write_text(json.dumps({"crops": len(crops), "dims": d, "runs": rows}, indent=1) + "\n")
@@ -83,8 +81,9 @@ def main() -> int:
         cells = [f"{v:.3f}" if v is not None else "—" for v in r["bpd_by_budget"].values()]
         lines.append(f"| {r['run']} | {r['stages']} | {r['steps']} | {r['hours']} | {r['bound_bpd']:.3f} | "
                      + " | ".join(cells) + " |")
-    lines += ["", "B: network calls per image in all (a two-stage run: split between its stages as predicts "
-              "fewest bits, among splits in steps of 5% of B). Predictions from the loss curves through the codec's DP schedule; bound: every "
+    lines += ["", "B: network calls per image in all (a two-stage run: split between its stages as the codec "
+              "splits them, codec.budget_splits). Predictions from the loss curves through the codec's plan "
+              "(its DP schedule); —: below the plan's minimum (a call per stage and group); bound: every "
               f"variable its own call. `python benchmarks/upscaling.py --runs {args.runs}"
               + (f" --data {args.data}" if args.data else "") + "`."]
     (args.out / "upscaling.md").write_text("\n".join(lines) + "\n")

@@ -202,15 +202,21 @@ def test_variants_leave_out_a_partial_budget(tmp_path):
 
 
 def test_upscaling_comparison_spends_the_budget_on_both_stages():
-    """benchmarks/upscaling.py: a one-stage run's prediction is the schedule's; a two-stage run needs a
-    call per stage, and its best split is never worse than an even one; more calls never cost bits."""
+    """benchmarks/upscaling.py predicts through the codec's own plan: a one-stage run's prediction is its
+    schedule's; a two-stage run needs a call per stage, and its split is never worse than an even one;
+    more calls never cost bits."""
+    from ardmzip import codec
+    from ardmzip.nets import NetConfig
     spec = importlib.util.spec_from_file_location("bench_upscaling", RUN.parent / "upscaling.py")
     up = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(up)
-    d, curve = 3072, list(range(6000, 2000, -8))           # millibits per variable, falling as more is known
-    assert up.predicted_bpd([curve], d, 10) == pytest.approx(up.stage_bits(curve, d, 10) / d)
-    assert up.predicted_bpd([curve, curve], d, 1) is None
-    even = (up.stage_bits(curve, d, 5) + up.stage_bits(curve, d, 5)) / d
-    assert up.predicted_bpd([curve, curve], d, 10) <= even
-    two = [up.predicted_bpd([curve, curve], d, b) for b in (2, 4, 10, 50, 200)]
-    assert two == sorted(two, reverse=True)
+    shape, curve = (32, 32, 3), list(range(6000, 1904, -8))     # millibits per variable, falling as more is known
+    d = 3072
+    one, two = NetConfig(), NetConfig(stages=2)
+    plan = codec._plan(codec.planning_model(one, [curve]), tuple(curve), shape, 10, 0)
+    assert up.predicted_bpd(one, [curve], shape, 10) == pytest.approx(plan.predicted_bits(curve) / d)
+    assert up.predicted_bpd(two, [curve, curve], shape, 1) is None
+    even = 2 * codec._plan(codec.planning_model(one, [curve]), tuple(curve), shape, 5, 0).predicted_bits(curve) / d
+    assert up.predicted_bpd(two, [curve, curve], shape, 10) <= even
+    bpd = [up.predicted_bpd(two, [curve, curve], shape, b) for b in (2, 4, 10, 50, 200)]
+    assert bpd == sorted(bpd, reverse=True)
