@@ -12,7 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .nets import ARDMNet
+from .nets import DIGIT, ARDMNet  # noqa: F401  (DIGIT: values per digit of a depth-upscaling net)
 from .schedule import Groups
 
 K_VALUES = 256
@@ -205,15 +205,14 @@ def probabilities(p: torch.Tensor, k: int) -> np.ndarray:
     return out.clamp_(min=0.0).numpy()
 
 
-# ------------------------------------------------------------------- depth upscaling (an experiment)
+# ---------------------------------------------------------------------------------- depth upscaling
 # A depth-upscaling image net (NetConfig.stages = 2, PAPER.md) reveals each subpixel as two base-16
-# digits: stage 1 the coarse digit v // 16 of every subpixel (its own order), stage 2 the fine digit
-# v % 16 given every coarse one. The head is the same logistic mixture over the value, integrated over
+# digits: stage 1 the coarse digit v // 16 of every subpixel, stage 2 the fine digit v % 16 given every
+# coarse one, each stage with its own order (any order family; with the prior, which sees stage 1's
+# known bins as their centres). The head is the same logistic mixture over the value, integrated over
 # the coarse bin (outer bins open) in stage 1 and restricted to the known bin in stage 2, so the two
-# stages' product is log_prob's distribution when both see the same parameters. Each stage has its own
-# order (any order family; the prior is not implemented for it). The codec codes stage 1 of a plane, then
-# stage 2, from the int-exact head's 256 frequencies (exact.digit_probabilities).
-DIGIT = 16      # values per digit
+# stages' product is log_prob's distribution when both see the same parameters. The codec codes stage 1
+# of a plane, then stage 2, from the int-exact head's 256 frequencies (exact.digit_probabilities).
 _FAR = 1e3      # an outer bin's open edge, [-1, 1] units: finite, so gradients stay finite
 
 
@@ -270,8 +269,6 @@ def training_loss(net: ARDMNet, x: torch.Tensor, grey: torch.Tensor, generator: 
     dev = x.device
     stages = net.cfg.stages
     if stages > 1:
-        if net.cfg.prior:
-            raise ValueError("depth upscaling is implemented without the prior")
         if stage is None:
             stage = torch.randint(1, stages + 1, (B,), generator=generator, device=dev)
     n_var = torch.where(grey, H * W, C * H * W)                       # D per example

@@ -180,7 +180,8 @@ def int_inputs(v: torch.Tensor, known: torch.Tensor, fi: torch.Tensor, with_prio
     scale: `known` marks the stage's known digits; the value channel holds, where known, stage 1: the
     coarse bin's centre 32·(v // 16) − 240 (= 2·(16·(v // 16) + 7.5) − 255), stage 2: 2v − 255, and where
     unknown, stage 1: 0, stage 2: the bin's centre (v // 16 is read everywhere in stage 2); the
-    normalised convolutions average the known positions only; the stage, as 255·(stage − 1), follows them.
+    normalised convolutions average the known positions only; the stage, as 255·(stage − 1), follows them;
+    the prior sees the known values (stage 1: their bins' centres 16·(v // 16) + 8).
     """
     B, C, H, W = v.shape
     ph, pw = (-H) % PAD_MULTIPLE, (-W) % PAD_MULTIPLE
@@ -204,7 +205,9 @@ def int_inputs(v: torch.Tensor, known: torch.Tensor, fi: torch.Tensor, with_prio
         feats.append((255 * (stage.to(torch.int32) - 1)).view(B, 1, 1, 1).expand(B, 1, Hp, Wp))
     pri = None
     if with_prior:
-        mean16, logs, rows = prior(F.pad(v.to(torch.int32) * kn[:, :, :H, :W], (0, pw, 0, ph)), kn, with_prior)
+        pv = vi if stage is None else torch.where(stage.view(B, 1, 1, 1) == 1,
+                                                  DIGIT * torch.div(vi, DIGIT, rounding_mode="floor") + DIGIT // 2, vi)
+        mean16, logs, rows = prior(F.pad(pv * kn[:, :, :H, :W], (0, pw, 0, ph)), kn, with_prior)
         feats.append(rows)
         pri = (mean16, logs)
     # channels-last: oneDNN's fastest layout for these convolutions on CPU (1.2-2x here)

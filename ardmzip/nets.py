@@ -16,6 +16,7 @@ from .prior import add_prior, prior
 
 NORMCONV_SCALES = (2, 4, 8, 16)  # context pooled from the known pixels at these block sizes
 PAD_MULTIPLE = 16                # inputs are padded (as "unknown") to a multiple of this
+DIGIT = 16                       # values per digit of a depth-upscaling net (cfg.stages = 2; ardm.py)
 
 
 @dataclass
@@ -110,7 +111,10 @@ class ARDMNet(nn.Module):
         if self.cfg.stages > 1:
             feats.append((stage - 1).to(x.dtype).view(B, 1, 1, 1).expand_as(f))
         if self.cfg.prior:
-            mean16, logs, rows = prior(torch.round((x + 1.0) * 127.5) * m, m, self.cfg.prior)
+            v = torch.round((x + 1.0) * 127.5)
+            if self.cfg.stages > 1:  # stage 1 knows bins: the prior sees their centres 16·(v // 16) + 8, as int_inputs
+                v = torch.where((stage == 1).view(B, 1, 1, 1), v - v.remainder(DIGIT) + DIGIT // 2, v)
+            mean16, logs, rows = prior(v * m, m, self.cfg.prior)
             feats.append(rows.to(x.dtype) / 255)
         h = self.stem(torch.cat(feats, 1))
         skips = []

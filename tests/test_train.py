@@ -174,10 +174,11 @@ def test_every_training_option_is_explained():
         assert all(a.help and not a.help.startswith(" (") for a in options), [a.dest for a in options if not a.help]
 
 
-def test_a_depth_upscaling_net_trains_and_evaluates_both_stages(tmp_path, monkeypatch):
+@pytest.mark.parametrize("order,prior", [("uniform", 0), ("quincunx-grb", 3)])
+def test_a_depth_upscaling_net_trains_and_evaluates_both_stages(tmp_path, monkeypatch, order, prior):
     _tiny_photo_sets(tmp_path, monkeypatch, seed=4)
     threads = torch.get_num_threads()
-    net_cfg = NetConfig(widths=(8, 8, 8), blocks=(1, 1, 1), mixtures=2, stages=2)
+    net_cfg = NetConfig(widths=(8, 8, 8), blocks=(1, 1, 1), mixtures=2, order=order, prior=prior, stages=2)
     try:
         train_mod.train(train_mod.TrainConfig(run="u", minutes=10.0, steps=5, batch=4, crop=16, eval_every=1e9),
                         net_cfg)

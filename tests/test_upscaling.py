@@ -15,10 +15,10 @@ from ardmzip.coder import Decoder, Encoder
 from ardmzip.nets import ARDMNet, NetConfig, normconv_features
 
 
-def _staged_model(order: str = "uniform", seed: int = 0) -> registry.Model:
+def _staged_model(order: str = "uniform", seed: int = 0, prior: int = 0) -> registry.Model:
     """A tiny int-exact depth-upscaling model (random weights, calibrated) with made-up decreasing curves."""
     torch.manual_seed(seed)
-    cfg = NetConfig(widths=(8, 8, 8), blocks=(1, 1, 1), mixtures=2, order=order, stages=2)
+    cfg = NetConfig(widths=(8, 8, 8), blocks=(1, 1, 1), mixtures=2, order=order, prior=prior, stages=2)
     net = ARDMNet(cfg).eval()
     g = torch.Generator().manual_seed(seed)
     batches = [(torch.randint(0, 256, (4, 3, 16, 16), generator=g).float(),
@@ -89,16 +89,19 @@ def test_digit_distributions_come_from_the_integer_frequencies():
         assert likely.sum() > 10 and np.allclose(p[likely], ref[likely], rtol=0.05)
 
 
-def test_the_quantised_staged_net_matches_its_integer_export(staged):
-    """QuantNet (training) and ExactNet (coding) agree on a depth-upscaling net's inputs of both stages."""
+@pytest.mark.parametrize("prior", [0, 3])
+def test_the_quantised_staged_net_matches_its_integer_export(staged, prior):
+    """QuantNet (training) and ExactNet (coding) agree on a depth-upscaling net's inputs of both stages,
+    and so does the float net where it adds the prior's prediction (the same one, from the same inputs)."""
     torch.manual_seed(5)
-    net = ARDMNet(staged.cfg).eval()
+    cfg = dataclasses.replace(staged.cfg, prior=prior)
+    net = ARDMNet(cfg).eval()
     g = torch.Generator().manual_seed(5)
     batches = [(torch.randint(0, 256, (4, 3, 16, 16), generator=g).float(),
                 (torch.rand(4, 3, 16, 16, generator=g) < 0.5).float(),
                 torch.randint(0, 256, (4,), generator=g), torch.tensor([1, 2, 2, 1]))]
     q = exact.QuantNet(net, exact.calibrate(net, batches))
-    en = exact.ExactNet(staged.cfg, exact.export_int(q))
+    en = exact.ExactNet(cfg, exact.export_int(q))
     v = torch.randint(0, 256, (2, 3, 16, 16), generator=g)
     m = (torch.rand(2, 3, 16, 16, generator=g) < 0.5).float()
     stage = torch.tensor([1, 2])
@@ -108,6 +111,16 @@ def test_the_quantised_staged_net_matches_its_integer_export(staged):
     deq = exact.log_probabilities_torch(ints, 2)
     assert (deq - fake).abs().max() <= 1 / 16 + 1e-6
     assert (deq - fake).abs().gt(1e-4).float().mean() < 0.02
+    if prior:  # the prior's rows: the float net's from round((x + 1)·127.5), the integer ones from v
+        x = stage_inputs(v, m, stage)
+        inp, pri = exact.int_inputs(v.float(), m, torch.tensor([100, 100]), prior, stage)
+        seen = {}
+        hook = net.stem.register_forward_pre_hook(lambda mod, a: seen.update(inp=a[0]))
+        with torch.no_grad():
+            net(x, m, torch.full((2,), 100 / 255), stage)
+        hook.remove()
+        rows = 2 * 3
+        assert torch.allclose(seen["inp"][:, -rows:] * 255, inp[:, -rows:].float(), atol=1e-3)
 
 
 def _round_trip(model, plane, budget, offsets=False):
@@ -133,8 +146,9 @@ def test_staged_planes_round_trip(staged, shape, budget, offsets):
     assert 0 < bits < 20 * plane.size
 
 
-def test_a_structured_staged_order_round_trips():
-    model = _staged_model("quincunx-grb", seed=1)
+@pytest.mark.parametrize("prior", [0, 3])
+def test_a_structured_staged_order_round_trips(prior):
+    model = _staged_model("quincunx-grb", seed=1, prior=prior)
     plane = np.random.default_rng(2).integers(0, 256, (20, 18, 3), dtype=np.uint8)
     plan, _, out = _round_trip(model, plane, 50)
     assert np.array_equal(out, plane) and plan.stages[0].groups is not None
@@ -226,14 +240,17 @@ def test_a_float_staged_run_is_not_exported(tmp_path, monkeypatch):
         export_mod.export_image("f", "up-float", models=tmp_path)
 
 
-def test_a_staged_net_starts_from_a_one_stage_one():
+@pytest.mark.parametrize("prior", [0, 3])
+def test_a_staged_net_starts_from_a_one_stage_one(prior):
     """init_from: every weight carried over and the stage input's column zero, so the staged net computes
-    what the one-stage net did until training tells the stages apart."""
-    one = ARDMNet(NetConfig(widths=(8, 8, 8), blocks=(1, 1, 1), mixtures=2))
-    two = ARDMNet(NetConfig(widths=(8, 8, 8), blocks=(1, 1, 1), mixtures=2, stages=2))
+    what the one-stage net did (stage 2, where its inputs are the same) until training tells the stages
+    apart."""
+    one = ARDMNet(NetConfig(widths=(8, 8, 8), blocks=(1, 1, 1), mixtures=2, prior=prior))
+    two = ARDMNet(NetConfig(widths=(8, 8, 8), blocks=(1, 1, 1), mixtures=2, prior=prior, stages=2))
     train_mod.init_from(two, one.state_dict(), one.cfg)
-    at = one.cfg.in_features
-    assert torch.equal(two.stem.weight[:, :at], one.stem.weight) and not two.stem.weight[:, at].any()
+    at = NetConfig().in_features
+    assert torch.equal(two.stem.weight[:, :at], one.stem.weight[:, :at]) and not two.stem.weight[:, at].any()
+    assert torch.equal(two.stem.weight[:, at + 1:], one.stem.weight[:, at:])
     g = torch.Generator().manual_seed(0)
     x, m = torch.rand(1, 3, 16, 16, generator=g) * 2 - 1, torch.ones(1, 3, 16, 16)
     with torch.no_grad():
