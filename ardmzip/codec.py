@@ -112,29 +112,43 @@ def stage_seed(seed: int, stage: int) -> int:
     return ((seed << 2) | stage) & ((1 << 64) - 1)
 
 
-def budget_splits(budget: int, stages: int = 2) -> list[int]:
-    """The calls of stage 1 tried when `budget` calls are split between two stages: every split up to 32
-    calls, else 1, budget − 1 and 15 evenly spaced ones (planning stays fast at large budgets)."""
-    if budget < stages:
-        return [1]
-    if budget <= 32:
-        return list(range(1, budget))
-    return sorted({1, budget - 1, *(budget * i // 16 for i in range(1, 16))})
+def budget_splits(budget: int, least: int = 1) -> list[int]:
+    """The calls of stage 1 tried when `budget` calls are split between two stages that need `least`
+    calls each (a call per group of a structured order): b₁ in least … budget − least, every one where
+    they are at most 33, else both ends and 15 evenly spaced between (planning stays fast at large
+    budgets); [least] where the budget is below 2·least (each stage then takes its least)."""
+    lo, hi = least, budget - least
+    if hi <= lo:
+        return [lo]
+    if hi - lo <= 32:
+        return list(range(lo, hi + 1))
+    return sorted({lo, hi, *(lo + (hi - lo) * i // 16 for i in range(1, 16))})
 
 
 def _staged_plans(model: Model, shape: tuple[int, ...], budget: int, seed: int) -> tuple[Plan, Plan]:
-    """The two stages' plans, `budget` calls split where the curves predict the fewest millibits (ties:
-    fewer calls on stage 1); a budget below 2 is raised to one call per stage."""
+    """The two stages' plans: `budget` calls split where the curves predict the fewest millibits (ties:
+    fewer calls on stage 1), each stage taking at least a call per non-empty group; the splits are
+    scored on their step boundaries alone, and the two orders drawn once, for the chosen one."""
     if model.info.get("first_group"):
         raise ValueError(f"model {model.id}: a depth-upscaling model codes every variable with the net")
-    c1, c2 = model.curves
+    h, w = shape[:2]
+    grey = len(shape) == 2
+    n = h * w * (1 if grey else 3)
+    per_var = None if model.cfg.order == "uniform" else image_groups(model.cfg.order, h, w, grey)
+    groups = [None if per_var is None else schedule_groups(per_var, len(c), group_parts(model.cfg.order, grey))
+              for c in model.curves]
+    least = 1 if per_var is None else sum(1 for c in groups[0].counts if c > 0)
 
-    def split(b1: int) -> tuple[int, tuple[Plan, Plan]]:
-        p = (_plan(model, c1, shape, b1, stage_seed(seed, 1), 1),
-             _plan(model, c2, shape, max(1, budget - b1), stage_seed(seed, 2), 2))
-        return p[0].predicted_millibits(c1) + p[1].predicted_millibits(c2), p
+    def bounds(b1: int) -> list[np.ndarray]:
+        return [step_boundaries(c, n, b, g) for c, b, g in zip(model.curves, (b1, max(least, budget - b1)), groups)]
 
-    return min((split(b1) for b1 in budget_splits(budget)), key=lambda cp: cp[0])[1]
+    def cost(b1: int) -> int:
+        return sum(expected_millibits(c, b, n, g) for c, b, g in zip(model.curves, bounds(b1), groups))
+
+    best = min(budget_splits(budget, least), key=cost)  # min keeps the first of equal costs
+    return tuple(Plan((h, w), grey, order(stage_seed(seed, s), n) if per_var is None
+                      else grouped_order(stage_seed(seed, s), per_var), b, g, stage=s)
+                 for s, (b, g) in enumerate(zip(bounds(best), groups), 1))
 
 
 def _plan(model: Model, curve: tuple[int, ...], shape: tuple[int, ...], budget: int, seed: int, stage: int = 0

@@ -152,6 +152,50 @@ def test_a_structured_staged_order_round_trips(prior):
     plane = np.random.default_rng(2).integers(0, 256, (20, 18, 3), dtype=np.uint8)
     plan, _, out = _round_trip(model, plane, 50)
     assert np.array_equal(out, plane) and plan.stages[0].groups is not None
+    assert plan.calls == 50 and min(p.calls for p in plan.stages) >= 21    # a call per group, the budget in all
+
+
+@pytest.mark.parametrize("shape,budget", [((20, 18, 3), 10), ((20, 18, 3), 60), ((20, 18), 30)])
+def test_structured_staged_plans_spend_exactly_the_budget(shape, budget):
+    """Each stage takes at least a call per group that holds variables, and the two together the budget
+    (or each its least, where the budget is below both leasts)."""
+    model = _staged_model("quincunx-grb" if len(shape) == 3 else "quincunx")
+    plan = codec.make_plan(model, shape, budget, 4)
+    least = 21 if len(shape) == 3 else 7
+    assert [p.calls >= least for p in plan.stages] == [True, True]
+    assert plan.calls == max(budget, 2 * least)
+
+
+def test_tiled_staged_planes_round_trip(staged, monkeypatch):
+    """Planes larger than a tile run through the net tile by tile (with halos), in both stages."""
+    monkeypatch.setattr(codec, "TILE", 16)
+    monkeypatch.setattr(codec, "HALO", 8)
+    plane = np.random.default_rng(5).integers(0, 256, (37, 29, 3), dtype=np.uint8)
+    assert np.array_equal(_round_trip(staged, plane, 7, offsets=True)[2], plane)
+
+
+def test_the_staged_format_is_pinned(staged):
+    """What FORMAT.md specifies for depth-upscaling planes: the stage seeds, the splits tried, and the
+    split chosen for fixed curves (a change here breaks every file of a released staged model)."""
+    assert [codec.stage_seed(s, k) for s, k in ((0, 1), (0, 2), (5, 1), ((1 << 64) - 1, 2))] == \
+        [1, 2, 21, (1 << 64) - 2]
+    assert codec.budget_splits(10, 3) == [3, 4, 5, 6, 7] and codec.budget_splits(5, 3) == [3]
+    assert codec.budget_splits(100) == [1, 7, 13, 19, 25, 31, 37, 43, 50, 56, 62, 68, 74, 80, 86, 92, 99]
+    plan = codec.make_plan(staged, (16, 16, 3), 10, 0)
+    assert [p.calls for p in plan.stages] == [6, 4]   # stage 1's curve falls the more steeply
+    assert plan.stages[0].order[:4].tolist() == codec.order(codec.stage_seed(0, 1), 768)[:4].tolist()
+
+
+def test_digit_frequencies_are_the_reference_integers():
+    """frequencies() is reference_probabilities' integer table, bit for bit (the digit distributions are
+    sums of it)."""
+    rng = np.random.default_rng(3)
+    k, n = 4, 64
+    q = np.concatenate([rng.integers(-200, 200, (n, k)), rng.integers(-400, 4500, (n, k)),
+                        rng.integers(exact.LOGS_MIN, exact.LOGS_MAX + 1, (n, k))], 1)
+    freq = exact.frequencies(q, k)
+    assert np.array_equal(freq, np.round(freq)) and freq.min() >= 1
+    assert np.array_equal(freq / freq.sum(1, keepdims=True), exact.reference_probabilities(q, k))
 
 
 def test_the_budget_goes_where_the_curves_predict_fewer_bits(staged):
