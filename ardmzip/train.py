@@ -391,12 +391,13 @@ def main() -> None:
     ap.add_argument("--blocks", type=str, default="2,2,3", help="residual blocks per level")
     ap.add_argument("--mixtures", type=int, default=6, help="logistic mixture components per subpixel")
     ap.add_argument("--stages", type=int, choices=[1, 2], default=1,
-                    help="2: depth upscaling, two base-16 digits per subpixel (an experiment: no codec yet)")
+                    help="2: depth upscaling, two base-16 digits per subpixel (coded in integer arithmetic "
+                         "only: finish with --qat); with --init, the one-stage model's weights and a new stage input")
     ap.add_argument("--order", choices=["uniform", "quincunx", "quincunx-grb"], default=None,
                     help="order family (default: the --init model's; from scratch: uniform)")
     ap.add_argument("--prior", type=int, nargs="?", const=1, default=0,
                     help="the head corrects an exact neighbour prediction: prior.py's version (1 ring means, "
-                         "2 line interpolation; bare --prior: 1)")
+                         "2 line interpolation, 3 also blue from red's miss; bare --prior: 1)")
     a = vars(ap.parse_args())
     net_cfg = NetConfig(widths=tuple(int(v) for v in a.pop("widths").split(",")),
                         blocks=tuple(int(v) for v in a.pop("blocks").split(",")), mixtures=a.pop("mixtures"),
