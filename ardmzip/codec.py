@@ -151,19 +151,17 @@ def _staged_plans(model: Model, shape: tuple[int, ...], budget: int, seed: int) 
                  for s, (b, g) in enumerate(zip(bounds(best), groups), 1))
 
 
-def _plan(model: Model, curve: tuple[int, ...], shape: tuple[int, ...], budget: int, seed: int, stage: int = 0
-          ) -> Plan:
+def _plan(model: Model, curve: tuple[int, ...], shape: tuple[int, ...], budget: int, seed: int) -> Plan:
     h, w = shape[:2]
     grey = len(shape) == 2
     n = h * w * (1 if grey else 3)
     if model.cfg.order == "uniform":
-        return Plan((h, w), grey, order(seed, n), step_boundaries(curve, n, budget), stage=stage)
+        return Plan((h, w), grey, order(seed, n), step_boundaries(curve, n, budget))
     per_var = image_groups(model.cfg.order, h, w, grey)
     parts = group_parts(model.cfg.order, grey)
     groups = schedule_groups(per_var, len(curve), parts)
     if model.info.get("first_group") != "lattice":
-        return Plan((h, w), grey, grouped_order(seed, per_var), step_boundaries(curve, n, budget, groups), groups,
-                    stage=stage)
+        return Plan((h, w), grey, grouped_order(seed, per_var), step_boundaries(curve, n, budget, groups), groups)
     # group 0 (its first `parts` groups) is one step of lattice.py; the budget's calls go to the other groups
     first, e0 = lattice_index(h, w, grey).size, groups.edges[parts]
     rest = Groups(tuple(e - e0 for e in groups.edges[parts:]), groups.counts[parts:])
