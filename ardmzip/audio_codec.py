@@ -40,6 +40,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from . import interp
 from .ardm import dyadic_groups, grouped_order, order, schedule_groups
 from .audio_model import AudioModel, features
 from .coder import Decoder, Encoder
@@ -153,17 +154,18 @@ def schedule_cost(model: AudioModel, frames: int, channels: int, bits: int, budg
 
 
 def _step_params(model: AudioModel, stage: int, hi: np.ndarray, lo: np.ndarray, known: np.ndarray, start: int,
-                 positions: np.ndarray) -> torch.Tensor:
+                 positions: np.ndarray, side: interp.Side | None) -> torch.Tensor:
     """(n, 3K) head outputs of the variables at `positions` given the stage's digits known at `start`.
 
     hi, lo: (C, F) digits (read only where known); known: (C, F) bool, this stage's known digits (stage 1:
-    high bytes; stage 2: low bytes, every high byte being known)."""
+    high bytes; stage 2: low bytes, every high byte being known); side: the segment's (interp.py), or None."""
     C, f = hi.shape
     everything, nothing = torch.ones(1, C, f, dtype=torch.bool), torch.zeros(1, C, f, dtype=torch.bool)
     k = torch.from_numpy(known)[None]
     mh, ml = (k, nothing) if stage == 1 else (everything, k)
     inp = features(torch.from_numpy(hi)[None], mh, torch.from_numpy(lo)[None], ml,
-                   torch.tensor([(255 * start) // (C * f)]), torch.tensor([stage]), model.cfg)
+                   torch.tensor([(255 * start) // (C * f)]), torch.tensor([stage]), model.cfg,
+                   None if side is None else interp.Side(*(torch.from_numpy(a)[None] for a in side)))
     out = model.params(inp)                                                  # (C, 3K, Lp)
     c, n = np.divmod(positions, f)
     return out[torch.from_numpy(c), :, torch.from_numpy(n)]
@@ -194,6 +196,35 @@ def _adaptive_probs(counts: np.ndarray, n: int) -> np.ndarray:
 def _bits(probs: np.ndarray, symbols: np.ndarray) -> float:
     # a probability that underflowed to 0 still gets constriction's smallest slot (~2^-24)
     return -float(np.log2(np.maximum(probs[np.arange(len(symbols)), symbols], 2.0 ** -24)).sum())
+
+
+def _side(model: AudioModel, digits: list[np.ndarray]) -> interp.Side | None:
+    """The encoder's side information of a segment (interp.choose, interp.block_levels) on the 16-bit
+    values the net sees: 256·(stage-1 digit) + (stage-2 digit, or 128 for 8-bit audio: the bin centre);
+    None for models without it."""
+    if not model.cfg.interp:
+        return None
+    x = torch.from_numpy(256 * digits[0] + (digits[1] if len(digits) > 1 else 128) - 32768)
+    filters = interp.choose(x)
+    return interp.Side(filters.numpy(), interp.block_levels(x, filters).numpy())
+
+
+def _push_side(side: interp.Side, push: Callable) -> None:
+    """Push a segment's side information: popped as the filters' choices, their coefficients' bytes, then
+    the block levels (FORMAT.md, "Fitted filters")."""
+    choices, coef = interp.symbols(side.filters)
+    deltas = interp.level_symbols(side.levels)
+    push(deltas, np.broadcast_to(interp.DELTA_PROBS, (len(deltas), interp.LEVELS)))
+    push(coef, np.full((len(coef), 256), 1 / 256))
+    push(choices, np.full((len(choices), len(interp.CHOICES)), 1 / len(interp.CHOICES)))
+
+
+def _pop_side(dec: Decoder, channels: int, frames: int) -> interp.Side:
+    choices = dec.pop(np.full((channels * (interp.GROUPS - 1), len(interp.CHOICES)), 1 / len(interp.CHOICES)))
+    coef = dec.pop(np.full((interp.coef_count(choices), 256), 1 / 256))
+    n = channels * interp.block_count(frames)
+    deltas = dec.pop(np.broadcast_to(interp.DELTA_PROBS, (n, interp.LEVELS)))
+    return interp.Side(interp.from_symbols(choices, coef, channels), interp.from_level_symbols(deltas, channels))
 
 
 def best_offset(model: AudioModel, params: torch.Tensor, symbols: np.ndarray, stage: int) -> int:
@@ -245,6 +276,7 @@ def encode_audio_ways(model: AudioModel, samples: np.ndarray, bits: int, budget:
                 for b, cnt in reversed(list(zip(blocks, counts))):
                     push(low[b], _adaptive_probs(cnt, b.stop - b.start), list(ways))
             hi, lo = digits[0], digits[1] if bits > 8 else np.zeros_like(digits[0])
+            side = _side(model, digits[:2])
             for stage in reversed(range(1, BITS_STAGES[bits] + 1)):
                 values = (hi if stage == 1 else lo).reshape(-1)
                 steps = list(_steps(model, stage, f, C, budget, seed, s))
@@ -252,7 +284,7 @@ def encode_audio_ways(model: AudioModel, samples: np.ndarray, bits: int, budget:
                 rank[np.concatenate([p for _, p in steps])] = np.arange(C * f)
                 for start, positions in reversed(steps):
                     known = (rank < start).reshape(C, f)
-                    params = _step_params(model, stage, hi, lo, known, start, positions)
+                    params = _step_params(model, stage, hi, lo, known, start, positions, side)
                     for use in ways:
                         if use:
                             o = best_offset(model, params, values[positions], stage)
@@ -263,6 +295,8 @@ def encode_audio_ways(model: AudioModel, samples: np.ndarray, bits: int, budget:
                             push(np.array([o]), OFFSET_PROBS, [use])
                     if progress:
                         progress(1)
+            if side is not None:  # popped after the channel mode, before the stages
+                _push_side(side, lambda sym, probs: push(sym, probs, list(ways)))
             if channel_transform:
                 push(np.array([mode]), MODE_PROBS, list(ways))
     return total
@@ -276,12 +310,13 @@ def decode_audio(model: AudioModel, frames: int, channels: int, bits: int, budge
         for s, seg in enumerate(segments(frames)):
             f = seg.stop - seg.start
             mode = int(dec.pop(MODE_PROBS)[0]) if channel_transform else 0
+            side = _pop_side(dec, channels, f) if model.cfg.interp else None
             hi, lo = np.zeros((channels, f), np.int64), np.zeros((channels, f), np.int64)
             for stage in range(1, BITS_STAGES[bits] + 1):
                 values = (hi if stage == 1 else lo).reshape(-1)      # views: filled in place
                 known = np.zeros(channels * f, dtype=bool)
                 for start, positions in _steps(model, stage, f, channels, budget, seed, s):
-                    params = _step_params(model, stage, hi, lo, known.reshape(channels, f), start, positions)
+                    params = _step_params(model, stage, hi, lo, known.reshape(channels, f), start, positions, side)
                     if offsets:
                         params = with_offset(model, params, OFFSETS[int(dec.pop(OFFSET_PROBS)[0])])
                     for c in _chunks(len(positions)):

@@ -40,7 +40,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import exact
+from . import exact, interp
+from .interp import quarter_octaves
 from .ardm import dyadic_groups, revealing_group
 from .exact import (EXP_RANGE, INPUT_SCALE, INV_SHIFT, LOGIT_UNIT, LOGS_MAX, LOGS_MIN, LOGS_UNIT, MU_MAX, MU_MIN,
                     MU_UNIT, _ste, walk)
@@ -60,6 +61,11 @@ class AudioNetConfig:
     neighbours: int = 0          # nearest known samples per side given exactly (0: none; see `features`)
     order: str = "uniform"       # order family of every stage: "uniform" or "dyadic" (ardm.dyadic_groups)
     prior: bool = False          # an exact interpolation prior: the head corrects its means and scales (`prior`)
+    interp: bool = False         # the prior's mean and scale from filters and block scales stored per segment (interp.py)
+
+    def __post_init__(self) -> None:
+        if self.interp and not (self.prior and self.order == "dyadic"):
+            raise ValueError("fitted filters (interp) need the prior and the dyadic order")
 
     @property
     def in_features(self) -> int:
@@ -83,12 +89,12 @@ class AudioNetConfig:
 
 # ---------------------------------------------------------------------------------------------- inputs
 def features(hi: torch.Tensor, mh: torch.Tensor, lo: torch.Tensor, ml: torch.Tensor, fi: torch.Tensor,
-             stage: torch.Tensor, cfg: AudioNetConfig) -> torch.Tensor:
+             stage: torch.Tensor, cfg: AudioNetConfig, side: interp.Side | None = None) -> torch.Tensor:
     """Integer input features: (N·C, cfg.in_features, Lp) float32 holding integers in [-255, 255].
 
     hi, lo: (N, C, L) digits 0..255 (read only where known); mh, ml: (N, C, L) 0/1 known masks;
-    fi: (N,) revealed fraction 255·t // D; stage: (N,) 1 or 2. Row n·C + c has channel c as its target.
-    Lp is L padded (as unknown) to cfg.pad_multiple. Integer arithmetic (int64) throughout.
+    fi: (N,) revealed fraction 255·t // D; stage: (N,) 1 or 2; side: the segments' stored filters and
+    scales (interp.Side of tensors (N, C, …)), required by cfg.interp. Row n·C + c has channel c as its target. Lp is L padded (as unknown) to cfg.pad_multiple. Integer arithmetic (int64) throughout.
     """
     N, C, L = hi.shape
     mh, ml = mh.to(torch.int64), ml.to(torch.int64)
@@ -108,7 +114,7 @@ def features(hi: torch.Tensor, mh: torch.Tensor, lo: torch.Tensor, ml: torch.Ten
     if cfg.neighbours:
         rows += _neighbours(hi.to(torch.int64), mh, lo.to(torch.int64), ml, stage, cfg.neighbours)
     if cfg.prior:
-        rows += _prior_rows(hi.to(torch.int64), mh, lo.to(torch.int64), ml, stage, cfg)
+        rows += _prior_rows(hi.to(torch.int64), mh, lo.to(torch.int64), ml, stage, cfg, side)
     out = torch.stack(rows, 2).reshape(N * C, len(rows), L)
     return F.pad(out, (0, (-L) % cfg.pad_multiple)).to(torch.float32)
 
@@ -130,31 +136,15 @@ def features(hi: torch.Tensor, mh: torch.Tensor, lo: torch.Tensor, ml: torch.Ten
 PRIOR_SCALES = (8, 32, 128)   # half-widths of the residual windows; the middle one sets the prior's scale
 
 
-def _quarter_octave_edges(n: int = 160) -> torch.Tensor:
-    """⌈2^(j/4)⌉ for j < n, exactly: the least t with t^4 ≥ 2^j."""
-    edges = []
-    for j in range(n):
-        t = math.isqrt(math.isqrt(1 << j))
-        while t ** 4 < (1 << j):
-            t += 1
-        edges.append(t)
-    return torch.tensor(edges, dtype=torch.int64)
-
-
-_QUARTER_OCTAVE_EDGES = _quarter_octave_edges()
-
-
-def quarter_octaves(v: torch.Tensor) -> torch.Tensor:
-    """#{j ≥ 0 : v ≥ ⌈2^(j/4)⌉} for integers v ≥ 0 (0 for v = 0; about 4·log2 v + 1), exactly."""
-    return torch.bucketize(v, _QUARTER_OCTAVE_EDGES, right=True)
-
-
-def prior(hi: torch.Tensor, mh: torch.Tensor, lo: torch.Tensor, ml: torch.Tensor, stage: torch.Tensor
+def prior(hi: torch.Tensor, mh: torch.Tensor, lo: torch.Tensor, ml: torch.Tensor, stage: torch.Tensor,
+          side: interp.Side | None = None
           ) -> tuple[torch.Tensor, list[torch.Tensor], list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]]:
     """(p16 (N, C, L) int64 at every position; the residual level at each of PRIOR_SCALES, in quarter
     octaves of 16ths of a value; the 2 nearest known samples on each side as (value, distance, known):
-    left 1, 2, then right 1, 2)."""
-    N = hi.shape[0]
+    left 1, 2, then right 1, 2). With `side` (interp.py), p16 is the fitted filters' prediction wherever
+    one applies (residuals included), and the middle residual level (the prior's scale) is the stored
+    block level at every frame of groups 1 … 6."""
+    N, L = hi.shape[0], hi.shape[-1]
     s2 = (stage.to(torch.int64) == 2).view(N, 1, 1)
     known = torch.where(s2, ml, mh).bool()
     value = torch.where(s2, 256 * hi + lo, 256 * hi + 128)
@@ -165,6 +155,9 @@ def prior(hi: torch.Tensor, mh: torch.Tensor, lo: torch.Tensor, ml: torch.Tensor
     linear = torch.div(16 * (l1 * dr1 + r1 * dl1), (dl1 + dr1).clamp(min=1), rounding_mode="floor")
     one = 16 * torch.where(okl1, l1, r1)
     p16 = torch.where(cubic, 9 * (l1 + r1) - l2 - r2, torch.where(both, linear, torch.where(okl1 | okr1, one, 16 * 32768)))
+    if side is not None:
+        fitted, applies = interp.predict(value, known, side.filters)
+        p16 = torch.where(applies, fitted, p16)
     residual = (16 * value - p16).abs() * known
     count = known.to(torch.int64)
     levels = []
@@ -172,6 +165,9 @@ def prior(hi: torch.Tensor, mh: torch.Tensor, lo: torch.Tensor, ml: torch.Tensor
         n = _box(count, h)
         levels.append(quarter_octaves(torch.where(n > 0, torch.div(_box(residual, h), n.clamp(min=1), rounding_mode="floor"),
                                                   16 << 15)))
+    if side is not None:
+        stored, has = interp.level_rows(side.levels, L)
+        levels[1] = torch.where(has, stored, levels[1])
     return p16, levels, near
 
 
@@ -193,13 +189,15 @@ def prior_params(p16: torch.Tensor, level: torch.Tensor, hi: torch.Tensor, stage
 
 
 def _prior_rows(hi: torch.Tensor, mh: torch.Tensor, lo: torch.Tensor, ml: torch.Tensor, stage: torch.Tensor,
-                cfg: AudioNetConfig) -> list[torch.Tensor]:
+                cfg: AudioNetConfig, side: interp.Side | None = None) -> list[torch.Tensor]:
     """The prior's feature rows: each of the cfg.neighbours nearest known samples per side relative to
     the prediction (low-byte values in stage 2, 16ths of a high byte in stage 1, clipped to ±255), the
     residual levels; then the two rows the stem does not read: the prior's mean and log-scale."""
     if cfg.neighbours > 2:
         raise ValueError(f"the prior gives the 2 nearest known samples per side, not {cfg.neighbours}")
-    p16, levels, near = prior(hi, mh, lo, ml, stage)
+    if cfg.interp and side is None:
+        raise ValueError("this model's prior needs the segments' stored filters and scales (interp.py)")
+    p16, levels, near = prior(hi, mh, lo, ml, stage, side if cfg.interp else None)
     unit = torch.where((stage.to(torch.int64) == 2).view(-1, 1, 1), 16, 256)
     sides = near[:cfg.neighbours] + near[2:2 + cfg.neighbours]
     rows = [torch.div(16 * v - p16, unit, rounding_mode="floor").clamp(-255, 255) * ok for v, _, ok in sides]
@@ -659,7 +657,7 @@ def training_loss(net: nn.Module, u: torch.Tensor, stage: torch.Tensor, generato
     mh = torch.where(s1, m, torch.ones_like(m))
     ml = torch.where(s1, torch.zeros_like(m), m)
     fi = (255 * t) // D
-    inp = features(hi, mh, lo, ml, fi, stage, net.cfg) * INPUT_SCALE
+    inp = features(hi, mh, lo, ml, fi, stage, net.cfg, segment_side(u) if net.cfg.interp else None) * INPUT_SCALE
     p = net(inp)[:, :, :L]                                                      # (B·C, 3K, L)
     target = torch.where(s1, hi, lo).reshape(B * C, L)
     rows_stage = stage.repeat_interleave(C)
@@ -669,6 +667,15 @@ def training_loss(net: nn.Module, u: torch.Tensor, stage: torch.Tensor, generato
     if penalty:
         loss = loss + range_penalty(p, net.cfg.mixtures)
     return loss, t.float() / D, lt.detach()
+
+
+def segment_side(u: torch.Tensor) -> interp.Side:
+    """The encoder's side information (interp.choose, interp.block_levels) of segments u (B, C, L) of
+    16-bit values 0..65535, as tensors (B, C, …)."""
+    B, C, L = u.shape
+    x = (u.to(torch.int64) - 32768).reshape(B * C, L)
+    filters = interp.choose(x)
+    return interp.Side(filters.view(B, C, interp.GROUPS, -1), interp.block_levels(x, filters).view(B, C, -1))
 
 
 # ------------------------------------------------------------------------------------------- model

@@ -1,0 +1,199 @@
+"""Stored side information (interp.py): fitted interpolation filters and block scales, the prior's mean
+and scale of `interp` audio models; their stream symbols; round trips of models that use them (tiny
+random int-exact and float nets)."""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+from ardmzip import audio_codec, exact, interp
+from ardmzip.ardm import dyadic_groups
+from ardmzip import audio_model as am
+from ardmzip import audio_train as at
+
+CFG = am.AudioNetConfig(widths=(8, 16), blocks=(1, 1), kernel=3, mixtures=2, scales=(2, 16), neighbours=2,
+                        order="dyadic", prior=True, interp=True)
+CURVE = tuple(int(9000 * (1 - i / 600)) for i in range(512))
+
+
+def _oversampled(frames: int, channels: int = 1, seed: int = 0, noise: float = 3.0) -> np.ndarray:
+    """Smooth, loud, band-limited audio (a few low partials) plus a little noise: int64 (frames, channels)."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(frames)[:, None]
+    x = sum(a * np.sin(2 * np.pi * f * t / 8000 + p) for a, f, p in
+            zip(rng.uniform(1000, 6000, 4), rng.uniform(50, 900, 4), rng.uniform(0, 6, 4)))
+    x = x + rng.normal(0, noise, (frames, channels))
+    return np.clip(np.round(x), -32768, 32767).astype(np.int64)
+
+
+def test_taps_sit_on_the_known_lattice_inside_the_segment():
+    for frames in (1, 7, 64, 65, 300, 4096):
+        for k in range(1, interp.GROUPS):
+            h = interp.spacing(k)
+            pos, idx = interp.taps(frames, k, 16)
+            assert (pos % (2 * h) == h).all() and (pos < frames).all()
+            assert (idx % (2 * h) == 0).all() and (idx >= 0).all() and (idx < frames).all()
+    pos, idx = interp.taps(4096, 6, 2)                    # h = 1: −1, +1, −3, +3; mirrored at 0
+    assert pos[0] == 1 and idx[0].tolist() == [0, 2, 2, 4]
+
+
+def test_prediction_is_the_integer_formula():
+    rng = np.random.default_rng(3)
+    L = 500
+    value = torch.from_numpy(rng.integers(0, 65536, (1, 1, L)))
+    filters = torch.zeros(1, 1, interp.GROUPS, 1 + 2 * interp.MAX_TAPS, dtype=torch.int64)
+    for k in range(1, interp.GROUPS):
+        m = interp.CHOICES[k % len(interp.CHOICES)]
+        filters[0, 0, k, 0] = m
+        filters[0, 0, k, 1:1 + 2 * m] = torch.from_numpy(rng.integers(-(1 << 15), 1 << 15, 2 * m))
+    p16, applies = interp.predict(value, torch.ones(1, 1, L, dtype=torch.bool), filters)
+    for k in range(1, interp.GROUPS):
+        m = int(filters[0, 0, k, 0])
+        pos, idx = interp.taps(L, k, max(m, 1))
+        for i in (0, len(pos) // 2, len(pos) - 1):
+            if m == 0:
+                assert not applies[0, 0, pos[i]]
+                continue
+            acc = sum(int(filters[0, 0, k, 1 + j]) * (int(value[0, 0, idx[i, j]]) - 32768) for j in range(2 * m))
+            assert applies[0, 0, pos[i]] and int(p16[0, 0, pos[i]]) == 16 * 32768 + (16 * acc + (1 << 13)) // (1 << 14)
+    assert not applies[0, 0, ::64].any()                 # group 0 has no filter
+
+
+def test_a_filter_applies_only_where_all_its_taps_are_known():
+    x = torch.from_numpy(_oversampled(1024)[:, 0] + 32768).view(1, 1, -1)
+    filters = torch.from_numpy(interp.choose(x.view(1, -1) - 32768).numpy()).view(1, 1, interp.GROUPS, -1)
+    known = torch.ones_like(x, dtype=torch.bool)
+    known[0, 0, 512] = False                              # a multiple of 64: a tap of many frames
+    _, applies = interp.predict(x, known, filters)
+    _, all_known = interp.predict(x, torch.ones_like(known), filters)
+    assert all_known[0, 0, 511] and not applies[0, 0, 511]
+    assert applies.sum() < all_known.sum()
+
+
+def test_the_encoder_fits_long_filters_to_smooth_audio_and_short_flat_ones_to_noise():
+    smooth = torch.from_numpy(_oversampled(1 << 15)[:, 0])
+    noise = torch.from_numpy(np.random.default_rng(1).integers(-20000, 20000, 1 << 15))
+    f = interp.choose(torch.stack([smooth, noise]))
+    assert (f[0, 1:, 0] > 0).all() and f[0, 1:, 0].max() >= 4
+    # white noise: predicting its mean (about 0) beats the cubic, whose taps add their noise
+    assert f[1, 1:, 0].max() <= 2 and f[1, :, 1:].abs().max() < 0.15 * (1 << interp.Q)
+    # the fitted filters beat the cubic on the smooth signal, at every group
+    u = (smooth + 32768).view(1, 1, -1)
+    p16, applies = interp.predict(u, torch.ones_like(u, dtype=torch.bool), f[:1].view(1, 1, interp.GROUPS, -1))
+    cubic, _, _ = am.prior(u >> 8, torch.ones_like(u), u & 255, torch.ones_like(u), torch.tensor([2]))
+    for k in range(1, interp.GROUPS):
+        pos = torch.from_numpy(interp.taps(u.shape[-1], k, 1)[0])
+        fitted = (16 * u[0, 0, pos] - p16[0, 0, pos]).abs().double().mean()
+        fixed = (16 * u[0, 0, pos] - cubic[0, 0, pos]).abs().double().mean()
+        assert fitted < fixed
+
+
+def test_stream_symbols_round_trip():
+    x = torch.from_numpy(np.stack([_oversampled(3000, seed=s)[:, 0] for s in range(3)]))
+    f = interp.choose(x)
+    choices, coef = interp.symbols(f.numpy())
+    assert len(choices) == 3 * (interp.GROUPS - 1) and len(coef) == interp.coef_count(choices)
+    assert choices.max() < len(interp.CHOICES) and coef.min() >= 0 and coef.max() < 256
+    assert (interp.from_symbols(choices, coef, 3) == f.numpy()).all()
+    levels = interp.block_levels(x, f).numpy()
+    assert levels.shape == (3, interp.block_count(3000)) and levels.min() >= 0 and levels.max() < interp.LEVELS
+    deltas = interp.level_symbols(levels)
+    assert deltas.min() >= 0 and deltas.max() < interp.LEVELS
+    assert (interp.from_level_symbols(deltas, 3) == levels).all()
+
+
+def test_block_levels_are_the_groups_own_residual_scale():
+    """Each stored level is the quarter octave of its block's mean |residual| (16ths of a value) under the
+    prediction the prior makes for that group, and the prior takes it as its scale at every frame."""
+    x = torch.from_numpy(_oversampled(2000, seed=4)[:, 0])
+    f = interp.choose(x[None])
+    levels = interp.block_levels(x[None], f)
+    u = (x + 32768).view(1, 1, -1)
+    every = torch.ones_like(u, dtype=torch.bool)
+    group = torch.from_numpy(dyadic_groups(2000))
+    side = interp.Side(f.view(1, 1, interp.GROUPS, -1), levels.view(1, 1, -1))
+    rows, has = interp.level_rows(levels.view(1, 1, -1), 2000)
+    at = 0
+    for k in range(1, interp.GROUPS):
+        pos = torch.from_numpy(interp.taps(2000, k, 1)[0])
+        for b in range(0, len(pos), interp.BLOCK):
+            p = pos[b:b + interp.BLOCK]
+            coarser = (group < k).view(1, 1, -1)        # what is known when group k is coded
+            pred, _, _ = am.prior(u >> 8, every, u & 255, coarser, torch.tensor([2]), side)
+            mean = int((16 * u[0, 0, p] - pred[0, 0, p]).abs().sum()) // len(p)
+            if b + interp.BLOCK < len(pos) and b > 0:   # at the ends the prior's rule is not the cubic
+                assert abs(int(levels[0, at]) - int(interp.quarter_octaves(torch.tensor(mean)))) <= 1
+            assert (rows[0, 0, p] == levels[0, at]).all()
+            at += 1
+    assert at == levels.shape[1] and not has[0, 0, ::64].any() and has[0, 0, 1::2].all()
+    _, prior_levels, _ = am.prior(u >> 8, every, u & 255, every, torch.tensor([2]), side)
+    assert torch.equal(prior_levels[1][has], rows[has])
+
+
+def test_interp_needs_the_prior_and_the_dyadic_order():
+    with pytest.raises(ValueError, match="interp"):
+        dataclasses.replace(CFG, prior=False)
+    with pytest.raises(ValueError, match="interp"):
+        dataclasses.replace(CFG, order="uniform")
+    u = torch.randint(0, 65536, (1, 1, 64))
+    m = torch.ones(1, 1, 64, dtype=torch.bool)
+    with pytest.raises(ValueError, match="filters"):
+        am.features(u >> 8, m, u & 255, m, torch.tensor([0]), torch.tensor([2]), CFG)
+
+
+def _models() -> list[am.AudioModel]:
+    torch.manual_seed(0)
+    net = am.AudioNet(CFG).eval().requires_grad_(False)
+    g = torch.Generator().manual_seed(1)
+    u = torch.from_numpy(_oversampled(256, 2).T.copy() + 32768).view(2, 1, 256)
+    m = torch.rand(2, 1, 256, generator=g) < 0.5
+    stage = torch.tensor([1, 2])
+    s1 = (stage == 1).view(2, 1, 1)
+    inp = am.features(u >> 8, torch.where(s1, m, True), u & 255, torch.where(s1, False, m), torch.tensor([9, 200]),
+                      stage, CFG, am.segment_side(u))
+    q = am.QuantAudioNet(net, am.calibrate(net, [inp]))
+    return [am.AudioModel(CFG, (CURVE, CURVE), exact=am.ExactAudioNet(CFG, exact.export_int(q)), default_budget=7),
+            am.AudioModel(CFG, (CURVE, CURVE), net=net, default_budget=7)]
+
+
+@pytest.mark.parametrize("bits,channels,frames", [(16, 1, 3000), (16, 2, 700), (8, 1, 300), (24, 2, 129),
+                                                   (16, 1, 1), (16, 3, 5)])
+def test_round_trips(bits, channels, frames):
+    x = _oversampled(frames, channels, seed=bits + channels)
+    x = {8: x // 256, 16: x, 24: x * 256 + np.arange(frames)[:, None] % 256}[bits]
+    x = x.astype({8: np.int8, 16: np.int16, 24: np.int32}[bits])
+    for model in _models():
+        for ct in (False, True):
+            words, _ = audio_codec.compress_samples(model, x, bits, 7, seed=5, offsets=model.exact is not None,
+                                                    channel_transform=ct)
+            out = audio_codec.decompress_samples(model, words, frames, channels, bits, 7, seed=5,
+                                                 offsets=model.exact is not None, channel_transform=ct)
+            assert out.dtype == x.dtype and np.array_equal(out, x)
+
+
+def test_segments_each_carry_their_own_side_information(monkeypatch):
+    monkeypatch.setattr(audio_codec, "SEGMENT", 512)
+    x = np.concatenate([_oversampled(700, seed=1), np.random.default_rng(2).integers(-3000, 3000, (600, 1))])
+    x = x.astype(np.int16)
+    model = _models()[0]
+    seen = []
+    real = audio_codec._side
+    monkeypatch.setattr(audio_codec, "_side", lambda m, d: seen.append(real(m, d)) or seen[-1])
+    words, _ = audio_codec.compress_samples(model, x, 16, 7, offsets=True)
+    assert len(seen) == 3 and not all((s.filters == seen[0].filters).all() for s in seen)
+    assert [s.levels.shape[1] for s in seen] == [interp.block_count(1300 - 1024)] + [interp.block_count(512)] * 2  # last first
+    assert np.array_equal(audio_codec.decompress_samples(model, words, len(x), 1, 16, 7, offsets=True), x)
+
+
+def test_a_shipped_model_dequantises_to_the_integers_it_codes_with():
+    q = [m for m in [_models()[0]]][0]
+    blob = q.exact.blob
+    net = am.AudioNet(CFG)
+    net.load_state_dict(at.dequantised(blob, CFG))
+    again = exact.export_int(am.QuantAudioNet(net, q.exact.scales))
+    for name, d in blob["layers"].items():
+        for key in ("weight", "bias"):
+            assert torch.equal(again["layers"][name][key], d[key]), (name, key)
