@@ -103,8 +103,8 @@ def export_audio(run: str, model_id: str, *, budget: int | None = None, threads:
         "kind": "depth-upscaling oa-ardm (16-bit samples as 2 stages of 256 values, "
                 + ORDER_NAMES[model.cfg.order] + ")"
                 + (", the head correcting an exact interpolation prior" if model.cfg.prior else "")
-                + (" whose mean comes from filters fitted to each segment and stored (interp.py)"
-                   if model.cfg.interp else ""),
+                + (" whose mean and scale come from interpolation filters and block scales fitted to each "
+                   "segment and stored with it (interp.py)" if model.cfg.interp else ""),
         "head": "discretised logistic mixture over 16-bit values, per stage", "arithmetic": "int-exact",
         "net_config": model.cfg.to_dict(),
         "parameters": sum(p.numel() for p in model.exact.skeleton.parameters()),
