@@ -24,6 +24,10 @@ undoes exactly after the segment's stages. Identical channels then cost almost n
 ones (most stereo) less: FLAC's left/side. The wrap keeps every coded value within the width, so
 the stages and the net are the same as for mono (mid/side would need a 17th bit).
 
+**Side information** (models with `interp` in their net config, interp.py): each segment stores its
+fitted interpolation filters and block scales, pushed after its stages and before its channel mode (so
+popped after the mode and before the stages); both stages' priors read them.
+
 Each net-coded stage has its own random order (with a seed derived from (seed, segment, stage)) of the
 model's order family (`AudioNetConfig.order`: "uniform", ardm.order over all variables; or "dyadic",
 ardm.grouped_order over the coarse-to-fine groups of the frames, every channel of a frame in its group)
@@ -211,7 +215,7 @@ def _side(model: AudioModel, digits: list[np.ndarray]) -> interp.Side | None:
 
 def _push_side(side: interp.Side, push: Callable) -> None:
     """Push a segment's side information: popped as the filters' choices, their coefficients' bytes, then
-    the block levels (FORMAT.md, "Fitted filters")."""
+    the block levels (FORMAT.md, "Fitted filters and block scales")."""
     choices, coef = interp.symbols(side.filters)
     deltas = interp.level_symbols(side.levels)
     push(deltas, np.broadcast_to(interp.DELTA_PROBS, (len(deltas), interp.LEVELS)))
