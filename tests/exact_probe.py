@@ -25,13 +25,14 @@ def probe(model_id: str) -> str:
 
 def probe_audio(m) -> str:
     """The audio net's head outputs on fixed stage-1 and stage-2 states of 3 rows (2 channels + 1), as a hash."""
-    from ardmzip.audio_model import features
+    from ardmzip.audio_model import features, segment_side
     g = torch.Generator().manual_seed(7)
     hi, lo = torch.randint(0, 256, (2, 1, 2, 4096), generator=g)
     known = torch.rand(1, 2, 4096, generator=g) < 0.4
+    side = segment_side(256 * hi + lo) if m.cfg.interp else None  # the stored filters and scales
     outs = []
     for stage, mh, ml in ((1, known, torch.zeros_like(known)), (2, torch.ones_like(known), known)):
-        inp = features(hi, mh, lo, ml, torch.tensor([102]), torch.tensor([stage]), m.cfg)
+        inp = features(hi, mh, lo, ml, torch.tensor([102]), torch.tensor([stage]), m.cfg, side)
         outs.append(m.params(inp).to(torch.int64) if m.exact is not None else m.params(inp))
     return hashlib.sha256(b"".join(o.contiguous().numpy().tobytes() for o in outs)).hexdigest()
 
