@@ -94,7 +94,8 @@ def features(hi: torch.Tensor, mh: torch.Tensor, lo: torch.Tensor, ml: torch.Ten
 
     hi, lo: (N, C, L) digits 0..255 (read only where known); mh, ml: (N, C, L) 0/1 known masks;
     fi: (N,) revealed fraction 255·t // D; stage: (N,) 1 or 2; side: the segments' stored filters and
-    scales (interp.Side of tensors (N, C, …)), required by cfg.interp. Row n·C + c has channel c as its target. Lp is L padded (as unknown) to cfg.pad_multiple. Integer arithmetic (int64) throughout.
+    scales (interp.Side of tensors (N, C, …)), required by cfg.interp. Row n·C + c has channel c as its
+    target. Lp is L padded (as unknown) to cfg.pad_multiple. Integer arithmetic (int64) throughout.
     """
     N, C, L = hi.shape
     mh, ml = mh.to(torch.int64), ml.to(torch.int64)
