@@ -203,14 +203,13 @@ def _bits(probs: np.ndarray, symbols: np.ndarray) -> float:
 
 
 def _side(model: AudioModel, digits: list[np.ndarray]) -> interp.Side | None:
-    """The encoder's side information of a segment (interp.choose, interp.block_levels) on the 16-bit
-    values the net sees: 256·(stage-1 digit) + (stage-2 digit, or 128 for 8-bit audio: the bin centre);
-    None for models without it."""
+    """The encoder's side information of a segment (interp.side) on the 16-bit values the net sees:
+    256·(stage-1 digit) + (stage-2 digit, or 128 for 8-bit audio: the bin centre); None for models
+    without it."""
     if not model.cfg.interp:
         return None
     x = torch.from_numpy(256 * digits[0] + (digits[1] if len(digits) > 1 else 128) - 32768)
-    filters = interp.choose(x)
-    return interp.Side(filters.numpy(), interp.block_levels(x, filters).numpy())
+    return interp.Side(*(t.numpy() for t in interp.side(x)))
 
 
 def _push_side(side: interp.Side, push: Callable) -> None:

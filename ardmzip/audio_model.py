@@ -671,12 +671,11 @@ def training_loss(net: nn.Module, u: torch.Tensor, stage: torch.Tensor, generato
 
 
 def segment_side(u: torch.Tensor) -> interp.Side:
-    """The encoder's side information (interp.choose, interp.block_levels) of segments u (B, C, L) of
-    16-bit values 0..65535, as tensors (B, C, …)."""
+    """The encoder's side information (interp.side) of segments u (B, C, L) of 16-bit values 0..65535, as
+    tensors (B, C, …)."""
     B, C, L = u.shape
-    x = (u.to(torch.int64) - 32768).reshape(B * C, L)
-    filters = interp.choose(x)
-    return interp.Side(filters.view(B, C, interp.GROUPS, -1), interp.block_levels(x, filters).view(B, C, -1))
+    filters, levels = interp.side((u.to(torch.int64) - 32768).reshape(B * C, L))
+    return interp.Side(filters.view(B, C, interp.GROUPS, -1), levels.view(B, C, -1))
 
 
 # ------------------------------------------------------------------------------------------- model

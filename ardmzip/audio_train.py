@@ -28,7 +28,8 @@ from .ardm import LOSS_GRID, group_edges
 from .audio_model import (AudioModel, AudioNet, AudioNetConfig, ExactAudioNet, QuantAudioNet, calibrate, features,
                           segment_side, training_loss)
 from .data import CACHE, Clip, load_clips
-from .exact import export_int, input_point
+from . import exact
+from .exact import export_int
 from .registry import curve_to_ints
 from .train import config_arguments, run_progress, save_atomic
 
@@ -180,16 +181,9 @@ def _validation(cfg: TrainConfig) -> torch.Tensor:
 
 
 def dequantised(blob: dict, cfg: AudioNetConfig) -> dict:
-    """Float weights of a shipped int-exact model (export_int's integers times their scales): the weights
-    it codes with, as a start for a new run."""
-    net = AudioNet(cfg)
-    weights = net.state_dict()
-    for name, d in blob["layers"].items():
-        sw = d["weight_scale"].double()
-        w = d["weight"].double() * sw.view(-1, *([1] * (d["weight"].dim() - 1)))
-        weights[f"{name}.weight"] = w.float()
-        weights[f"{name}.bias"] = (d["bias"].double() * sw * blob["scales"][input_point(name)]).float()
-    return weights
+    """Float weights of a shipped int-exact model (exact.dequantised: its integers times their scales): the
+    weights it codes with, as a start for a new run."""
+    return exact.dequantised(ExactAudioNet(cfg, blob), AudioNet(cfg))[0].state_dict()
 
 
 def init_from(net: AudioNet, weights: dict, cfg: AudioNetConfig) -> None:

@@ -566,15 +566,18 @@ class ExactNet:
         return out[..., :H, :W]
 
 
-def dequantised(exact_net: "ExactNet") -> tuple[ARDMNet, dict[str, float]]:
-    """A float ARDMNet whose fake-quantised forward (QuantNet with the returned scales) reproduces the
-    int-exact model: for resuming quantisation-aware training from a shipped model."""
-    net = ARDMNet(exact_net.cfg)
+def dequantised(exact_net, net: nn.Module | None = None) -> tuple[nn.Module, dict[str, float]]:
+    """A float net whose fake-quantised forward (QuantNet with the returned scales) reproduces the
+    int-exact model: for resuming quantisation-aware training from a shipped model. `net`: the float
+    skeleton to fill (default: an ARDMNet of the model's config; an audio model passes its AudioNet,
+    whose 1-D weights the integer layers hold as one-row 2-D ones)."""
+    net = ARDMNet(exact_net.cfg) if net is None else net
     mods = dict(net.named_modules())
     with torch.no_grad():
         for name, L in exact_net.layers.items():
             s_in = np.float32(exact_net.scales[input_point(name)])
-            mods[name].weight.copy_(L.weight.double() * per_output(L.scale / float(s_in), 4))
+            w = L.weight.double() * per_output(L.scale / float(s_in), L.weight.dim())
+            mods[name].weight.copy_(w.reshape(mods[name].weight.shape))
             mods[name].bias.copy_(L.bias.double() * L.scale)
     return net, dict(exact_net.scales)
 

@@ -120,18 +120,19 @@ def _estimated_bits(r: torch.Tensor) -> torch.Tensor:
     return (cnt * torch.log2(2 * math.e * b)).sum(-1)
 
 
-def choose(x: torch.Tensor) -> torch.Tensor:
-    """The encoder's filters for the rows of x: (R, F) int64 centred values (sample + 32768 − 32768, the
-    coded channel). Returns (R, GROUPS, 1 + 2·MAX_TAPS) int64 (module docstring)."""
+def _fit(x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """(the encoder's filters, each group's residuals 16·x − prediction under them (R, n_k)) of x (R, F)."""
     R, frames = x.shape
     out = torch.zeros(R, GROUPS, 1 + 2 * MAX_TAPS, dtype=torch.int64)
+    residuals = {}
     xf = x.double()
     for k in range(1, GROUPS):
         pos, idx4 = taps(frames, k, 2)
         if len(pos) == 0:
             continue
         y16 = 16 * x[:, torch.from_numpy(pos)]
-        best = _estimated_bits(y16 - _apply(x, torch.tensor(CUBIC).expand(R, 4), torch.from_numpy(idx4)))
+        r_best = y16 - _apply(x, torch.tensor(CUBIC).expand(R, 4), torch.from_numpy(idx4))
+        best = _estimated_bits(r_best)
         for m in CHOICES[1:]:
             if len(pos) < 4 * m:  # too few frames to fit 2m coefficients
                 break
@@ -143,13 +144,29 @@ def choose(x: torch.Tensor) -> torch.Tensor:
             ata = ata + 1e-6 * torch.eye(2 * m, dtype=torch.float64) * (ata.diagonal(dim1=1, dim2=2).mean(-1) + 1).view(R, 1, 1)
             c = torch.linalg.solve(ata, (a.transpose(1, 2) @ y.unsqueeze(-1))).squeeze(-1)
             cq = torch.round(c * (1 << Q)).clamp(-COEF_LIMIT, COEF_LIMIT).to(torch.int64)
-            bits = _estimated_bits(y16 - _apply(x, cq, idx)) + 2 * m * COEF_BITS
+            r = y16 - _apply(x, cq, idx)
+            bits = _estimated_bits(r) + 2 * m * COEF_BITS
             better = bits < best
             best = torch.where(better, bits, best)
+            r_best = torch.where(better.view(R, 1), r, r_best)
             out[better, k, 0] = m
             out[better, k, 1:] = 0
             out[better, k, 1:1 + 2 * m] = cq[better]
-    return out
+        residuals[k] = r_best
+    return out, residuals
+
+
+def choose(x: torch.Tensor) -> torch.Tensor:
+    """The encoder's filters for the rows of x: (R, F) int64 centred values (sample + 32768 − 32768, the
+    coded channel). Returns (R, GROUPS, 1 + 2·MAX_TAPS) int64 (module docstring)."""
+    return _fit(x)[0]
+
+
+def side(x: torch.Tensor) -> Side:
+    """The encoder's side information of the rows of x (R, F): Side(choose(x), block_levels(x, those
+    filters)), the levels from the residuals the choice already computed."""
+    filters, residuals = _fit(x)
+    return Side(filters, _levels(residuals, len(x)))
 
 
 def block_count(frames: int) -> int:
@@ -161,7 +178,7 @@ def block_levels(x: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
     """The encoder's stored scales: x (R, F) int64 centred values, filters (R, GROUPS, ...) -> (R, S) int64
     levels, group 1's blocks first, each group's in frame order (module docstring)."""
     R, frames = x.shape
-    out = []
+    residuals = {}
     for k in range(1, GROUPS):
         pos, idx4 = taps(frames, k, 2)
         if len(pos) == 0:
@@ -171,8 +188,17 @@ def block_levels(x: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
         if m:
             fitted = _apply(x, filters[:, k, 1:1 + 2 * m], torch.from_numpy(taps(frames, k, m)[1]))
             pred = torch.where((filters[:, k, 0] > 0).view(R, 1), fitted, pred)
-        r = (16 * x[:, torch.from_numpy(pos)] - pred).abs()
-        pad = (-len(pos)) % BLOCK
+        residuals[k] = 16 * x[:, torch.from_numpy(pos)] - pred
+    return _levels(residuals, R)
+
+
+def _levels(residuals: dict[int, torch.Tensor], R: int) -> torch.Tensor:
+    """Each group's residuals (R, n_k) -> the quarter octave of the mean |residual| of every block."""
+    out = []
+    for k in sorted(residuals):
+        r = residuals[k].abs()
+        n = r.shape[1]
+        pad = (-n) % BLOCK
         sums = torch.nn.functional.pad(r, (0, pad)).view(R, -1, BLOCK).sum(-1)
         counts = torch.full((sums.shape[1],), BLOCK, dtype=torch.int64)
         counts[-1] = BLOCK - pad
