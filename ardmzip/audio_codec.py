@@ -54,7 +54,6 @@ from .schedule import Groups, expected_bits, step_boundaries
 SEGMENT = 1 << 15       # frames per independently coded segment
 CHUNK = 4096            # variables per push / pop
 ADAPT_FIRST, ADAPT_LAST, ADAPT_GAIN = 64, 4096, 32   # stage 3: block sizes and count increment
-BITS_STAGES = {8: 1, 16: 2, 24: 2}                    # net-coded stages per sample width
 CHANNEL_MODES = ("as they are", "differences from channel 0")
 MODE_PROBS = np.full((1, len(CHANNEL_MODES)), 1.0 / len(CHANNEL_MODES))
 
@@ -150,11 +149,16 @@ def schedule_cost(model: AudioModel, frames: int, channels: int, bits: int, budg
     for seg in segments(frames):
         f = seg.stop - seg.start
         groups = _groups(model, f, channels)
-        for stage in range(1, BITS_STAGES[bits] + 1):
+        for stage in range(1, net_stages(model, bits) + 1):
             bounds = _bounds(model, stage, f, channels, budget, groups)
             calls += len(bounds) - 1
             predicted += expected_bits(model.curves[stage - 1], bounds, f * channels, groups and groups[1])
     return calls, predicted
+
+
+def net_stages(model: AudioModel, bits: int) -> int:
+    """Net-coded stages of a segment: one for 8-bit audio and for a joint model, else two."""
+    return 1 if bits == 8 else model.cfg.stages
 
 
 def _step_params(model: AudioModel, stage: int, hi: np.ndarray, lo: np.ndarray, known: np.ndarray, start: int,
@@ -162,11 +166,15 @@ def _step_params(model: AudioModel, stage: int, hi: np.ndarray, lo: np.ndarray, 
     """(n, 3K) head outputs of the variables at `positions` given the stage's digits known at `start`.
 
     hi, lo: (C, F) digits (read only where known); known: (C, F) bool, this stage's known digits (stage 1:
-    high bytes; stage 2: low bytes, every high byte being known); side: the segment's (interp.py), or None."""
+    high bytes; stage 2: low bytes, every high byte being known; a joint model: whole values); side: the
+    segment's (interp.py), or None."""
     C, f = hi.shape
     everything, nothing = torch.ones(1, C, f, dtype=torch.bool), torch.zeros(1, C, f, dtype=torch.bool)
     k = torch.from_numpy(known)[None]
-    mh, ml = (k, nothing) if stage == 1 else (everything, k)
+    if model.cfg.joint:
+        mh, ml, stage = k, k, 2
+    else:
+        mh, ml = (k, nothing) if stage == 1 else (everything, k)
     inp = features(torch.from_numpy(hi)[None], mh, torch.from_numpy(lo)[None], ml,
                    torch.tensor([(255 * start) // (C * f)]), torch.tensor([stage]), model.cfg,
                    None if side is None else interp.Side(*(torch.from_numpy(a)[None] for a in side)))
@@ -202,6 +210,13 @@ def _bits(probs: np.ndarray, symbols: np.ndarray) -> float:
     return -float(np.log2(np.maximum(probs[np.arange(len(symbols)), symbols], 2.0 ** -24)).sum())
 
 
+def _low_of_8bit(model: AudioModel, hi: np.ndarray) -> np.ndarray:
+    """The low bytes that 8-bit audio's net inputs hold: none are read in a stage-1 step of a two-stage
+    model (zeros); a joint model reads every known value whole, and an 8-bit sample is the centre of its
+    high-byte bin (128)."""
+    return np.full_like(hi, 128 if model.cfg.joint else 0)
+
+
 def _side(model: AudioModel, digits: list[np.ndarray]) -> interp.Side | None:
     """The encoder's side information of a segment (interp.side) on the 16-bit values the net sees:
     256·(stage-1 digit) + (stage-2 digit, or 128 for 8-bit audio: the bin centre); None for models
@@ -230,12 +245,20 @@ def _pop_side(dec: Decoder, channels: int, frames: int) -> interp.Side:
     return interp.Side(interp.from_symbols(choices, coef, channels), interp.from_level_symbols(deltas, channels))
 
 
-def best_offset(model: AudioModel, params: torch.Tensor, symbols: np.ndarray, stage: int) -> int:
+def _digit_bits(model: AudioModel, params: torch.Tensor, digits: list[np.ndarray], stage: int) -> float:
+    """Bits of a step's digits: the stage's, or a joint model's high bytes and then low bytes (digits:
+    [high] or [high, low] of the step's variables)."""
+    if not model.cfg.joint:
+        return _bits(model.probabilities(params, stage), digits[0])
+    return sum(_bits(model.probabilities(params, d + 1, digits[0]), digits[d]) for d in range(len(digits)))
+
+
+def best_offset(model: AudioModel, params: torch.Tensor, digits: list[np.ndarray], stage: int) -> int:
     """The encoder's scale offset for a step (codec.OFFSETS, index): the one that codes an evenly spaced
-    sample of at most SEARCH_VARS of the step's digits in the fewest bits."""
-    sel = slice(None, None, max(1, len(symbols) // SEARCH_VARS))
-    q, x = params[sel], symbols[sel]
-    return int(np.argmin([_bits(model.probabilities(with_offset(model, q, o), stage), x) for o in OFFSETS]))
+    sample of at most SEARCH_VARS of the step's variables in the fewest bits."""
+    sel = slice(None, None, max(1, len(digits[0]) // SEARCH_VARS))
+    q, x = params[sel], [d[sel] for d in digits]
+    return int(np.argmin([_digit_bits(model, with_offset(model, q, o), x, stage) for o in OFFSETS]))
 
 
 def encode_audio(model: AudioModel, samples: np.ndarray, bits: int, budget: int, seed: int, enc: Encoder,
@@ -278,22 +301,27 @@ def encode_audio_ways(model: AudioModel, samples: np.ndarray, bits: int, budget:
                     counts.append(counts[-1] + np.bincount(low[b], minlength=256))
                 for b, cnt in reversed(list(zip(blocks, counts))):
                     push(low[b], _adaptive_probs(cnt, b.stop - b.start), list(ways))
-            hi, lo = digits[0], digits[1] if bits > 8 else np.zeros_like(digits[0])
+            hi, lo = digits[0], digits[1] if bits > 8 else _low_of_8bit(model, digits[0])
             side = _side(model, digits[:2])
-            for stage in reversed(range(1, BITS_STAGES[bits] + 1)):
-                values = (hi if stage == 1 else lo).reshape(-1)
+            for stage in reversed(range(1, net_stages(model, bits) + 1)):
+                # the digits each step codes per variable, in decoding order
+                coded = [hi, lo][:2 if bits > 8 else 1] if model.cfg.joint else [hi if stage == 1 else lo]
+                coded = [d.reshape(-1) for d in coded]
                 steps = list(_steps(model, stage, f, C, budget, seed, s))
                 rank = np.empty(C * f, dtype=np.int64)
                 rank[np.concatenate([p for _, p in steps])] = np.arange(C * f)
                 for start, positions in reversed(steps):
                     known = (rank < start).reshape(C, f)
                     params = _step_params(model, stage, hi, lo, known, start, positions, side)
+                    step_digits = [d[positions] for d in coded]
                     for use in ways:
                         if use:
-                            o = best_offset(model, params, values[positions], stage)
+                            o = best_offset(model, params, step_digits, stage)
                         shifted = with_offset(model, params, OFFSETS[o]) if use else params
-                        for c in reversed(_chunks(len(positions))):
-                            push(values[positions[c]], model.probabilities(shifted[c], stage), [use])
+                        for d in reversed(range(len(coded))):
+                            for c in reversed(_chunks(len(positions))):
+                                probs = model.probabilities(shifted[c], stage + d, step_digits[0][c])
+                                push(step_digits[d][c], probs, [use])
                         if use:
                             push(np.array([o]), OFFSET_PROBS, [use])
                     if progress:
@@ -314,16 +342,20 @@ def decode_audio(model: AudioModel, frames: int, channels: int, bits: int, budge
             f = seg.stop - seg.start
             mode = int(dec.pop(MODE_PROBS)[0]) if channel_transform else 0
             side = _pop_side(dec, channels, f) if model.cfg.interp else None
-            hi, lo = np.zeros((channels, f), np.int64), np.zeros((channels, f), np.int64)
-            for stage in range(1, BITS_STAGES[bits] + 1):
-                values = (hi if stage == 1 else lo).reshape(-1)      # views: filled in place
+            hi = np.zeros((channels, f), np.int64)
+            lo = np.zeros((channels, f), np.int64) if bits > 8 else _low_of_8bit(model, hi)
+            for stage in range(1, net_stages(model, bits) + 1):
+                coded = [hi, lo][:2 if bits > 8 else 1] if model.cfg.joint else [hi if stage == 1 else lo]
+                coded = [d.reshape(-1) for d in coded]              # views: filled in place
                 known = np.zeros(channels * f, dtype=bool)
                 for start, positions in _steps(model, stage, f, channels, budget, seed, s):
                     params = _step_params(model, stage, hi, lo, known.reshape(channels, f), start, positions, side)
                     if offsets:
                         params = with_offset(model, params, OFFSETS[int(dec.pop(OFFSET_PROBS)[0])])
-                    for c in _chunks(len(positions)):
-                        values[positions[c]] = dec.pop(model.probabilities(params[c], stage))
+                    for d, values in enumerate(coded):
+                        for c in _chunks(len(positions)):
+                            probs = model.probabilities(params[c], stage + d, coded[0][positions[c]])
+                            values[positions[c]] = dec.pop(probs)
                     known[positions] = True
                     if progress:
                         progress(1)

@@ -166,9 +166,9 @@ def calibration_inputs(sampler: SegmentSampler | MixedSampler, cfg: AudioNetConf
         u = sampler.batch(batch)
         B, C, L = u.shape
         m = torch.rand(B, C, L, generator=g) < torch.rand(B, 1, 1, generator=g)
-        stage = torch.randint(1, 3, (B,), generator=g)
+        stage = torch.full((B,), 2) if cfg.joint else torch.randint(1, 3, (B,), generator=g)
         s1 = (stage == 1).view(B, 1, 1)
-        out.append(features(u >> 8, torch.where(s1, m, True), u & 255, torch.where(s1, False, m),
+        out.append(features(u >> 8, m if cfg.joint else torch.where(s1, m, True), u & 255, torch.where(s1, False, m),
                             torch.randint(0, 256, (B,), generator=g), stage, cfg,
                             segment_side(u) if cfg.interp else None))
     return out
@@ -257,7 +257,7 @@ def train(cfg: TrainConfig, net_cfg: AudioNetConfig) -> None:
             grp["lr"] = lr
         channels = 2 if 2 in sampler.pools and sampler.rng.random() < cfg.stereo_fraction else 1
         u = sampler.batch(cfg.batch, channels)
-        stage = torch.from_numpy(sampler.rng.integers(1, 3, cfg.batch))
+        stage = torch.from_numpy(sampler.rng.integers(1, net_cfg.stages + 1, cfg.batch))
         loss, _, lt = training_loss(net, u, stage, penalty=True)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -275,7 +275,7 @@ def train(cfg: TrainConfig, net_cfg: AudioNetConfig) -> None:
         if now - last_eval > cfg.eval_every or run_progress(cfg, start, state["step"] - first_step) >= 1:
             rate = (state["segments"] - seen_at_eval) / (now - last_eval)
             state["seconds"] = base_seconds + now - start
-            v1, v2 = evaluate(ema, val, 1), evaluate(ema, val, 2)
+            v1, v2 = evaluate(ema, val, 1), evaluate(ema, val, 2) if net_cfg.stages > 1 else 0.0
             line = {"step": state["step"], "segments": state["segments"],
                     "samples": state["segments"] * cfg.segment, "hours": state["seconds"] / 3600,
                     "segments_per_s": rate, "samples_per_s": rate * cfg.segment,
@@ -308,7 +308,7 @@ def measure_curves(cfg: TrainConfig, weights: str = "ema") -> dict:
     torch.set_num_threads(cfg.threads)
     net, _ = run_net(cfg.run, weights)
     val = _validation(cfg)
-    curves = [loss_curve(net, val, s) for s in (1, 2)]
+    curves = [loss_curve(net, val, s) for s in range(1, net.cfg.stages + 1)]
     out = {"loss_curves": [curve_to_ints(c) for c in curves],
            "bound_bits_per_sample": float(sum(c.mean() for c in curves)),
            "bound_bits_stage": [float(c.mean()) for c in curves], "val_segments": cfg.val_segments,
@@ -347,13 +347,15 @@ def main() -> None:
     ap.add_argument("--prior", action="store_true", help="the head corrects an exact interpolation prior")
     ap.add_argument("--interp", action="store_true",
                     help="the prior's mean from filters fitted to each segment and stored (interp.py; needs --prior)")
+    ap.add_argument("--joint", action="store_true",
+                    help="one stage over whole 16-bit values, the two bytes only split its code (needs --prior)")
     ap.add_argument("--curves", action="store_true", help="measure the run's loss curves instead of training")
     ap.add_argument("--weights", choices=["ema", "net"], default="ema", help="--curves: which weights")
     a = vars(ap.parse_args())
     net_cfg = AudioNetConfig(widths=tuple(int(v) for v in a.pop("widths").split(",")),
                              blocks=tuple(int(v) for v in a.pop("blocks").split(",")),
                              kernel=a.pop("kernel"), mixtures=a.pop("mixtures"), neighbours=a.pop("neighbours"),
-                             order=a.pop("order"), prior=a.pop("prior"), interp=a.pop("interp"))
+                             order=a.pop("order"), prior=a.pop("prior"), interp=a.pop("interp"), joint=a.pop("joint"))
     curves, weights = a.pop("curves"), a.pop("weights")
     cfg = TrainConfig(**a)
     if curves:

@@ -309,9 +309,9 @@ def warm_up(model: AudioModel) -> None:
                            fallback=False)
 
 
-def stage_segments(frames: int, depth: int) -> int:
+def stage_segments(frames: int, depth: int, model: AudioModel) -> int:
     """Net-coded stages x segments of a clip: the network calls of budget 1 (the unit of "calls per stage")."""
-    return len(audio_codec.segments(frames)) * audio_codec.BITS_STAGES[depth]
+    return len(audio_codec.segments(frames)) * audio_codec.net_stages(model, depth)
 
 
 def measure_ardmzip(item: Item, budget: int, model: AudioModel) -> dict:
@@ -448,7 +448,7 @@ def run_item(item: Item, budgets: list[str], model: AudioModel, codecs: list[Cla
         if cached_only and not path.exists():
             continue
         r = run.cached(path, lambda: measure_ardmzip(item, budget, model))
-        units = stage_segments(item.frames, item.depth)
+        units = stage_segments(item.frames, item.depth, model)
         rows.append({**base, "method": "ardmzip", "budget": label, "budget_calls": budget,
                      "format_version": format_version(item.channels), **r,
                      "stage_segments": units, "calls_per_stage": None if r["calls"] is None else r["calls"] / units,
@@ -848,7 +848,7 @@ def roundtrip_all(args: argparse.Namespace, model: AudioModel, cache: Path) -> i
                      "channels": e["channels"], "seconds": e["seconds"], "dims": dims, "sha256": e["sha256"],
                      "budget": label, "budget_calls": budget, "format_version": format_version(e["channels"]),
                      "method": "ardmzip", **r, "bpd": _per_sample(r["bits"], dims),
-                     "stage_segments": stage_segments(e["frames"], e["bits"])})
+                     "stage_segments": stage_segments(e["frames"], e["bits"], model)})
         status = "equal" if r["exact"] else f"FAILED: {r['error']}"
         _log(f"  {e['name']:50} {_fmt(rows[-1]['bpd'])} bits/sample {status}{' (cached)' if r['cached'] else ''}")
     summary = [{k: s[k] for k in ("group", "dataset", "items", "failed", "dims", "seconds", "bpd", "encode_s",
