@@ -100,12 +100,15 @@ def export_audio(run: str, model_id: str, *, budget: int | None = None, threads:
     log = [json.loads(line) for line in (run_dir / "log.jsonl").read_text().splitlines()]
     entry = {
         "file": file, "sha256": sha, "media": "audio",
-        "kind": "depth-upscaling oa-ardm (16-bit samples as 2 stages of 256 values, "
+        "kind": ("oa-ardm (16-bit samples as one stage over whole values, each coded as its high byte and "
+                 "then its low byte given it, " if model.cfg.joint else
+                 "depth-upscaling oa-ardm (16-bit samples as 2 stages of 256 values, ")
                 + ORDER_NAMES[model.cfg.order] + ")"
                 + (", the head correcting an exact interpolation prior" if model.cfg.prior else "")
                 + (" whose mean and scale come from interpolation filters and block scales fitted to each "
                    "segment and stored with it (interp.py)" if model.cfg.interp else ""),
-        "head": "discretised logistic mixture over 16-bit values, per stage", "arithmetic": "int-exact",
+        "head": "discretised logistic mixture over 16-bit values" + ("" if model.cfg.joint else ", per stage"),
+        "arithmetic": "int-exact",
         "net_config": model.cfg.to_dict(),
         "parameters": sum(p.numel() for p in model.exact.skeleton.parameters()),
         "default_budget": budget,

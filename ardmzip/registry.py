@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from . import ardm, exact
-from .audio_model import STAGES_16, AudioModel, AudioNetConfig, ExactAudioNet
+from .audio_model import AudioModel, AudioNetConfig, ExactAudioNet
 from .errors import ModelError
 from .nets import ARDMNet, NetConfig
 
@@ -138,9 +138,9 @@ def _audio_model(model_id: str, e: dict, ck: dict, digest: str) -> AudioModel:
                          f"{e.get('arithmetic', 'float32')}")
     cfg = AudioNetConfig.from_dict(e["net_config"])
     curves = tuple(tuple(int(v) for v in c) for c in e["loss_curves"])
-    if len(curves) != STAGES_16:
+    if len(curves) != cfg.stages:
         raise ModelError(f"model '{model_id}': {len(curves)} loss curves in the manifest, one per stage "
-                         f"({STAGES_16}) expected")
+                         f"({cfg.stages}) expected")
     try:
         net = ExactAudioNet(cfg, ck["exact"])
     except ValueError as err:  # the exactness bound does not hold: refuse rather than risk a bad stream
