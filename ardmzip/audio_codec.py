@@ -9,6 +9,8 @@ samples of 2^15), so memory is bounded by one segment whatever the clip's length
 channel p // frames, frame p % frames):
 - 8-bit: stage 1 codes u = x + 128 (the net's high-byte stage).
 - 16-bit: u = x + 32768; stage 1 codes u >> 8, stage 2 codes u & 255 given every high byte.
+- A joint model (AudioNetConfig.joint): one net-coded stage; each step pops, from one network call,
+  its variables' high bytes and then (16- and 24-bit) their low bytes given them.
 - 24-bit: u = x + 2^23; stages 1 and 2 code the top 16 bits u >> 8 as for 16-bit audio, stage 3 the
   low byte u & 255 with a block-adaptive count model (no training data here has 24 bits): positions in
   order p = 0 … D−1, in blocks of 64, 128, … doubling to 4096; each block's distribution is

@@ -24,7 +24,7 @@ import torch
 
 from .ardm import DIGIT, digit_log_prob, group_parts, grouped_order, image_groups, log_prob, order, schedule_groups
 from .coder import Decoder, Encoder
-from .exact import LOGS_MAX, LOGS_MIN, log_probabilities_torch, probabilities
+from .exact import LOGS_MIN, log_probabilities_torch, probabilities
 from .lattice import lattice_index, lattice_units, unit_params
 from .registry import Model
 from .schedule import Groups, expected_bits, expected_millibits, step_boundaries
@@ -340,7 +340,7 @@ def _lattice_steps(plan: Plan) -> int:
 def with_offset(model: Model, params: torch.Tensor, offset: int) -> torch.Tensor:
     """Int-exact head params (n, 3K) with `offset` added to every log-scale, clamped to their range."""
     k = model.cfg.mixtures
-    return torch.cat([params[:, :2 * k], (params[:, 2 * k:] + offset).clamp(LOGS_MIN, LOGS_MAX)], 1)
+    return torch.cat([params[:, :2 * k], (params[:, 2 * k:] + offset).clamp(LOGS_MIN, model.cfg.logs_max)], 1)
 
 
 def best_offset(model: Model, params: torch.Tensor, values: np.ndarray, stage: int = 0) -> int:

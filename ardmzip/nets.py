@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .prior import add_prior, prior
+from .prior import LOGS_MAX, add_prior, prior
 
 NORMCONV_SCALES = (2, 4, 8, 16)  # context pooled from the known pixels at these block sizes
 PAD_MULTIPLE = 16                # inputs are padded (as "unknown") to a multiple of this
@@ -36,6 +36,11 @@ class NetConfig:
         # with depth upscaling: the stage
         return (2 * self.channels + 1 + 2 * self.channels * len(NORMCONV_SCALES) + 2 * self.channels * (self.prior > 0)
                 + (self.stages > 1))
+
+    @property
+    def logs_max(self) -> int:
+        """The largest log-scale of the int-exact head (exact.LOGS_MAX)."""
+        return LOGS_MAX
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -112,6 +112,15 @@ def test_training_scores_whole_values_and_learns():
     assert 0 < loss.item() < first and torch.equal(frac, t / 128)
 
 
+def test_scale_offsets_keep_a_joint_heads_wide_scales():
+    from ardmzip.codec import with_offset
+    model = _models()[0]
+    q = torch.tensor(_random_joint_heads(5, 2, seed=6))
+    q[:, 4:] = torch.tensor([[100, 137]])
+    out = with_offset(model, q, 4)
+    assert out[:, 4:].tolist() == [[104, 137]] * 5 and torch.equal(out[:, :4], q[:, :4])
+
+
 def _models(cfg: am.AudioNetConfig = CFG) -> list[am.AudioModel]:
     torch.manual_seed(0)
     net = am.AudioNet(cfg).eval().requires_grad_(False)
