@@ -618,6 +618,18 @@ def _sigma(d: np.ndarray, inv: np.ndarray) -> np.ndarray:
     return lo + (((hi - lo) * frac + (1 << (FRAC_BITS - 1))) >> FRAC_BITS)
 
 
+def _sigma_saturating(d: np.ndarray, inv: np.ndarray) -> np.ndarray:
+    """_sigma(d, inv) (inv broadcast to d's shape), computed in full only where the argument is inside
+    the table: elsewhere it is the table's first or last entry, as _sigma's clipping makes it."""
+    zf = (d * inv + (1 << (INV_SHIFT - FRAC_BITS - 1))) >> (INV_SHIFT - FRAC_BITS)
+    top = SIG_ZMAX << FRAC_BITS
+    sig = sigmoid_table()
+    out = np.where(zf >= top, sig[-1], sig[0])
+    inside = np.abs(zf) < top
+    out[inside] = _sigma(d[inside], np.broadcast_to(inv, d.shape)[inside])
+    return out
+
+
 _SPAN2 = 321  # |v − ⌊μ/16⌋| over the 257 edges v = 0 … 256 and μ in [MU_MIN, MU_MAX]
 
 
@@ -670,9 +682,10 @@ def int_hi_probabilities(q: np.ndarray | torch.Tensor, k: int) -> np.ndarray:
     for i in range(0, len(q), 1024):
         logit, mu, logs = q[i:i + 1024, :k], q[i:i + 1024, k:2 * k], q[i:i + 1024, 2 * k:]
         w = ex[np.minimum(logit.max(1, keepdims=True) - logit, EXP_RANGE)]
-        sig = _sigma(edges[None, None, :] - mu[:, :, None], inv[logs - LOGS_MIN][:, :, None])
-        cdf = np.einsum("nk,nkv->nv", w, sig)
-        cdf[:, 0], cdf[:, -1] = 0, w.sum(1) << SIG_BITS
+        sig = _sigma_saturating(edges[None, None, :] - mu[:, :, None], inv[logs - LOGS_MIN][:, :, None])
+        # float64 holds the integer products and sums exactly (< 2^48), in any order
+        cdf = np.matmul(w.astype(np.float64)[:, None, :], sig.astype(np.float64))[:, 0]
+        cdf[:, 0], cdf[:, -1] = 0, w.sum(1) * float(1 << SIG_BITS)
         freq = np.diff(cdf, axis=1) + 1
         out[i:i + 1024] = freq / freq.sum(1, keepdims=True)
     return out
