@@ -229,22 +229,35 @@ def _side(model: AudioModel, digits: list[np.ndarray]) -> interp.Side | None:
     return interp.Side(*(t.numpy() for t in interp.side(x)))
 
 
-def _push_side(side: interp.Side, push: Callable) -> None:
-    """Push a segment's side information: popped as the filters' choices, their coefficients' bytes, then
-    the block levels (FORMAT.md, "Fitted filters and block scales")."""
-    choices, coef = interp.symbols(side.filters)
+def _push_side(model: AudioModel, side: interp.Side, push: Callable) -> None:
+    """Push a segment's side information: popped as the filters' choices, their coefficients (three bytes
+    each, or with net config `coefs` "sizes" their bit lengths and then their sign and mantissa bits),
+    then the block levels (FORMAT.md, "Fitted filters and block scales")."""
     deltas = interp.level_symbols(side.levels)
     push(deltas, np.broadcast_to(interp.DELTA_PROBS, (len(deltas), interp.LEVELS)))
-    push(coef, np.full((len(coef), 256), 1 / 256))
+    if model.cfg.coefs == "sizes":
+        choices, sizes, bits = interp.size_symbols(side.filters)
+        push(bits, np.full((len(bits), 2), 0.5))
+        push(sizes, np.broadcast_to(interp.SIZE_PROBS, (len(sizes), len(interp.SIZE_PROBS))))
+    else:
+        choices, coef = interp.symbols(side.filters)
+        push(coef, np.full((len(coef), 256), 1 / 256))
     push(choices, np.full((len(choices), len(interp.CHOICES)), 1 / len(interp.CHOICES)))
 
 
-def _pop_side(dec: Decoder, channels: int, frames: int) -> interp.Side:
+def _pop_side(model: AudioModel, dec: Decoder, channels: int, frames: int) -> interp.Side:
     choices = dec.pop(np.full((channels * (interp.GROUPS - 1), len(interp.CHOICES)), 1 / len(interp.CHOICES)))
-    coef = dec.pop(np.full((interp.coef_count(choices), 256), 1 / 256))
+    if model.cfg.coefs == "sizes":
+        n = interp.coefficient_count(choices)
+        sizes = dec.pop(np.broadcast_to(interp.SIZE_PROBS, (n, len(interp.SIZE_PROBS))))
+        bits = dec.pop(np.full((interp.bit_count(sizes), 2), 0.5))
+        filters = interp.from_size_symbols(choices, sizes, bits, channels)
+    else:
+        coef = dec.pop(np.full((interp.coef_count(choices), 256), 1 / 256))
+        filters = interp.from_symbols(choices, coef, channels)
     n = channels * interp.block_count(frames)
     deltas = dec.pop(np.broadcast_to(interp.DELTA_PROBS, (n, interp.LEVELS)))
-    return interp.Side(interp.from_symbols(choices, coef, channels), interp.from_level_symbols(deltas, channels))
+    return interp.Side(filters, interp.from_level_symbols(deltas, channels))
 
 
 def _digit_bits(model: AudioModel, params: torch.Tensor, digits: list[np.ndarray], stage: int) -> float:
@@ -329,7 +342,7 @@ def encode_audio_ways(model: AudioModel, samples: np.ndarray, bits: int, budget:
                     if progress:
                         progress(1)
             if side is not None:  # popped after the channel mode, before the stages
-                _push_side(side, lambda sym, probs: push(sym, probs, list(ways)))
+                _push_side(model, side, lambda sym, probs: push(sym, probs, list(ways)))
             if channel_transform:
                 push(np.array([mode]), MODE_PROBS, list(ways))
     return total
@@ -343,7 +356,7 @@ def decode_audio(model: AudioModel, frames: int, channels: int, bits: int, budge
         for s, seg in enumerate(segments(frames)):
             f = seg.stop - seg.start
             mode = int(dec.pop(MODE_PROBS)[0]) if channel_transform else 0
-            side = _pop_side(dec, channels, f) if model.cfg.interp else None
+            side = _pop_side(model, dec, channels, f) if model.cfg.interp else None
             hi = np.zeros((channels, f), np.int64)
             lo = np.zeros((channels, f), np.int64) if bits > 8 else _low_of_8bit(model, hi)
             for stage in range(1, net_stages(model, bits) + 1):

@@ -68,12 +68,15 @@ class AudioNetConfig:
     prior: bool = False          # an exact interpolation prior: the head corrects its means and scales (`prior`)
     interp: bool = False         # the prior's mean and scale from filters and block scales stored per segment (interp.py)
     joint: bool = False          # one net-coded stage over the full values; the two bytes only split its code (`joint_log_prob`)
+    coefs: str = "bytes"         # how the stored filters' coefficients are coded: "bytes" (3 each) or "sizes" (interp.py)
 
     def __post_init__(self) -> None:
         if self.interp and not (self.prior and self.order == "dyadic"):
             raise ValueError("fitted filters (interp) need the prior and the dyadic order")
         if self.joint and not self.prior:
             raise ValueError("a joint model needs the prior (its means are whole 16-bit values)")
+        if self.coefs not in ("bytes", "sizes") or (self.coefs != "bytes" and not self.interp):
+            raise ValueError(f"coefs {self.coefs!r}: 'bytes', or 'sizes' for a model with stored filters (interp)")
 
     @property
     def logs_max(self) -> int:

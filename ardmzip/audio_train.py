@@ -347,6 +347,8 @@ def main() -> None:
     ap.add_argument("--prior", action="store_true", help="the head corrects an exact interpolation prior")
     ap.add_argument("--interp", action="store_true",
                     help="the prior's mean from filters fitted to each segment and stored (interp.py; needs --prior)")
+    ap.add_argument("--coefs", choices=["bytes", "sizes"], default="bytes",
+                    help="how the codec stores the fitted filters' coefficients (--interp; training is the same)")
     ap.add_argument("--joint", action="store_true",
                     help="one stage over whole 16-bit values, the two bytes only split its code (needs --prior)")
     ap.add_argument("--curves", action="store_true", help="measure the run's loss curves instead of training")
@@ -355,7 +357,8 @@ def main() -> None:
     net_cfg = AudioNetConfig(widths=tuple(int(v) for v in a.pop("widths").split(",")),
                              blocks=tuple(int(v) for v in a.pop("blocks").split(",")),
                              kernel=a.pop("kernel"), mixtures=a.pop("mixtures"), neighbours=a.pop("neighbours"),
-                             order=a.pop("order"), prior=a.pop("prior"), interp=a.pop("interp"), joint=a.pop("joint"))
+                             order=a.pop("order"), prior=a.pop("prior"), interp=a.pop("interp"), joint=a.pop("joint"),
+                             coefs=a.pop("coefs"))
     curves, weights = a.pop("curves"), a.pop("weights")
     cfg = TrainConfig(**a)
     if curves:

@@ -105,6 +105,35 @@ def test_stream_symbols_round_trip():
     assert (interp.from_level_symbols(deltas, 3) == levels).all()
 
 
+def test_coefficients_coded_by_their_size_round_trip_and_cost_less():
+    f = interp.choose(torch.from_numpy(_oversampled(6000, 2, noise=1.0).T.copy()))
+    assert f[0, 6, 0] > 1 and f[1, 6, 0] > 0
+    f[0, 6, 1:3] = torch.tensor([0, -1])     # a zero and the smallest negative coefficient
+    f[1, 6, 1] = -interp.COEF_LIMIT
+    choices, sizes, bits = interp.size_symbols(f.numpy())
+    assert np.array_equal(choices, interp.symbols(f.numpy())[0])
+    assert len(sizes) == interp.coefficient_count(choices) > 0 and len(bits) == interp.bit_count(sizes)
+    assert np.array_equal(interp.from_size_symbols(choices, sizes, bits, 2), f.numpy())
+    assert (-np.log2(interp.SIZE_PROBS[sizes])).sum() + len(bits) < 0.8 * 24 * len(sizes)
+    with pytest.raises(ValueError, match="coefs"):
+        dataclasses.replace(CFG, coefs="sizes", interp=False)
+    with pytest.raises(ValueError, match="coefs"):
+        dataclasses.replace(CFG, coefs="nibbles")
+
+
+def test_a_model_with_coefficients_by_size_round_trips():
+    cfg = dataclasses.replace(CFG, coefs="sizes")
+    x = _oversampled(1500, 2, seed=4).astype(np.int16)
+    for model in _models():
+        model = dataclasses.replace(model, cfg=cfg)
+        words, _ = audio_codec.compress_samples(model, x, 16, 7, offsets=model.exact is not None)
+        plain, _ = audio_codec.compress_samples(dataclasses.replace(model, cfg=CFG), x, 16, 7,
+                                                offsets=model.exact is not None)
+        assert len(words) < len(plain)
+        out = audio_codec.decompress_samples(model, words, 1500, 2, 16, 7, offsets=model.exact is not None)
+        assert np.array_equal(out, x)
+
+
 def test_block_levels_are_the_groups_own_residual_scale():
     """Each stored level is the quarter octave of its block's mean |residual| (16ths of a value) under the
     prediction the prior makes for that group, and the prior takes it as its scale at every frame."""

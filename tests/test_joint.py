@@ -16,7 +16,7 @@ from ardmzip import audio_model as am
 from ardmzip.ardm import dyadic_groups
 
 CFG = am.AudioNetConfig(widths=(8, 16), blocks=(1, 1), kernel=3, mixtures=2, scales=(2, 16), neighbours=2,
-                        order="dyadic", prior=True, interp=True, joint=True)
+                        order="dyadic", prior=True, interp=True, joint=True, coefs="sizes")
 CURVE = tuple(int(9000 * (1 - i / 600)) for i in range(512))
 
 
@@ -152,7 +152,7 @@ def test_round_trips(bits, channels, frames):
 
 
 def test_a_joint_model_without_side_information_or_groups_round_trips():
-    cfg = dataclasses.replace(CFG, interp=False, order="uniform")
+    cfg = dataclasses.replace(CFG, interp=False, order="uniform", coefs="bytes")
     x = _audio(500, 2, seed=9).astype(np.int16)
     for model in _models(cfg):
         for budget in (1, 5):
