@@ -48,7 +48,7 @@ import torch
 
 from . import interp
 from .ardm import dyadic_groups, grouped_order, order, schedule_groups
-from .audio_model import AudioModel, features
+from .audio_model import AudioModel, dequantise, features, hi_log_prob, joint_log_prob
 from .coder import Decoder, Encoder
 from .codec import OFFSET_PROBS, OFFSETS, SEARCH_VARS, fixed_threads, with_offset
 from .schedule import Groups, expected_bits, step_boundaries
@@ -260,20 +260,25 @@ def _pop_side(model: AudioModel, dec: Decoder, channels: int, frames: int) -> in
     return interp.Side(filters, interp.from_level_symbols(deltas, channels))
 
 
-def _digit_bits(model: AudioModel, params: torch.Tensor, digits: list[np.ndarray], stage: int) -> float:
-    """Bits of a step's digits: the stage's, or a joint model's high bytes and then low bytes (digits:
-    [high] or [high, low] of the step's variables)."""
-    if not model.cfg.joint:
-        return _bits(model.probabilities(params, stage), digits[0])
-    return sum(_bits(model.probabilities(params, d + 1, digits[0]), digits[d]) for d in range(len(digits)))
-
-
 def best_offset(model: AudioModel, params: torch.Tensor, digits: list[np.ndarray], stage: int) -> int:
     """The encoder's scale offset for a step (codec.OFFSETS, index): the one that codes an evenly spaced
-    sample of at most SEARCH_VARS of the step's variables in the fewest bits."""
+    sample of at most SEARCH_VARS of the step's variables in the fewest bits. For a joint model the bits
+    are the float head's (`joint_log_prob` of the dequantised head: 10x faster than the integer high-byte
+    tables, and the choice is the encoder's own; the decoder only reads it)."""
     sel = slice(None, None, max(1, len(digits[0]) // SEARCH_VARS))
     q, x = params[sel], [d[sel] for d in digits]
-    return int(np.argmin([_digit_bits(model, with_offset(model, q, o), x, stage) for o in OFFSETS]))
+    if model.cfg.joint:
+        k = model.cfg.mixtures
+        hi = torch.from_numpy(np.asarray(x[0], dtype=np.int64)).view(-1, 1)
+        lo = torch.from_numpy(np.asarray(x[1] if len(x) > 1 else [], dtype=np.int64)).view(-1, 1)
+
+        def bits(o: int) -> float:
+            p = dequantise(with_offset(model, q, o).to(torch.float64), k).unsqueeze(-1)
+            if len(x) == 1:
+                return -float(hi_log_prob(p, hi.unsqueeze(1), k).sum())
+            return -float(joint_log_prob(p, hi, lo, k).sum())
+        return int(np.argmin([bits(o) for o in OFFSETS]))
+    return int(np.argmin([_bits(model.probabilities(with_offset(model, q, o), stage), x[0]) for o in OFFSETS]))
 
 
 def encode_audio(model: AudioModel, samples: np.ndarray, bits: int, budget: int, seed: int, enc: Encoder,

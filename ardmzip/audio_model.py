@@ -546,7 +546,7 @@ def int_in_bin(q: torch.Tensor, hi: torch.Tensor, k: int) -> torch.Tensor:
 _HI_EDGES = (256 * torch.arange(K_DIGIT + 1, dtype=torch.float64) - 0.5) / 127.5 - 1.0  # high-byte bins' edges
 
 
-def _hi_log_probs(p: torch.Tensor, hi: torch.Tensor, k: int) -> torch.Tensor:
+def hi_log_prob(p: torch.Tensor, hi: torch.Tensor, k: int) -> torch.Tensor:
     """log P(high byte) of joint params (rows, 3K, ...), hi broadcastable to (rows, 1, ...), nats."""
     lo_edge = (256 * hi.to(p.dtype) - 0.5) / 127.5 - 1.0
     lp = _mixture_log_mass(p, lo_edge, lo_edge + 256 / 127.5, k, open_lo=hi == 0, open_hi=hi == K_DIGIT - 1)
@@ -556,7 +556,7 @@ def _hi_log_probs(p: torch.Tensor, hi: torch.Tensor, k: int) -> torch.Tensor:
 def joint_log_prob(p: torch.Tensor, hi: torch.Tensor, lo: torch.Tensor, k: int) -> torch.Tensor:
     """log P(value) = log P(high byte) + log P(low byte | high byte) of joint params p (rows, 3K, L), nats;
     hi, lo: (rows, L) bytes. Returns (rows, L)."""
-    return _hi_log_probs(p, hi.unsqueeze(1), k) + _log_probs(in_bin(p, hi, k), lo.unsqueeze(1), k, 2)
+    return hi_log_prob(p, hi.unsqueeze(1), k) + _log_probs(in_bin(p, hi, k), lo.unsqueeze(1), k, 2)
 
 
 _EDGES = (torch.arange(K_DIGIT + 1, dtype=torch.float64) - 0.5) / 127.5 - 1.0  # v − ½ for v = 0 … 256, [-1, 1] units
