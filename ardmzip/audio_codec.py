@@ -212,6 +212,15 @@ def _bits(probs: np.ndarray, symbols: np.ndarray) -> float:
     return -float(np.log2(np.maximum(probs[np.arange(len(symbols)), symbols], 2.0 ** -24)).sum())
 
 
+def _coded(model: AudioModel, stage: int, bits: int, hi: np.ndarray, lo: np.ndarray) -> list[np.ndarray]:
+    """Flat views of the digits that each step of a net-coded stage codes per variable, in decoding order:
+    the stage's own, or a joint model's high bytes and then (16- and 24-bit) low bytes. Digit d of the
+    list takes its distributions from `model.probabilities(params, stage + d, high bytes)`."""
+    if model.cfg.joint:
+        return [hi.reshape(-1), lo.reshape(-1)][:2 if bits > 8 else 1]
+    return [(hi if stage == 1 else lo).reshape(-1)]
+
+
 def _low_of_8bit(model: AudioModel, hi: np.ndarray) -> np.ndarray:
     """The low bytes that 8-bit audio's net inputs hold: none are read in a stage-1 step of a two-stage
     model (zeros); a joint model reads every known value whole, and an 8-bit sample is the centre of its
@@ -324,9 +333,7 @@ def encode_audio_ways(model: AudioModel, samples: np.ndarray, bits: int, budget:
             hi, lo = digits[0], digits[1] if bits > 8 else _low_of_8bit(model, digits[0])
             side = _side(model, digits[:2])
             for stage in reversed(range(1, net_stages(model, bits) + 1)):
-                # the digits each step codes per variable, in decoding order
-                coded = [hi, lo][:2 if bits > 8 else 1] if model.cfg.joint else [hi if stage == 1 else lo]
-                coded = [d.reshape(-1) for d in coded]
+                coded = _coded(model, stage, bits, hi, lo)
                 steps = list(_steps(model, stage, f, C, budget, seed, s))
                 rank = np.empty(C * f, dtype=np.int64)
                 rank[np.concatenate([p for _, p in steps])] = np.arange(C * f)
@@ -365,8 +372,7 @@ def decode_audio(model: AudioModel, frames: int, channels: int, bits: int, budge
             hi = np.zeros((channels, f), np.int64)
             lo = np.zeros((channels, f), np.int64) if bits > 8 else _low_of_8bit(model, hi)
             for stage in range(1, net_stages(model, bits) + 1):
-                coded = [hi, lo][:2 if bits > 8 else 1] if model.cfg.joint else [hi if stage == 1 else lo]
-                coded = [d.reshape(-1) for d in coded]              # views: filled in place
+                coded = _coded(model, stage, bits, hi, lo)               # views: filled in place
                 known = np.zeros(channels * f, dtype=bool)
                 for start, positions in _steps(model, stage, f, channels, budget, seed, s):
                     params = _step_params(model, stage, hi, lo, known.reshape(channels, f), start, positions, side)
