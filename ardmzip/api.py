@@ -163,7 +163,7 @@ def _pack_smallest(header: container.Header, candidates: list[tuple[str, np.ndar
     method, words = min(candidates, key=lambda c: len(c[1]))
     if method != "ardm":
         header = dataclasses.replace(header, method=method, model_id="", model_hash=bytes(4), budget=0, seed=0,
-                                     offsets=False, channel_transform=False)
+                                     offsets=False, channel_transform=False, low_modes=False)
     return container.pack(header, words), method, words
 
 
@@ -398,7 +398,8 @@ def compress_audio(clip: audio.Audio, *, budget: int | None = None, model: str |
     smaller than the model's code; a clip of no frames is always stored (there is nothing to code).
     `offsets`: scale offsets per network step, as for compress_image. `channel_transform`: a clip of 2
     or more channels may code channels 1.. as differences from channel 0, chosen per segment
-    (audio_codec.CHANNEL_MODES; format version 3); False codes every channel as it is.
+    (audio_codec.CHANNEL_MODES; format version 3); False codes every channel as it is. A 24-bit clip's
+    low bytes take, per segment, the shorter of lowbyte.LOW_MODES (format version 4).
     """
     m = _model(model, "audio")
     budget = m.default_budget if budget is None else budget
@@ -411,12 +412,13 @@ def compress_audio(clip: audio.Audio, *, budget: int | None = None, model: str |
     tries = _offset_tries(m, offsets, total, samples.size) if samples.size else [False]
     tick = _step_counter(total, progress)
     transform = channel_transform and channels > 1 and frames > 0
+    low = bits == 24 and frames > 0
     use, words, model_bits = _smallest_coding(
-        tries, lambda ways: audio_codec.encode_audio_ways(m, samples, bits, budget, seed, ways, tick, transform))
+        tries, lambda ways: audio_codec.encode_audio_ways(m, samples, bits, budget, seed, ways, tick, transform, low))
     header = container.Header(media="audio", method="ardm", arithmetic=m.arithmetic, model_id=m.id,
                               model_hash=m.hash_prefix, budget=budget, seed=seed, shape=_audio_shape(samples),
                               meta=_stored_audio_meta(clip.meta), content_hash=container.content_hash(samples),
-                              offsets=use, channel_transform=transform)
+                              offsets=use, channel_transform=transform, low_modes=low)
     stored = _stored_payloads(_sample_bytes(samples, bits))
     candidates = stored[:1] if not samples.size else [("ardm", words), *(stored if fallback else [])]
     blob, method, words = _pack_smallest(header, candidates)
@@ -446,7 +448,7 @@ def _decode_audio(header: container.Header, words: np.ndarray,
         dec = Decoder(words)
         samples = audio_codec.decode_audio(m, frames, channels, bits, header.budget, header.seed, dec,
                                            _step_counter(total, progress), header.offsets,
-                                           header.channel_transform)
+                                           header.channel_transform, header.low_modes)
         dec.finish()
     if container.content_hash(samples) != header.content_hash:
         raise ChecksumMismatchError("decoded samples do not match the checksum of the original: "

@@ -12,11 +12,9 @@ channel p // frames, frame p % frames):
 - A joint model (AudioNetConfig.joint): one net-coded stage; each step pops, from one network call,
   its variables' high bytes and then (16- and 24-bit) their low bytes given them.
 - 24-bit: u = x + 2^23; stages 1 and 2 code the top 16 bits u >> 8 as for 16-bit audio, stage 3 the
-  low byte u & 255 with a block-adaptive count model (no training data here has 24 bits): positions in
-  order p = 0 … D−1, in blocks of 64, 128, … doubling to 4096; each block's distribution is
-  (1 + 32·count of each value in the segment's earlier blocks) / total, so a padded 16-in-24 file (all
-  low bytes 0) costs ~620 bits per segment of 2^15 frames, and a uniformly random low byte 8.07 bits
-  per sample (the fast adaptation's price on noise).
+  low byte u & 255 with an exact model of lowbyte.py (no training data here has 24 bits): the
+  block-adaptive counts, or (files with FLAG_LOW, `low_modes`) whichever of the counts and the
+  interpolation from the decoded samples codes the segment shorter, its LOW_MODES index popped first.
 
 **Channel transform** (format version 3, clips of 2+ channels): each segment is coded in one of
 CHANNEL_MODES, chosen by the encoder and pushed after (so popped before) the segment's stages: 0 codes
@@ -46,7 +44,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from . import interp
+from . import interp, lowbyte
 from .ardm import dyadic_groups, grouped_order, order, schedule_groups
 from .audio_model import AudioModel, dequantise, features, hi_log_prob, joint_log_prob
 from .coder import Decoder, Encoder
@@ -55,7 +53,6 @@ from .schedule import Groups, expected_bits, step_boundaries
 
 SEGMENT = 1 << 15       # frames per independently coded segment
 CHUNK = 4096            # variables per push / pop
-ADAPT_FIRST, ADAPT_LAST, ADAPT_GAIN = 64, 4096, 32   # stage 3: block sizes and count increment
 CHANNEL_MODES = ("as they are", "differences from channel 0")
 MODE_PROBS = np.full((1, len(CHANNEL_MODES)), 1.0 / len(CHANNEL_MODES))
 
@@ -193,20 +190,6 @@ def _threads(model: AudioModel):
     return fixed_threads() if model.exact is None else nullcontext()
 
 
-def _adaptive_blocks(n: int) -> list[slice]:
-    out, a, size = [], 0, ADAPT_FIRST
-    while a < n:
-        out.append(slice(a, min(n, a + size)))
-        a, size = a + size, min(2 * size, ADAPT_LAST)
-    return out
-
-
-def _adaptive_probs(counts: np.ndarray, n: int) -> np.ndarray:
-    """(n, 256) rows of the block-adaptive distribution for the counts so far (integers: identical everywhere)."""
-    freq = 1 + ADAPT_GAIN * counts.astype(np.float64)
-    return np.broadcast_to(freq / freq.sum(), (n, 256))
-
-
 def _bits(probs: np.ndarray, symbols: np.ndarray) -> float:
     # a probability that underflowed to 0 still gets constriction's smallest slot (~2^-24)
     return -float(np.log2(np.maximum(probs[np.arange(len(symbols)), symbols], 2.0 ** -24)).sum())
@@ -226,6 +209,31 @@ def _low_of_8bit(model: AudioModel, hi: np.ndarray) -> np.ndarray:
     model (zeros); a joint model reads every known value whole, and an 8-bit sample is the centre of its
     high-byte bin (128)."""
     return np.full_like(hi, 128 if model.cfg.joint else 0)
+
+
+def _push_low(x: np.ndarray, side: interp.Side | None, low_modes: bool, push: Callable) -> None:
+    """Push a 24-bit segment's low bytes (x (C, F) int64: its centred values, after the channel
+    transform) with the count model, or with `low_modes` with the LOW_MODES model that codes them
+    shorter, its index pushed after them (popped before)."""
+    filters = None if side is None else side.filters
+    modes = range(len(lowbyte.LOW_MODES)) if low_modes else range(1)
+    flat = x.reshape(-1)
+    cost = [sum(_bits(probs, flat[sel] & 255) for sel, probs in lowbyte.steps(m, x, filters)) for m in modes]
+    best = int(np.argmin(cost))
+    for sel, probs in reversed(list(lowbyte.steps(best, x, filters))):
+        push(flat[sel] & 255, probs)
+    if low_modes:
+        push(np.array([best]), lowbyte.LOW_MODE_PROBS)
+
+
+def _pop_low(dec: Decoder, x: np.ndarray, side: interp.Side | None, low_modes: bool) -> np.ndarray:
+    """Inverse of _push_low: x (C, F) int64 the centred values with their top 16 bits (low bytes 0).
+    Returns the low bytes (C, F)."""
+    mode = int(dec.pop(lowbyte.LOW_MODE_PROBS)[0]) if low_modes else 0
+    flat = x.reshape(-1)
+    for sel, probs in lowbyte.steps(mode, x, None if side is None else side.filters):
+        flat[sel] += dec.pop(probs)
+    return x & 255
 
 
 def _side(model: AudioModel, digits: list[np.ndarray]) -> interp.Side | None:
@@ -291,20 +299,22 @@ def best_offset(model: AudioModel, params: torch.Tensor, digits: list[np.ndarray
 
 
 def encode_audio(model: AudioModel, samples: np.ndarray, bits: int, budget: int, seed: int, enc: Encoder,
-                 progress: Progress = None, offsets: bool = False, channel_transform: bool = False) -> float:
+                 progress: Progress = None, offsets: bool = False, channel_transform: bool = False,
+                 low_modes: bool = False) -> float:
     """Push a clip's samples (F, C) onto the ANS stack, last segment and step first.
 
     samples: int8 / int16 / int32 (24-bit values) as audio.py holds them; budget: network calls per
     net-coded stage per segment; offsets: a scale offset per network step (int-exact models; format
     version 2), its index pushed after (so popped before) the step's digits; channel_transform: a
-    channel mode per segment (2+ channels; format version 3). Returns the model's −log2 p of the clip
-    in bits."""
-    return encode_audio_ways(model, samples, bits, budget, seed, {offsets: enc}, progress, channel_transform)[offsets]
+    channel mode per segment (2+ channels; format version 3); low_modes: a low-byte model per segment
+    (24-bit; format version 4). Returns the model's −log2 p of the clip in bits."""
+    return encode_audio_ways(model, samples, bits, budget, seed, {offsets: enc}, progress, channel_transform,
+                             low_modes)[offsets]
 
 
 def encode_audio_ways(model: AudioModel, samples: np.ndarray, bits: int, budget: int, seed: int,
-                      ways: dict[bool, Encoder], progress: Progress = None, channel_transform: bool = False
-                      ) -> dict[bool, float]:
+                      ways: dict[bool, Encoder], progress: Progress = None, channel_transform: bool = False,
+                      low_modes: bool = False) -> dict[bool, float]:
     """encode_audio onto one ANS stack per way of coding (ways: with scale offsets → its encoder), each
     step's network call made once for all of them. Returns the bits of each."""
     samples = np.asarray(samples)
@@ -320,18 +330,14 @@ def encode_audio_ways(model: AudioModel, samples: np.ndarray, bits: int, budget:
     with _threads(model):
         for s, seg in reversed(list(enumerate(segments(len(samples))))):
             mode = choose_mode(samples[seg], bits) if channel_transform else 0
-            digits = to_digits(mix(samples[seg], bits, mode), bits)
+            mixed = mix(samples[seg], bits, mode)
+            digits = to_digits(mixed, bits)
             C, f = digits[0].shape
-            if bits == 24:  # stage 3 is decoded last: pushed first
-                low = digits[2].reshape(-1)
-                blocks = _adaptive_blocks(len(low))
-                counts = [np.zeros(256, np.int64)]
-                for b in blocks[:-1]:
-                    counts.append(counts[-1] + np.bincount(low[b], minlength=256))
-                for b, cnt in reversed(list(zip(blocks, counts))):
-                    push(low[b], _adaptive_probs(cnt, b.stop - b.start), list(ways))
             hi, lo = digits[0], digits[1] if bits > 8 else _low_of_8bit(model, digits[0])
             side = _side(model, digits[:2])
+            if bits == 24:  # stage 3 is decoded last: pushed first
+                _push_low(np.ascontiguousarray(mixed.T, dtype=np.int64), side, low_modes,
+                          lambda sym, probs: push(sym, probs, list(ways)))
             for stage in reversed(range(1, net_stages(model, bits) + 1)):
                 coded = _coded(model, stage, bits, hi, lo)
                 steps = list(_steps(model, stage, f, C, budget, seed, s))
@@ -361,7 +367,8 @@ def encode_audio_ways(model: AudioModel, samples: np.ndarray, bits: int, budget:
 
 
 def decode_audio(model: AudioModel, frames: int, channels: int, bits: int, budget: int, seed: int, dec: Decoder,
-                 progress: Progress = None, offsets: bool = False, channel_transform: bool = False) -> np.ndarray:
+                 progress: Progress = None, offsets: bool = False, channel_transform: bool = False,
+                 low_modes: bool = False) -> np.ndarray:
     """Pop a clip (inverse of encode_audio): (frames, channels) samples of audio.py's dtype for `bits`."""
     out = np.zeros((frames, channels), dtype={8: np.int8, 16: np.int16, 24: np.int32}[bits])
     with _threads(model):
@@ -387,30 +394,27 @@ def decode_audio(model: AudioModel, frames: int, channels: int, bits: int, budge
                         progress(1)
             digits = [hi] if bits == 8 else [hi, lo]
             if bits == 24:
-                low = np.zeros(channels * f, np.int64)
-                counts = np.zeros(256, np.int64)
-                for b in _adaptive_blocks(len(low)):
-                    low[b] = dec.pop(_adaptive_probs(counts, b.stop - b.start))
-                    counts += np.bincount(low[b], minlength=256)
-                digits.append(low.reshape(channels, f))
+                digits.append(_pop_low(dec, (hi << 16 | lo << 8) - (1 << 23), side, low_modes))
             out[seg] = unmix(from_digits(digits, bits), bits, mode)
     return out
 
 
 def compress_samples(model: AudioModel, samples: np.ndarray, bits: int, budget: int, seed: int = 0,
-                     offsets: bool = False, channel_transform: bool = False) -> tuple[np.ndarray, float]:
+                     offsets: bool = False, channel_transform: bool = False, low_modes: bool = False
+                     ) -> tuple[np.ndarray, float]:
     """The compressed uint32 words of a clip and the model's bits (for tests and measurements; the
     container adds the header, payload length and checksums)."""
     enc = Encoder()
     model_bits = encode_audio(model, samples, bits, budget, seed, enc, offsets=offsets,
-                              channel_transform=channel_transform)
+                              channel_transform=channel_transform, low_modes=low_modes)
     return enc.words(), model_bits
 
 
 def decompress_samples(model: AudioModel, words: np.ndarray, frames: int, channels: int, bits: int, budget: int,
-                       seed: int = 0, offsets: bool = False, channel_transform: bool = False) -> np.ndarray:
+                       seed: int = 0, offsets: bool = False, channel_transform: bool = False,
+                       low_modes: bool = False) -> np.ndarray:
     dec = Decoder(words)
     out = decode_audio(model, frames, channels, bits, budget, seed, dec, offsets=offsets,
-                       channel_transform=channel_transform)
+                       channel_transform=channel_transform, low_modes=low_modes)
     dec.finish()
     return out

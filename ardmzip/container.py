@@ -23,11 +23,13 @@ import numpy as np
 from .errors import CorruptError, NotArdmError, TruncatedError, UnsupportedVersionError
 
 MAGIC: bytes = b"\x89ARD"  # non-ASCII first byte: marks the file binary, catches 7-bit transfers
-VERSION: int = 3  # the newest version this release writes; it reads every version in VERSIONS
-VERSIONS = (1, 2, 3)
+VERSION: int = 4  # the newest version this release writes; it reads every version in VERSIONS
+VERSIONS = (1, 2, 3, 4)
 FLAG_OFFSETS = 0x01  # (version 2) the payload carries a log-scale offset per network step (codec.OFFSETS)
 FLAG_CHANNELS = 0x02  # (version 3) a channel transform per audio segment (audio_codec.CHANNEL_MODES)
-VERSION_FLAGS = {1: 0, 2: FLAG_OFFSETS, 3: FLAG_OFFSETS | FLAG_CHANNELS}  # the flags each version defines
+FLAG_LOW = 0x04  # (version 4) a low-byte model per 24-bit audio segment (lowbyte.LOW_MODES)
+VERSION_FLAGS = {1: 0, 2: FLAG_OFFSETS, 3: FLAG_OFFSETS | FLAG_CHANNELS,
+                 4: FLAG_OFFSETS | FLAG_CHANNELS | FLAG_LOW}  # the flags each version defines
 MAX_ELEMENTS = 1 << 31  # limit on the product of the shape, checked before anything is allocated
 MAX_NDIM = 4
 MAX_MODEL_ID = 64
@@ -62,6 +64,7 @@ class Header:
     content_hash: bytes  # 4 bytes: content_hash() of the original samples
     offsets: bool = False  # FLAG_OFFSETS: coded by an int-exact model with per-step scale offsets
     channel_transform: bool = False  # FLAG_CHANNELS: audio of 2+ channels, a channel transform per segment
+    low_modes: bool = False  # FLAG_LOW: model-coded 24-bit audio, a low-byte model per segment
 
 
 # ------------------------------------------------------------------------------------- validation
@@ -143,6 +146,11 @@ def _header_problem(h: Header) -> str | None:
         return "a channel transform is defined for model-coded audio of at least one frame only"
     if h.channel_transform and h.shape[1] < 2:
         return f"a channel transform needs at least 2 channels, the shape {tuple(h.shape)} has {h.shape[1]}"
+    if not isinstance(h.low_modes, bool):
+        return f"low_modes must be a bool, got {type(h.low_modes).__name__}"
+    if h.low_modes and ((h.media, h.method, len(h.shape)) != ("audio", "ardm", 2)
+                        or h.meta.get("subtype") != "PCM_24"):
+        return "low-byte models are defined for model-coded 24-bit audio only"
     return None
 
 
@@ -202,7 +210,8 @@ def pack(header: Header, payload: np.ndarray) -> bytes:
     shape = [operator.index(d) for d in header.shape]
     kinds = (MEDIA_CODES[header.media] | METHOD_CODES[header.method] << 2
              | ARITHMETIC_CODES[header.arithmetic] << 4)
-    flags = (FLAG_OFFSETS if header.offsets else 0) | (FLAG_CHANNELS if header.channel_transform else 0)
+    flags = ((FLAG_OFFSETS if header.offsets else 0) | (FLAG_CHANNELS if header.channel_transform else 0)
+             | (FLAG_LOW if header.low_modes else 0))
     body = b"".join([
         MAGIC,
         bytes([version_for(flags), flags, kinds, len(model_id)]), model_id, bytes(header.model_hash),
@@ -365,7 +374,8 @@ def _interpret(w: _Walked, version: int) -> Header:
                     arithmetic=_code_name(ARITHMETIC_CODES, w.kinds >> 4 & 3, "arithmetic"),
                     model_id=w.model_id.decode("ascii"), model_hash=w.model_hash, budget=w.budget,
                     seed=w.seed, shape=w.dims, meta=_decode_meta(w.meta), content_hash=w.content_hash,
-                    offsets=bool(w.flags & FLAG_OFFSETS), channel_transform=bool(w.flags & FLAG_CHANNELS))
+                    offsets=bool(w.flags & FLAG_OFFSETS), channel_transform=bool(w.flags & FLAG_CHANNELS),
+                    low_modes=bool(w.flags & FLAG_LOW))
     problem = _header_problem(header)
     if problem:
         raise CorruptError(f"file is corrupt: {problem}")

@@ -106,7 +106,7 @@ sys.path.insert(0, str(REPO))  # benchmark the checkout this script lives in, in
 
 from ardmzip import api, audio, audio_codec  # noqa: E402
 from ardmzip.audio_model import AudioModel  # noqa: E402
-from ardmzip.container import FLAG_CHANNELS, FLAG_OFFSETS, version_for  # noqa: E402
+from ardmzip.container import FLAG_CHANNELS, FLAG_LOW, FLAG_OFFSETS, version_for  # noqa: E402
 from ardmzip.data import CACHE  # noqa: E402
 from ardmzip.registry import default_model_id, load_model  # noqa: E402
 
@@ -124,10 +124,11 @@ run = _run_module()
 _log, _fmt, _table = run._log, run._fmt, run._table
 
 
-def format_version(channels: int) -> int:
-    """The cache key of an ardmzip result: the format version the codec writes a clip of `channels` as
-    (version 3's channel transform changed multi-channel files only)."""
-    return version_for(FLAG_OFFSETS | (FLAG_CHANNELS if channels > 1 else 0))
+def format_version(channels: int, depth: int) -> int:
+    """The cache key of an ardmzip result: the format version the codec writes a clip of `channels` and
+    `depth` bits as (version 3's channel transform changed multi-channel files only, version 4's low-byte
+    models 24-bit ones only)."""
+    return version_for(FLAG_OFFSETS | (FLAG_CHANNELS if channels > 1 else 0) | (FLAG_LOW if depth == 24 else 0))
 
 
 EVAL_DIR = CACHE / "data" / "audio_eval"
@@ -444,13 +445,13 @@ def run_item(item: Item, budgets: list[str], model: AudioModel, codecs: list[Cla
     rows = []
     for label in budgets:
         budget = resolve_budget(label, model)
-        path = run.ardmzip_path(cache, model, item.dataset, key, budget, format_version(item.channels))
+        path = run.ardmzip_path(cache, model, item.dataset, key, budget, format_version(item.channels, item.depth))
         if cached_only and not path.exists():
             continue
         r = run.cached(path, lambda: measure_ardmzip(item, budget, model))
         units = stage_segments(item.frames, item.depth, model)
         rows.append({**base, "method": "ardmzip", "budget": label, "budget_calls": budget,
-                     "format_version": format_version(item.channels), **r,
+                     "format_version": format_version(item.channels, item.depth), **r,
                      "stage_segments": units, "calls_per_stage": None if r["calls"] is None else r["calls"] / units,
                      "bpd": _per_sample(r["bits"], item.dims), "model_bpd": _per_sample(r["model_bits"], item.dims),
                      "predicted_bpd": _per_sample(r["predicted_bits"], item.dims),
@@ -472,7 +473,8 @@ ROUNDTRIP_FIELDS = ("bytes", "bits", "calls", "encode_s", "decode_s", "exact", "
 
 def roundtrip_path(cache: Path, model: AudioModel, entry: dict, budget: int) -> Path:
     """The cached round trip of one evaluation clip (a manifest entry: set, name, channels, sha256)."""
-    return (cache / "roundtrip" / model.sha256[:16] / f"format-{format_version(entry['channels'])}" / entry["set"]
+    version = format_version(entry["channels"], entry["bits"])
+    return (cache / "roundtrip" / model.sha256[:16] / f"format-{version}" / entry["set"]
             / f"{run.item_key(entry['name'], entry['sha256'])}-b{budget}.json")
 
 
@@ -484,10 +486,11 @@ def restorable(results: dict, cache: Path, model: AudioModel) -> list[tuple[Path
         return []
     out = []
     for r in results["items"]:
-        if r["method"] != "ardmzip" or r.get("format_version") != format_version(r["channels"]):
+        if r["method"] != "ardmzip" or r.get("format_version") != format_version(r["channels"], r["depth"]):
             continue
         if results.get("what") == "roundtrip":
-            entry = {"set": r["dataset"], "name": r["item"], "channels": r["channels"], "sha256": r["sha256"]}
+            entry = {"set": r["dataset"], "name": r["item"], "channels": r["channels"], "bits": r["depth"],
+                     "sha256": r["sha256"]}
             out.append((roundtrip_path(cache, model, entry, r["budget_calls"]), {k: r[k] for k in ROUNDTRIP_FIELDS}))
         else:
             key = run.item_key(r["item"], r["samples_sha256"])
@@ -846,7 +849,7 @@ def roundtrip_all(args: argparse.Namespace, model: AudioModel, cache: Path) -> i
         dims = e["frames"] * e["channels"]
         rows.append({"dataset": e["set"], "kind": e["kind"], "item": e["name"], "rate": e["rate"], "depth": e["bits"],
                      "channels": e["channels"], "seconds": e["seconds"], "dims": dims, "sha256": e["sha256"],
-                     "budget": label, "budget_calls": budget, "format_version": format_version(e["channels"]),
+                     "budget": label, "budget_calls": budget, "format_version": format_version(e["channels"], e["bits"]),
                      "method": "ardmzip", **r, "bpd": _per_sample(r["bits"], dims),
                      "stage_segments": stage_segments(e["frames"], e["bits"], model)})
         status = "equal" if r["exact"] else f"FAILED: {r['error']}"

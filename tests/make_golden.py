@@ -25,14 +25,15 @@ def image_cases() -> list[tuple[str, np.ndarray]]:
 
 
 def audio_cases() -> list[tuple[str, np.ndarray]]:
-    """16-bit mono speech, a 24-bit stereo clip made from it (a deterministic low byte), and 16-bit stereo
-    whose channels differ by a little (format version 3 codes the second as its difference)."""
+    """16-bit mono speech, a 24-bit stereo clip made from it (a deterministic low byte), 16-bit stereo
+    whose channels differ by a little (format version 3 codes the second as its difference), and quiet
+    24-bit mono (the speech as 24-bit values: format version 4 interpolates its low bytes)."""
     speech = soundfile.read(HERE / "data" / "speech8k.wav", dtype="int16", always_2d=True)[0]
     hi = speech[3000:4500].astype(np.int32)
     stereo = np.concatenate([hi * 256 + (np.arange(1500)[:, None] * 37) % 256, (hi // 2) * 256], axis=1)
     near = np.concatenate([hi, hi + (np.arange(1500)[:, None] * 7) % 5 - 2], axis=1)
     return [("mono16", np.ascontiguousarray(speech[2000:5000])), ("stereo24", stereo.astype(np.int32)),
-            ("stereo16", near.astype(np.int16))]
+            ("stereo16", near.astype(np.int16)), ("quiet24", hi[:1000].astype(np.int32))]
 
 
 def main(model_id: str) -> None:

@@ -56,7 +56,8 @@ def test_round_trips_through_the_api_with_wrapping_differences(bits):
     x[:, 1] = x[:, 0] ^ 1 if bits > 8 else x[:, 0]                   # correlated: mode 1, wrapping on the ends
     blob, _ = api.compress_audio(audio.audio_from_array(x, 44100), fallback=False)
     h = container.read_header(blob)
-    assert blob[4] == 3 and h.channel_transform and h.method == "ardm"
+    assert blob[4] == (4 if bits == 24 else 3) and h.channel_transform and h.method == "ardm"
+    assert h.low_modes == (bits == 24)
     back = api.decompress_audio(blob).samples
     assert back.dtype == x.dtype and np.array_equal(back, x)
 

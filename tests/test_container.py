@@ -286,8 +286,8 @@ class TestUnpackErrors:
                 unpack(data.replace(old, new))
 
     def test_newer_version(self) -> None:
-        with pytest.raises(UnsupportedVersionError, match="version 4 .*reads versions 1, 2, 3"):
-            unpack(recrc(with_byte(small_file(), VERSION_AT, 4)))
+        with pytest.raises(UnsupportedVersionError, match="version 5 .*reads versions 1, 2, 3, 4"):
+            unpack(recrc(with_byte(small_file(), VERSION_AT, 5)))
 
     def test_version_2_scale_offsets(self) -> None:
         # FORMAT.md "Flags": bit 0 (scale offsets), only in version 2, which a file without flags never is
@@ -327,6 +327,24 @@ class TestUnpackErrors:
                 pack(dataclasses.replace(stereo, **bad), WORDS)
         with pytest.raises(CorruptError, match="at least 2 channels"):
             unpack(craft(version=3, flags=0x02, kinds=0x02, ndim=2, dims=v(6) + v(1), meta=b""))
+
+    def test_version_4_low_byte_models(self) -> None:
+        # FORMAT.md "Flags": bit 2 (a low-byte model per segment), version 4, model-coded 24-bit audio only
+        mono = dataclasses.replace(IMAGE, media="audio", shape=(6, 1), meta={"subtype": "PCM_24"}, low_modes=True)
+        for offsets, flags in ((False, 0x04), (True, 0x05)):
+            h = dataclasses.replace(mono, arithmetic="int-exact", offsets=offsets)
+            data = pack(h, WORDS)
+            assert data[VERSION_AT] == 4 and data[FLAGS_AT] == flags
+            assert unpack(data)[0] == h
+        stereo = dataclasses.replace(h, shape=(6, 2), channel_transform=True)
+        assert pack(stereo, WORDS)[FLAGS_AT] == 0x07 and unpack(pack(stereo, WORDS))[0] == stereo
+        with pytest.raises(CorruptError, match="version-4 file with flags 0x01 .*written as version 2"):
+            unpack(recrc(with_byte(pack(dataclasses.replace(h, low_modes=False), WORDS), VERSION_AT, 4)))
+        with pytest.raises(CorruptError, match="reserved flags 0x08"):
+            unpack(recrc(with_byte(data, FLAGS_AT, 0x0D)))
+        for bad in ({"meta": {"subtype": "PCM_16"}}, {"media": "image", "shape": (6, 2, 3)}):
+            with pytest.raises(ValueError, match="24-bit audio"):
+                pack(dataclasses.replace(mono, **bad), WORDS)
 
     @pytest.mark.parametrize("changes", [{"arithmetic": "float32"}, {"method": "raw", "model_hash": bytes(4)},
                                          {"method": "deflate", "model_hash": bytes(4)}])
@@ -497,5 +515,5 @@ class TestContentHash:
 
 
 def test_module_constants() -> None:
-    assert container.VERSION == 3 and container.VERSIONS == (1, 2, 3) and MAGIC == b"\x89ARD" and MAX_ELEMENTS == 1 << 31
+    assert container.VERSION == 4 and container.VERSIONS == (1, 2, 3, 4) and MAGIC == b"\x89ARD" and MAX_ELEMENTS == 1 << 31
     assert container.HASH_BYTES == 4
