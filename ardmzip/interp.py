@@ -14,7 +14,7 @@ quantises them to Q = 14 fractional bits, and stores them in the stream (`symbol
 them and never fits anything, so the prediction is an integer dot product, identical everywhere. Per
 (channel, group k ≥ 1) the encoder picks the taps per side among CHOICES (0: the cubic of
 audio_model.prior, nothing stored) where the residual's estimated code length plus the coefficients'
-COEF_BITS each is smallest (`choose`).
+cost is smallest (`choose`): COEF_BITS each, or SIZE_COEF_BITS for a model that codes them by size.
 
 Prediction (`predict`), on the centred values x = u − 32768 of the prior's known samples (full values
 in stage 2, high-byte bin centres in stage 1): p16 = 16·32768 + ⌊(16·Σ_j c_j·x_j + 2^13) / 2^14⌋, in
@@ -50,6 +50,7 @@ CHOICES = (0, 2, 4, 8, 16)       # taps per side the encoder may choose
 MAX_TAPS = CHOICES[-1]
 GROUPS = 7                       # dyadic groups: 0 (multiples of 64, no filter) and 1 … 6
 COEF_BITS = 24                   # a coefficient in the stream: three uniform bytes of c + 2^23
+SIZE_COEF_BITS = 15              # about what one costs coded by its size (coefs "sizes", below)
 COEF_LIMIT = (1 << 23) - 1
 CUBIC = (9 << (Q - 4), 9 << (Q - 4), -(1 << (Q - 4)), -(1 << (Q - 4)))   # (9, 9, −1, −1)/16 in Q14
 BLOCK = 64                       # frames of a group per stored scale (and per block of the estimate)
@@ -120,8 +121,9 @@ def _estimated_bits(r: torch.Tensor) -> torch.Tensor:
     return (cnt * torch.log2(2 * math.e * b)).sum(-1)
 
 
-def _fit(x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-    """(the encoder's filters, each group's residuals 16·x − prediction under them (R, n_k)) of x (R, F)."""
+def _fit(x: torch.Tensor, coef_bits: int = COEF_BITS) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """(the encoder's filters, each group's residuals 16·x − prediction under them (R, n_k)) of x (R, F),
+    each coefficient priced at coef_bits."""
     R, frames = x.shape
     out = torch.zeros(R, GROUPS, 1 + 2 * MAX_TAPS, dtype=torch.int64)
     residuals = {}
@@ -145,7 +147,7 @@ def _fit(x: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
             c = torch.linalg.solve(ata, (a.transpose(1, 2) @ y.unsqueeze(-1))).squeeze(-1)
             cq = torch.round(c * (1 << Q)).clamp(-COEF_LIMIT, COEF_LIMIT).to(torch.int64)
             r = y16 - _apply(x, cq, idx)
-            bits = _estimated_bits(r) + 2 * m * COEF_BITS
+            bits = _estimated_bits(r) + 2 * m * coef_bits
             better = bits < best
             best = torch.where(better, bits, best)
             r_best = torch.where(better.view(R, 1), r, r_best)
@@ -162,10 +164,12 @@ def choose(x: torch.Tensor) -> torch.Tensor:
     return _fit(x)[0]
 
 
-def side(x: torch.Tensor) -> Side:
+def side(x: torch.Tensor, coef_bits: int = COEF_BITS) -> Side:
     """The encoder's side information of the rows of x (R, F): Side(choose(x), block_levels(x, those
-    filters)), the levels from the residuals the choice already computed."""
-    filters, residuals = _fit(x)
+    filters)), the levels from the residuals the choice already computed; coef_bits: the price of a
+    coefficient in the choice (SIZE_COEF_BITS for models that code them by size: a choice of the encoder
+    alone, the decoder reads whatever filters it finds)."""
+    filters, residuals = _fit(x, coef_bits)
     return Side(filters, _levels(residuals, len(x)))
 
 
