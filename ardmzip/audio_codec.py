@@ -243,8 +243,7 @@ def _side(model: AudioModel, digits: list[np.ndarray]) -> interp.Side | None:
     if not model.cfg.interp:
         return None
     x = torch.from_numpy(256 * digits[0] + (digits[1] if len(digits) > 1 else 128) - 32768)
-    coef_bits = interp.SIZE_COEF_BITS if model.cfg.coefs == "sizes" else interp.COEF_BITS
-    return interp.Side(*(t.numpy() for t in interp.side(x, coef_bits)))
+    return interp.Side(*(t.numpy() for t in interp.side(x, model.cfg.coef_bits)))
 
 
 def _push_side(model: AudioModel, side: interp.Side, push: Callable) -> None:

@@ -84,6 +84,11 @@ class AudioNetConfig:
         return JOINT_LOGS_MAX if self.joint else LOGS_MAX
 
     @property
+    def coef_bits(self) -> int:
+        """What the encoder prices a stored filter coefficient at when it chooses filters (interp.side)."""
+        return interp.SIZE_COEF_BITS if self.coefs == "sizes" else interp.COEF_BITS
+
+    @property
     def stages(self) -> int:
         """Net-coded stages of a 16-bit sample: 2 (depth upscaling), or 1 for a joint model."""
         return 1 if self.joint else STAGES_16
@@ -776,7 +781,7 @@ def training_loss(net: nn.Module, u: torch.Tensor, stage: torch.Tensor, generato
         scored = ~m
     hi, lo = u >> 8, u & 255
     fi = (255 * t) // D
-    side = segment_side(u) if net.cfg.interp else None
+    side = segment_side(u, net.cfg.coef_bits) if net.cfg.interp else None
     if net.cfg.joint:
         inp = features(hi, m, lo, m, fi, torch.full((B,), 2), net.cfg, side) * INPUT_SCALE
         p = net(inp)[:, :, :L]                                                  # (B·C, 3K, L)
@@ -805,11 +810,11 @@ def training_loss(net: nn.Module, u: torch.Tensor, stage: torch.Tensor, generato
     return loss, t.float() / D, lt.detach()
 
 
-def segment_side(u: torch.Tensor) -> interp.Side:
-    """The encoder's side information (interp.side) of segments u (B, C, L) of 16-bit values 0..65535, as
-    tensors (B, C, …)."""
+def segment_side(u: torch.Tensor, coef_bits: int = interp.COEF_BITS) -> interp.Side:
+    """The encoder's side information (interp.side, coefficients priced at coef_bits: a model's
+    cfg.coef_bits) of segments u (B, C, L) of 16-bit values 0..65535, as tensors (B, C, …)."""
     B, C, L = u.shape
-    filters, levels = interp.side((u.to(torch.int64) - 32768).reshape(B * C, L))
+    filters, levels = interp.side((u.to(torch.int64) - 32768).reshape(B * C, L), coef_bits)
     return interp.Side(filters.view(B, C, interp.GROUPS, -1), levels.view(B, C, -1))
 
 

@@ -170,7 +170,7 @@ def calibration_inputs(sampler: SegmentSampler | MixedSampler, cfg: AudioNetConf
         s1 = (stage == 1).view(B, 1, 1)
         out.append(features(u >> 8, m if cfg.joint else torch.where(s1, m, True), u & 255, torch.where(s1, False, m),
                             torch.randint(0, 256, (B,), generator=g), stage, cfg,
-                            segment_side(u) if cfg.interp else None))
+                            segment_side(u, cfg.coef_bits) if cfg.interp else None))
     return out
 
 
