@@ -80,35 +80,32 @@ def interpolated_steps(x: np.ndarray, filters: np.ndarray | None = None) -> Step
     C, F = x.shape
     groups = dyadic_groups(F)
     logs = np.full(C, LOGS_MAX, np.int64)
-    cubic = torch.tensor(interp.CUBIC).expand(C, 4)
     for k in range(interp.GROUPS):
         pos = np.flatnonzero(groups == k)
         if len(pos) == 0:
             continue
-        if k == 0:
-            idx, coef = None, None
-        else:
-            m = int(filters[:, k, 0].max()) if filters is not None else 0
-            idx4 = torch.from_numpy(interp.taps(F, k, 2)[1])
-            idx = torch.from_numpy(interp.taps(F, k, m)[1]) if m else None
-            coef = filters[:, k, 1:1 + 2 * m] if m else None
+        top = x[:, pos] >> 8                           # (C, n): known top 16 bits (the low bytes are not read)
+        p16 = 16 * (256 * top + 128) - 8 if k == 0 else _prediction(x, k, filters)   # group 0: bin centres
+        mu = np.clip(p16 - 4096 * top, MU_MIN, MU_MAX)
         for a in range(0, len(pos), BLOCK):
-            p = pos[a:a + BLOCK]
-            top = x[:, p] >> 8                                               # (C, n): known top 16 bits
-            if k == 0:
-                p16 = 16 * (256 * top + 128) - 8                             # the bin's centre, 127.5
-            else:
-                xt = torch.from_numpy(x)
-                p16 = interp._apply(xt, cubic, idx4[a:a + BLOCK]).numpy()
-                if coef is not None:
-                    fitted = interp._apply(xt, torch.from_numpy(coef), idx[a:a + BLOCK]).numpy()
-                    p16 = np.where((filters[:, k, 0] > 0)[:, None], fitted, p16)
-            mu = np.clip(p16 - 4096 * top, MU_MIN, MU_MAX)
-            q = np.stack([np.zeros_like(mu), mu, np.broadcast_to(logs[:, None], mu.shape)], -1).reshape(-1, 3)
-            sel = (np.arange(C)[:, None] * F + p[None, :]).reshape(-1)
-            yield sel, int_probabilities(q, 1, 2)
-            r = np.abs(16 * x[:, p] - p16)
+            b = slice(a, a + BLOCK)
+            q = np.stack([np.zeros_like(mu[:, b]), mu[:, b], np.broadcast_to(logs[:, None], mu[:, b].shape)], -1)
+            sel = (np.arange(C)[:, None] * F + pos[None, b]).reshape(-1)
+            yield sel, int_probabilities(q.reshape(-1, 3), 1, 2)
+            r = np.abs(16 * x[:, pos[b]] - p16[:, b])
             logs = _scale(r.sum(1) // r.shape[1])
+
+
+def _prediction(x: np.ndarray, k: int, filters: np.ndarray | None) -> np.ndarray:
+    """(C, n_k) predictions in 16ths of group k ≥ 1 from the full values of the coarser groups."""
+    xt = torch.from_numpy(x)
+    p16 = interp._apply(xt, torch.tensor(interp.CUBIC).expand(len(x), 4), torch.from_numpy(interp.taps(x.shape[1], k, 2)[1]))
+    m = int(filters[:, k, 0].max()) if filters is not None else 0
+    if m:
+        fitted = interp._apply(xt, torch.from_numpy(filters[:, k, 1:1 + 2 * m]),
+                               torch.from_numpy(interp.taps(x.shape[1], k, m)[1]))
+        p16 = torch.where(torch.from_numpy(filters[:, k, 0] > 0)[:, None], fitted, p16)
+    return p16.numpy()
 
 
 def steps(mode: int, x: np.ndarray, filters: np.ndarray | None = None) -> Steps:
