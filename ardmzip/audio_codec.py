@@ -243,7 +243,7 @@ def _side(model: AudioModel, digits: list[np.ndarray]) -> interp.Side | None:
     if not model.cfg.interp:
         return None
     x = torch.from_numpy(256 * digits[0] + (digits[1] if len(digits) > 1 else 128) - 32768)
-    return interp.Side(*(t.numpy() for t in interp.side(x, model.cfg.coef_bits)))
+    return interp.Side(*(t.numpy() for t in interp.side(x, model.cfg.coef_bits, model.cfg.tap_choices)))
 
 
 def _push_side(model: AudioModel, side: interp.Side, push: Callable) -> None:
@@ -252,23 +252,25 @@ def _push_side(model: AudioModel, side: interp.Side, push: Callable) -> None:
     then the block levels (FORMAT.md, "Fitted filters and block scales")."""
     deltas = interp.level_symbols(side.levels)
     push(deltas, np.broadcast_to(interp.DELTA_PROBS, (len(deltas), interp.LEVELS)))
+    allowed = model.cfg.tap_choices
     if model.cfg.coefs == "sizes":
-        choices, sizes, bits = interp.size_symbols(side.filters)
+        choices, sizes, bits = interp.size_symbols(side.filters, allowed)
         push(bits, np.full((len(bits), 2), 0.5))
         push(sizes, np.broadcast_to(interp.SIZE_PROBS, (len(sizes), len(interp.SIZE_PROBS))))
     else:
         choices, coef = interp.symbols(side.filters)
         push(coef, np.full((len(coef), 256), 1 / 256))
-    push(choices, np.full((len(choices), len(interp.CHOICES)), 1 / len(interp.CHOICES)))
+    push(choices, np.full((len(choices), len(allowed)), 1 / len(allowed)))
 
 
 def _pop_side(model: AudioModel, dec: Decoder, channels: int, frames: int) -> interp.Side:
-    choices = dec.pop(np.full((channels * (interp.GROUPS - 1), len(interp.CHOICES)), 1 / len(interp.CHOICES)))
+    allowed = model.cfg.tap_choices
+    choices = dec.pop(np.full((channels * (interp.GROUPS - 1), len(allowed)), 1 / len(allowed)))
     if model.cfg.coefs == "sizes":
-        n = interp.coefficient_count(choices)
+        n = interp.coefficient_count(choices, allowed)
         sizes = dec.pop(np.broadcast_to(interp.SIZE_PROBS, (n, len(interp.SIZE_PROBS))))
         bits = dec.pop(np.full((interp.bit_count(sizes), 2), 0.5))
-        filters = interp.from_size_symbols(choices, sizes, bits, channels)
+        filters = interp.from_size_symbols(choices, sizes, bits, channels, allowed)
     else:
         coef = dec.pop(np.full((interp.coef_count(choices), 256), 1 / 256))
         filters = interp.from_symbols(choices, coef, channels)

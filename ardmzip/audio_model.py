@@ -69,6 +69,7 @@ class AudioNetConfig:
     interp: bool = False         # the prior's mean and scale from filters and block scales stored per segment (interp.py)
     joint: bool = False          # one net-coded stage over the full values; the two bytes only split its code (`joint_log_prob`)
     coefs: str = "bytes"         # how the stored filters' coefficients are coded: "bytes" (3 each) or "sizes" (interp.py)
+    max_taps: int = 16           # the most taps per side of a stored filter: 16 (interp.CHOICES) or 64 (CHOICES_64)
 
     def __post_init__(self) -> None:
         if self.interp and not (self.prior and self.order == "dyadic"):
@@ -77,6 +78,8 @@ class AudioNetConfig:
             raise ValueError("a joint model needs the prior (its means are whole 16-bit values)")
         if self.coefs not in ("bytes", "sizes") or (self.coefs != "bytes" and not self.interp):
             raise ValueError(f"coefs {self.coefs!r}: 'bytes', or 'sizes' for a model with stored filters (interp)")
+        if self.max_taps not in (16, 64) or (self.max_taps != 16 and self.coefs != "sizes"):
+            raise ValueError(f"max_taps {self.max_taps}: 16, or 64 for a model that codes coefficients by size")
 
     @property
     def logs_max(self) -> int:
@@ -87,6 +90,11 @@ class AudioNetConfig:
     def coef_bits(self) -> int:
         """What the encoder prices a stored filter coefficient at when it chooses filters (interp.side)."""
         return interp.SIZE_COEF_BITS if self.coefs == "sizes" else interp.COEF_BITS
+
+    @property
+    def tap_choices(self) -> tuple[int, ...]:
+        """The taps per side a stored filter may have (interp.py), in the order its choice symbol indexes."""
+        return interp.choices_up_to(self.max_taps)
 
     @property
     def stages(self) -> int:
@@ -781,7 +789,7 @@ def training_loss(net: nn.Module, u: torch.Tensor, stage: torch.Tensor, generato
         scored = ~m
     hi, lo = u >> 8, u & 255
     fi = (255 * t) // D
-    side = segment_side(u, net.cfg.coef_bits) if net.cfg.interp else None
+    side = segment_side(u, net.cfg) if net.cfg.interp else None
     if net.cfg.joint:
         inp = features(hi, m, lo, m, fi, torch.full((B,), 2), net.cfg, side) * INPUT_SCALE
         p = net(inp)[:, :, :L]                                                  # (B·C, 3K, L)
@@ -810,11 +818,13 @@ def training_loss(net: nn.Module, u: torch.Tensor, stage: torch.Tensor, generato
     return loss, t.float() / D, lt.detach()
 
 
-def segment_side(u: torch.Tensor, coef_bits: int = interp.COEF_BITS) -> interp.Side:
-    """The encoder's side information (interp.side, coefficients priced at coef_bits: a model's
-    cfg.coef_bits) of segments u (B, C, L) of 16-bit values 0..65535, as tensors (B, C, …)."""
+def segment_side(u: torch.Tensor, cfg: AudioNetConfig | None = None) -> interp.Side:
+    """The encoder's side information (interp.side, as a model of config cfg chooses it: its coefficient
+    price and taps per side; None: the defaults) of segments u (B, C, L) of 16-bit values 0..65535, as
+    tensors (B, C, …)."""
     B, C, L = u.shape
-    filters, levels = interp.side((u.to(torch.int64) - 32768).reshape(B * C, L), coef_bits)
+    cfg = cfg or AudioNetConfig()
+    filters, levels = interp.side((u.to(torch.int64) - 32768).reshape(B * C, L), cfg.coef_bits, cfg.tap_choices)
     return interp.Side(filters.view(B, C, interp.GROUPS, -1), levels.view(B, C, -1))
 
 

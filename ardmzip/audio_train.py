@@ -170,7 +170,7 @@ def calibration_inputs(sampler: SegmentSampler | MixedSampler, cfg: AudioNetConf
         s1 = (stage == 1).view(B, 1, 1)
         out.append(features(u >> 8, m if cfg.joint else torch.where(s1, m, True), u & 255, torch.where(s1, False, m),
                             torch.randint(0, 256, (B,), generator=g), stage, cfg,
-                            segment_side(u, cfg.coef_bits) if cfg.interp else None))
+                            segment_side(u, cfg) if cfg.interp else None))
     return out
 
 
@@ -349,6 +349,8 @@ def main() -> None:
                     help="the prior's mean from filters fitted to each segment and stored (interp.py; needs --prior)")
     ap.add_argument("--coefs", choices=["bytes", "sizes"], default="bytes",
                     help="how the codec stores the fitted filters' coefficients (--interp; training is the same)")
+    ap.add_argument("--max-taps", type=int, choices=[16, 64], default=16,
+                    help="the most taps per side of a fitted filter (64: needs --coefs sizes)")
     ap.add_argument("--joint", action="store_true",
                     help="one stage over whole 16-bit values, the two bytes only split its code (needs --prior)")
     ap.add_argument("--curves", action="store_true", help="measure the run's loss curves instead of training")
@@ -358,7 +360,7 @@ def main() -> None:
                              blocks=tuple(int(v) for v in a.pop("blocks").split(",")),
                              kernel=a.pop("kernel"), mixtures=a.pop("mixtures"), neighbours=a.pop("neighbours"),
                              order=a.pop("order"), prior=a.pop("prior"), interp=a.pop("interp"), joint=a.pop("joint"),
-                             coefs=a.pop("coefs"))
+                             coefs=a.pop("coefs"), max_taps=a.pop("max_taps"))
     curves, weights = a.pop("curves"), a.pop("weights")
     cfg = TrainConfig(**a)
     if curves:

@@ -12,8 +12,8 @@ with 16; speech 9.66, 9.47, 9.44 (FLAC on the same segments: 7.96 and 9.71).
 The encoder fits the filters by least squares on each segment's channel (it knows every sample),
 quantises them to Q = 14 fractional bits, and stores them in the stream (`symbols`): the decoder reads
 them and never fits anything, so the prediction is an integer dot product, identical everywhere. Per
-(channel, group k ≥ 1) the encoder picks the taps per side among CHOICES (0: the cubic of
-audio_model.prior, nothing stored) where the residual's estimated code length plus the coefficients'
+(channel, group k ≥ 1) the encoder picks the taps per side among the model's choices (CHOICES, or
+with net config `max_taps` 64 CHOICES_64; 0: the cubic of audio_model.prior, nothing stored) where the residual's estimated code length plus the coefficients'
 cost is smallest (`choose`): COEF_BITS each, or SIZE_COEF_BITS for a model that codes them by size.
 
 Prediction (`predict`), on the centred values x = u − 32768 of the prior's known samples (full values
@@ -46,8 +46,9 @@ import torch
 from .ardm import DYADIC_TOP
 
 Q = 14
-CHOICES = (0, 2, 4, 8, 16)       # taps per side the encoder may choose
-MAX_TAPS = CHOICES[-1]
+CHOICES = (0, 2, 4, 8, 16)       # taps per side the encoder may choose (models with max_taps 16)
+CHOICES_64 = CHOICES + (32, 64)  # and with max_taps 64: on validation music excerpts −1.8% with aud5's net
+MAX_TAPS = CHOICES_64[-1]        # the width of filter arrays
 GROUPS = 7                       # dyadic groups: 0 (multiples of 64, no filter) and 1 … 6
 COEF_BITS = 24                   # a coefficient in the stream: three uniform bytes of c + 2^23
 SIZE_COEF_BITS = 15              # about what one costs coded by its size (coefs "sizes", below)
@@ -121,9 +122,15 @@ def _estimated_bits(r: torch.Tensor) -> torch.Tensor:
     return (cnt * torch.log2(2 * math.e * b)).sum(-1)
 
 
-def _fit(x: torch.Tensor, coef_bits: int = COEF_BITS) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+def choices_up_to(max_taps: int) -> tuple[int, ...]:
+    """A model's taps per side to choose from (net config `max_taps`)."""
+    return {16: CHOICES, 64: CHOICES_64}[max_taps]
+
+
+def _fit(x: torch.Tensor, coef_bits: int = COEF_BITS, choices: tuple[int, ...] = CHOICES
+         ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """(the encoder's filters, each group's residuals 16·x − prediction under them (R, n_k)) of x (R, F),
-    each coefficient priced at coef_bits."""
+    each coefficient priced at coef_bits, the taps per side among `choices`."""
     R, frames = x.shape
     out = torch.zeros(R, GROUPS, 1 + 2 * MAX_TAPS, dtype=torch.int64)
     residuals = {}
@@ -135,7 +142,7 @@ def _fit(x: torch.Tensor, coef_bits: int = COEF_BITS) -> tuple[torch.Tensor, dic
         y16 = 16 * x[:, torch.from_numpy(pos)]
         r_best = y16 - _apply(x, torch.tensor(CUBIC).expand(R, 4), torch.from_numpy(idx4))
         best = _estimated_bits(r_best)
-        for m in CHOICES[1:]:
+        for m in choices[1:]:
             if len(pos) < 4 * m:  # too few frames to fit 2m coefficients
                 break
             pos, idx = taps(frames, k, m)
@@ -164,12 +171,12 @@ def choose(x: torch.Tensor) -> torch.Tensor:
     return _fit(x)[0]
 
 
-def side(x: torch.Tensor, coef_bits: int = COEF_BITS) -> Side:
+def side(x: torch.Tensor, coef_bits: int = COEF_BITS, choices: tuple[int, ...] = CHOICES) -> Side:
     """The encoder's side information of the rows of x (R, F): Side(choose(x), block_levels(x, those
     filters)), the levels from the residuals the choice already computed; coef_bits: the price of a
     coefficient in the choice (SIZE_COEF_BITS for models that code them by size: a choice of the encoder
-    alone, the decoder reads whatever filters it finds)."""
-    filters, residuals = _fit(x, coef_bits)
+    alone, the decoder reads whatever filters it finds); choices: the model's taps per side."""
+    filters, residuals = _fit(x, coef_bits, choices)
     return Side(filters, _levels(residuals, len(x)))
 
 
@@ -273,26 +280,26 @@ def _delta_probs() -> np.ndarray:
 DELTA_PROBS = _delta_probs()     # a level's change from the previous block: small changes are cheap
 
 
-def _coefficients(filters: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _coefficients(filters: np.ndarray, allowed: tuple[int, ...] = CHOICES) -> tuple[np.ndarray, np.ndarray]:
     """One segment's filters (C, GROUPS, 1 + 2·MAX_TAPS) -> (choices (C·(GROUPS − 1),) indices into
-    CHOICES, the stored coefficients in order), both in decoding order."""
+    `allowed` (the model's choices), the stored coefficients in order), both in decoding order."""
     filters = np.asarray(filters, dtype=np.int64)
     choices, coef = [], []
     for row in filters.reshape(-1, GROUPS, filters.shape[-1]):
         for k in range(1, GROUPS):
             m = int(row[k, 0])
-            choices.append(CHOICES.index(m))
+            choices.append(allowed.index(m))
             coef.append(row[k, 1:1 + 2 * m])
     return np.array(choices, dtype=np.int64), np.concatenate(coef + [np.zeros(0, np.int64)])
 
 
-def _filters(choices: np.ndarray, coef: np.ndarray, channels: int) -> np.ndarray:
+def _filters(choices: np.ndarray, coef: np.ndarray, channels: int, allowed: tuple[int, ...] = CHOICES) -> np.ndarray:
     """Inverse of `_coefficients`."""
     out = np.zeros((channels, GROUPS, 1 + 2 * MAX_TAPS), dtype=np.int64)
     i = 0
     for j, choice in enumerate(np.asarray(choices, dtype=np.int64)):
         ch, k = divmod(j, GROUPS - 1)
-        m = CHOICES[int(choice)]
+        m = allowed[int(choice)]
         out[ch, k + 1, 0] = m
         out[ch, k + 1, 1:1 + 2 * m] = coef[i:i + 2 * m]
         i += 2 * m
@@ -326,11 +333,11 @@ def _size_probs() -> np.ndarray:
 SIZE_PROBS = _size_probs()
 
 
-def size_symbols(filters: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """One segment's filters -> (choices as in `symbols`, each coefficient's bit length, the bits: per
-    coefficient with e > 0 its sign (1: negative) and its e − 1 bits below the leading one), in decoding
-    order."""
-    choices, c = _coefficients(filters)
+def size_symbols(filters: np.ndarray, allowed: tuple[int, ...] = CHOICES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One segment's filters -> (choices as in `symbols`, indices into `allowed`; each coefficient's bit
+    length; the bits: per coefficient with e > 0 its sign (1: negative) and its e − 1 bits below the
+    leading one), in decoding order."""
+    choices, c = _coefficients(filters, allowed)
     a = np.abs(c)
     sizes = np.array([int(v).bit_length() for v in a], dtype=np.int64)
     bits = [[int(v < 0)] + [(int(m) >> j) & 1 for j in range(e - 2, -1, -1)]
@@ -338,9 +345,10 @@ def size_symbols(filters: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return choices, sizes, np.array(sum(bits, []), dtype=np.int64)
 
 
-def from_size_symbols(choices: np.ndarray, sizes: np.ndarray, bits: np.ndarray, channels: int) -> np.ndarray:
-    """Inverse of `size_symbols` (the decoder pops the choices, then coefficient_count(choices) sizes, then
-    bit_count(sizes) bits)."""
+def from_size_symbols(choices: np.ndarray, sizes: np.ndarray, bits: np.ndarray, channels: int,
+                      allowed: tuple[int, ...] = CHOICES) -> np.ndarray:
+    """Inverse of `size_symbols` (the decoder pops the choices, then coefficient_count(choices, allowed)
+    sizes, then bit_count(sizes) bits)."""
     coef, i = [], 0
     for e in np.asarray(sizes, dtype=np.int64):
         if e == 0:
@@ -351,11 +359,11 @@ def from_size_symbols(choices: np.ndarray, sizes: np.ndarray, bits: np.ndarray, 
             m = 2 * m + int(b)
         coef.append(-m if bits[i] else m)
         i += int(e)
-    return _filters(choices, np.array(coef, dtype=np.int64), channels)
+    return _filters(choices, np.array(coef, dtype=np.int64), channels, allowed)
 
 
-def coefficient_count(choices: np.ndarray) -> int:
-    return sum(2 * CHOICES[int(c)] for c in choices)
+def coefficient_count(choices: np.ndarray, allowed: tuple[int, ...] = CHOICES) -> int:
+    return sum(2 * allowed[int(c)] for c in choices)
 
 
 def bit_count(sizes: np.ndarray) -> int:

@@ -29,7 +29,7 @@ def probe_audio(m) -> str:
     g = torch.Generator().manual_seed(7)
     hi, lo = torch.randint(0, 256, (2, 1, 2, 4096), generator=g)
     known = torch.rand(1, 2, 4096, generator=g) < 0.4
-    side = segment_side(256 * hi + lo, m.cfg.coef_bits) if m.cfg.interp else None  # the stored filters and scales
+    side = segment_side(256 * hi + lo, m.cfg) if m.cfg.interp else None  # the stored filters and scales
     outs = []
     for stage, mh, ml in ((1, known, torch.zeros_like(known)), (2, torch.ones_like(known), known)):
         inp = features(hi, mh, lo, ml, torch.tensor([102]), torch.tensor([stage]), m.cfg, side)

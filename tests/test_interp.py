@@ -46,7 +46,7 @@ def test_prediction_is_the_integer_formula():
     value = torch.from_numpy(rng.integers(0, 65536, (1, 1, L)))
     filters = torch.zeros(1, 1, interp.GROUPS, 1 + 2 * interp.MAX_TAPS, dtype=torch.int64)
     for k in range(1, interp.GROUPS):
-        m = interp.CHOICES[k % len(interp.CHOICES)]
+        m = interp.CHOICES_64[k % len(interp.CHOICES_64)]   # 2, 4, 8, 16, 32, 64
         filters[0, 0, k, 0] = m
         filters[0, 0, k, 1:1 + 2 * m] = torch.from_numpy(rng.integers(-(1 << 15), 1 << 15, 2 * m))
     p16, applies = interp.predict(value, torch.ones(1, 1, L, dtype=torch.bool), filters)
@@ -119,6 +119,29 @@ def test_coefficients_coded_by_their_size_round_trip_and_cost_less():
         dataclasses.replace(CFG, coefs="sizes", interp=False)
     with pytest.raises(ValueError, match="coefs"):
         dataclasses.replace(CFG, coefs="nibbles")
+
+
+def test_long_filters_are_chosen_for_smooth_audio_and_round_trip():
+    x = torch.from_numpy(_oversampled(1 << 14, 2, noise=0.5).T.copy())
+    short, long_ = interp._fit(x, interp.SIZE_COEF_BITS), interp._fit(x, interp.SIZE_COEF_BITS, interp.CHOICES_64)
+    assert short[0][:, 1:, 0].max() == 16 and long_[0][:, 1:, 0].max() >= 32
+    bits = [sum(float(interp._estimated_bits(r[k]).sum()) for k in r) for _, r in (short, long_)]
+    assert bits[1] < bits[0]
+    f = long_[0].numpy()
+    choices, sizes, signs = interp.size_symbols(f, interp.CHOICES_64)
+    assert choices.max() < len(interp.CHOICES_64) and len(sizes) == interp.coefficient_count(choices, interp.CHOICES_64)
+    assert np.array_equal(interp.from_size_symbols(choices, sizes, signs, 2, interp.CHOICES_64), f)
+    cfg = dataclasses.replace(CFG, coefs="sizes", max_taps=64)
+    assert cfg.tap_choices == interp.CHOICES_64 and am.AudioNetConfig.from_dict(cfg.to_dict()) == cfg
+    y = _oversampled(3000, 2, seed=8, noise=0.5).astype(np.int16)
+    for model in _models():
+        model = dataclasses.replace(model, cfg=cfg)
+        words, _ = audio_codec.compress_samples(model, y, 16, 7, offsets=model.exact is not None)
+        assert np.array_equal(audio_codec.decompress_samples(model, words, 3000, 2, 16, 7,
+                                                             offsets=model.exact is not None), y)
+    for bad in ({"max_taps": 32, "coefs": "sizes"}, {"max_taps": 64}):
+        with pytest.raises(ValueError, match="max_taps"):
+            dataclasses.replace(CFG, **bad)
 
 
 def test_a_model_with_coefficients_by_size_round_trips(monkeypatch):
