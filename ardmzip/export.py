@@ -106,7 +106,8 @@ def export_audio(run: str, model_id: str, *, budget: int | None = None, threads:
                 + ORDER_NAMES[model.cfg.order] + ")"
                 + (", the head correcting an exact interpolation prior" if model.cfg.prior else "")
                 + (" whose mean and scale come from interpolation filters and block scales fitted to each "
-                   "segment and stored with it (interp.py)" if model.cfg.interp else ""),
+                   "segment and stored with it (interp.py)" if model.cfg.interp else "")
+                + (f", filters of up to {model.cfg.max_taps} taps per side" if model.cfg.max_taps != 16 else ""),
         "head": "discretised logistic mixture over 16-bit values" + ("" if model.cfg.joint else ", per stage"),
         "arithmetic": "int-exact",
         "net_config": model.cfg.to_dict(),
