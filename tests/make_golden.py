@@ -27,13 +27,20 @@ def image_cases() -> list[tuple[str, np.ndarray]]:
 def audio_cases() -> list[tuple[str, np.ndarray]]:
     """16-bit mono speech, a 24-bit stereo clip made from it (a deterministic low byte), 16-bit stereo
     whose channels differ by a little (format version 3 codes the second as its difference), and quiet
-    24-bit mono (the speech as 24-bit values: format version 4 interpolates its low bytes)."""
+    24-bit mono (the speech as 24-bit values: format version 4 interpolates its low bytes), and smooth
+    16-bit mono (a few low partials and a little noise: a model with max_taps 64 fits filters longer than
+    16 taps to it)."""
     speech = soundfile.read(HERE / "data" / "speech8k.wav", dtype="int16", always_2d=True)[0]
     hi = speech[3000:4500].astype(np.int32)
     stereo = np.concatenate([hi * 256 + (np.arange(1500)[:, None] * 37) % 256, (hi // 2) * 256], axis=1)
     near = np.concatenate([hi, hi + (np.arange(1500)[:, None] * 7) % 5 - 2], axis=1)
+    rng = np.random.default_rng(64)
+    t = np.arange(8000)[:, None]
+    smooth = sum(a * np.sin(2 * np.pi * f * t / 8000 + p) for a, f, p in
+                 zip(rng.uniform(1000, 6000, 4), rng.uniform(50, 900, 4), rng.uniform(0, 6, 4)))
+    smooth = np.round(smooth + rng.normal(0, 0.5, (8000, 1))).astype(np.int16)
     return [("mono16", np.ascontiguousarray(speech[2000:5000])), ("stereo24", stereo.astype(np.int32)),
-            ("stereo16", near.astype(np.int16)), ("quiet24", hi[:1000].astype(np.int32))]
+            ("stereo16", near.astype(np.int16)), ("quiet24", hi[:1000].astype(np.int32)), ("smooth16", smooth)]
 
 
 def main(model_id: str) -> None:
