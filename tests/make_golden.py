@@ -13,6 +13,7 @@ from PIL import Image
 from ardmzip import api, container
 from ardmzip.audio import audio_from_array
 from ardmzip.registry import load_model
+from test_interp import _oversampled  # tests/ is on the path: run as python tests/make_golden.py
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "data" / "golden"
@@ -34,11 +35,7 @@ def audio_cases() -> list[tuple[str, np.ndarray]]:
     hi = speech[3000:4500].astype(np.int32)
     stereo = np.concatenate([hi * 256 + (np.arange(1500)[:, None] * 37) % 256, (hi // 2) * 256], axis=1)
     near = np.concatenate([hi, hi + (np.arange(1500)[:, None] * 7) % 5 - 2], axis=1)
-    rng = np.random.default_rng(64)
-    t = np.arange(8000)[:, None]
-    smooth = sum(a * np.sin(2 * np.pi * f * t / 8000 + p) for a, f, p in
-                 zip(rng.uniform(1000, 6000, 4), rng.uniform(50, 900, 4), rng.uniform(0, 6, 4)))
-    smooth = np.round(smooth + rng.normal(0, 0.5, (8000, 1))).astype(np.int16)
+    smooth = _oversampled(8000, 1, seed=64, noise=0.5).astype(np.int16)
     return [("mono16", np.ascontiguousarray(speech[2000:5000])), ("stereo24", stereo.astype(np.int32)),
             ("stereo16", near.astype(np.int16)), ("quiet24", hi[:1000].astype(np.int32)), ("smooth16", smooth)]
 
