@@ -58,6 +58,12 @@ def _keys(seed: int, n: int) -> np.ndarray:
 # among themselves), group k = 1 … 6 the odd multiples of 64 / 2^k, whose nearest known neighbours are
 # at distance 64 / 2^k on both sides.
 #
+# dyadic-split: dyadic with its finest group cut in two: group 6 holds the frames ≡ 1 (mod 4), group 7
+# those ≡ 3 (mod 4), which then also know group 6's frames at ±2, ±6, … Coding the odd frames in one
+# step treats them as independent given the even ones; where the signal has content above a quarter
+# of the sample rate their residuals are not, and the second half's fitted filters (interp.py) read it
+# from the first half's (8 groups: 1/64, 1/64, 2/64, 4/64, 8/64, 16/64, 16/64, 16/64 of the frames).
+#
 # quincunx (2-D, image pixels): group 0 holds the pixels (y, x) with y and x multiples of 8; then for
 # d = 4, 2, 1 in turn, the centres of the known 2d×2d squares (y ≡ x ≡ d mod 2d: their 4 diagonal
 # neighbours are known), then the rest of the d-lattice (their 4 axial neighbours at distance d are
@@ -66,19 +72,22 @@ def _keys(seed: int, n: int) -> np.ndarray:
 # quincunx-grb: quincunx with every group of an RGB plane split in three by channel, G first, then R, then
 # B, so the net predicts R knowing G, and B knowing both (21 groups; grey planes keep the 7 of quincunx).
 DYADIC_TOP = 64
+DYADIC_FAMILIES = ("dyadic", "dyadic-split")
 QUINCUNX_TOP = 8
 CHANNEL_RANK = (1, 0, 2)  # quincunx-grb: the place of R, G, B within a group (G first)
 GROUP_PARTS = {"quincunx-grb": 3}  # families whose groups split into parts (by channel)
 
 
-def dyadic_groups(frames: int, top: int = DYADIC_TOP) -> np.ndarray:
-    """(frames,) int64 group of every frame (see above)."""
+def dyadic_groups(frames: int, top: int = DYADIC_TOP, split: bool = False) -> np.ndarray:
+    """(frames,) int64 group of every frame (see above); split: the dyadic-split family's."""
     f = np.arange(frames, dtype=np.int64)
     g = np.zeros(frames, dtype=np.int64)
     k, d = 1, top // 2
     while d >= 1:
         g[f % (2 * d) == d] = k
         k, d = k + 1, d // 2
+    if split:
+        g[f % 4 == 3] = k
     return g
 
 
@@ -117,16 +126,18 @@ def curve_grid(family: str) -> int:
     return LOSS_GRID if parts == 1 else 256 * parts
 
 
-def group_edges(grid: int = LOSS_GRID, parts: int = 1) -> tuple[int, ...]:
+def group_edges(grid: int = LOSS_GRID, parts: int = 1, split: bool = False) -> tuple[int, ...]:
     """The groups' nominal ranges on a loss-curve grid of `grid` revealed fractions: 0, grid/64,
     2·grid/64, 4·grid/64, … grid (each group from one edge to the next), each range cut into `parts`
-    equal parts when the groups are split (quincunx-grb)."""
+    equal parts when the groups are split (quincunx-grb); split: the last range halved (dyadic-split)."""
     if grid % (64 * parts):
         raise ValueError(f"a grid of {grid} points cannot hold groups of 1/64 in {parts} parts")
     out, e = [0, grid // 64], grid // 64
     while e < grid:
         e *= 2
         out.append(e)
+    if split:
+        out.insert(-1, (out[-2] + out[-1]) // 2)
     return tuple([a + (b - a) * i // parts for a, b in zip(out[:-1], out[1:]) for i in range(parts)] + [grid])
 
 
@@ -135,13 +146,13 @@ def min_budget(order_family: str) -> int:
     images): one per group."""
     if order_family == "uniform":
         return 1
-    return (len(group_edges()) - 1) * group_parts(order_family)
+    return (len(group_edges(split=order_family == "dyadic-split")) - 1) * group_parts(order_family)
 
 
-def schedule_groups(groups: np.ndarray, grid: int, parts: int = 1) -> Groups:
+def schedule_groups(groups: np.ndarray, grid: int, parts: int = 1, split: bool = False) -> Groups:
     """The schedule's Groups of a structured order: group_edges on the model's loss-curve grid, and the
     number of variables in each group (groups: the group of every variable)."""
-    edges = group_edges(grid, parts)
+    edges = group_edges(grid, parts, split)
     return Groups(edges, tuple(int(c) for c in np.bincount(groups, minlength=len(edges) - 1)))
 
 

@@ -121,8 +121,8 @@ def _groups(model: AudioModel, frames: int, channels: int) -> tuple[np.ndarray, 
     """A dyadic model's group of every variable (p = channel·frames + frame) and the schedule's Groups."""
     if model.cfg.order == "uniform":
         return None
-    per_var = np.tile(dyadic_groups(frames), channels)
-    return per_var, schedule_groups(per_var, len(model.curves[0]))
+    per_var = np.tile(dyadic_groups(frames, split=model.cfg.split), channels)
+    return per_var, schedule_groups(per_var, len(model.curves[0]), split=model.cfg.split)
 
 
 def _bounds(model: AudioModel, stage: int, frames: int, channels: int, budget: int,
@@ -243,7 +243,7 @@ def _side(model: AudioModel, digits: list[np.ndarray]) -> interp.Side | None:
     if not model.cfg.interp:
         return None
     x = torch.from_numpy(256 * digits[0] + (digits[1] if len(digits) > 1 else 128) - 32768)
-    return interp.Side(*(t.numpy() for t in interp.side(x, model.cfg.coef_bits, model.cfg.tap_choices)))
+    return interp.Side(*(t.numpy() for t in interp.side(x, model.cfg.coef_bits, model.cfg.tap_choices, model.cfg.split)))
 
 
 def _push_side(model: AudioModel, side: interp.Side, push: Callable) -> None:
@@ -265,7 +265,7 @@ def _push_side(model: AudioModel, side: interp.Side, push: Callable) -> None:
 
 def _pop_side(model: AudioModel, dec: Decoder, channels: int, frames: int) -> interp.Side:
     allowed = model.cfg.tap_choices
-    choices = dec.pop(np.full((channels * (interp.GROUPS - 1), len(allowed)), 1 / len(allowed)))
+    choices = dec.pop(np.full((channels * (interp.group_count(model.cfg.split) - 1), len(allowed)), 1 / len(allowed)))
     if model.cfg.coefs == "sizes":
         n = interp.coefficient_count(choices, allowed)
         sizes = dec.pop(np.broadcast_to(interp.SIZE_PROBS, (n, len(interp.SIZE_PROBS))))
@@ -274,7 +274,7 @@ def _pop_side(model: AudioModel, dec: Decoder, channels: int, frames: int) -> in
     else:
         coef = dec.pop(np.full((interp.coef_count(choices), 256), 1 / 256))
         filters = interp.from_symbols(choices, coef, channels)
-    n = channels * interp.block_count(frames)
+    n = channels * interp.block_count(frames, model.cfg.split)
     deltas = dec.pop(np.broadcast_to(interp.DELTA_PROBS, (n, interp.LEVELS)))
     return interp.Side(filters, interp.from_level_symbols(deltas, channels))
 

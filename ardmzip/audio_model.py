@@ -47,7 +47,7 @@ import torch.nn.functional as F
 
 from . import exact, interp
 from .interp import quarter_octaves
-from .ardm import dyadic_groups, revealing_group
+from .ardm import DYADIC_FAMILIES, dyadic_groups, revealing_group
 from .exact import (EXP_RANGE, INPUT_SCALE, INV_SHIFT, LOGIT_UNIT, LOGS_MAX, LOGS_MIN, LOGS_UNIT, MU_MAX, MU_MIN,
                     MU_UNIT, _ste, walk)
 from .prior import MID16, correct
@@ -64,7 +64,7 @@ class AudioNetConfig:
     mixtures: int = 4
     scales: tuple[int, ...] = (2, 8, 32, 128, 512)  # normconv half-widths: windows of 2h+1 samples
     neighbours: int = 0          # nearest known samples per side given exactly (0: none; see `features`)
-    order: str = "uniform"       # order family of every stage: "uniform" or "dyadic" (ardm.dyadic_groups)
+    order: str = "uniform"       # order family of every stage: "uniform", "dyadic" or "dyadic-split" (ardm.dyadic_groups)
     prior: bool = False          # an exact interpolation prior: the head corrects its means and scales (`prior`)
     interp: bool = False         # the prior's mean and scale from filters and block scales stored per segment (interp.py)
     joint: bool = False          # one net-coded stage over the full values; the two bytes only split its code (`joint_log_prob`)
@@ -72,7 +72,9 @@ class AudioNetConfig:
     max_taps: int = 16           # the most taps per side of a stored filter: 16 (interp.CHOICES) or 64 (CHOICES_64)
 
     def __post_init__(self) -> None:
-        if self.interp and not (self.prior and self.order == "dyadic"):
+        if self.order not in ("uniform",) + DYADIC_FAMILIES:
+            raise ValueError(f"order {self.order!r}: 'uniform' or one of {DYADIC_FAMILIES}")
+        if self.interp and not (self.prior and self.order in DYADIC_FAMILIES):
             raise ValueError("fitted filters (interp) need the prior and the dyadic order")
         if self.joint and not self.prior:
             raise ValueError("a joint model needs the prior (its means are whole 16-bit values)")
@@ -95,6 +97,11 @@ class AudioNetConfig:
     def tap_choices(self) -> tuple[int, ...]:
         """The taps per side a stored filter may have (interp.py), in the order its choice symbol indexes."""
         return interp.choices_up_to(self.max_taps)
+
+    @property
+    def split(self) -> bool:
+        """A dyadic-split order: the finest group coded in two halves (ardm.py, interp.py "Split")."""
+        return self.order == "dyadic-split"
 
     @property
     def stages(self) -> int:
@@ -204,7 +211,7 @@ def prior(hi: torch.Tensor, mh: torch.Tensor, lo: torch.Tensor, ml: torch.Tensor
         levels.append(quarter_octaves(torch.where(n > 0, torch.div(_box(residual, h), n.clamp(min=1), rounding_mode="floor"),
                                                   16 << 15)))
     if side is not None:
-        stored, has = interp.level_rows(side.levels, L)
+        stored, has = interp.level_rows(side.levels, L, side.filters.shape[-2] == interp.SPLIT_GROUPS)
         levels[1] = torch.where(has, stored, levels[1])
     return p16, levels, near
 
@@ -737,12 +744,13 @@ def random_order_masks(B: int, D: int, t: torch.Tensor, generator: torch.Generat
     return rank < t.view(B, 1)
 
 
-def dyadic_masks(B: int, C: int, L: int, t: torch.Tensor, generator: torch.Generator | None = None
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def dyadic_masks(B: int, C: int, L: int, t: torch.Tensor, generator: torch.Generator | None = None,
+                 split: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """Masks of the dyadic order family (ardm.dyadic_groups over frames, every channel of a frame in its
-    group), for t[b] known variables of D = C·L: (known, current), both (B, C, L) bool; `current` marks
-    the unknown positions of the group that σ(t) belongs to, the positions exchangeable with it."""
-    groups = torch.from_numpy(dyadic_groups(L)).view(1, 1, L).expand(B, C, L)
+    group; split: dyadic-split), for t[b] known variables of D = C·L: (known, current), both (B, C, L)
+    bool; `current` marks the unknown positions of the group that σ(t) belongs to, the positions
+    exchangeable with it."""
+    groups = torch.from_numpy(dyadic_groups(L, split=split)).view(1, 1, L).expand(B, C, L)
     key = groups + torch.rand(B, C, L, generator=generator)                    # group first, random within
     rank = key.reshape(B, C * L).argsort(1).argsort(1).view(B, C, L)
     known = rank < t.view(B, 1, 1)
@@ -782,8 +790,8 @@ def training_loss(net: nn.Module, u: torch.Tensor, stage: torch.Tensor, generato
     D = C * L
     if t is None:
         t = (torch.rand(B, generator=generator) * D).long()
-    if net.cfg.order == "dyadic":
-        m, scored = dyadic_masks(B, C, L, t, generator)
+    if net.cfg.order in DYADIC_FAMILIES:
+        m, scored = dyadic_masks(B, C, L, t, generator, net.cfg.split)
     else:
         m = random_order_masks(B, D, t, generator).view(B, C, L)
         scored = ~m
@@ -824,8 +832,9 @@ def segment_side(u: torch.Tensor, cfg: AudioNetConfig | None = None) -> interp.S
     tensors (B, C, …)."""
     B, C, L = u.shape
     cfg = cfg or AudioNetConfig()
-    filters, levels = interp.side((u.to(torch.int64) - 32768).reshape(B * C, L), cfg.coef_bits, cfg.tap_choices)
-    return interp.Side(filters.view(B, C, interp.GROUPS, -1), levels.view(B, C, -1))
+    filters, levels = interp.side((u.to(torch.int64) - 32768).reshape(B * C, L), cfg.coef_bits, cfg.tap_choices,
+                                  cfg.split)
+    return interp.Side(filters.view(B, C, interp.group_count(cfg.split), -1), levels.view(B, C, -1))
 
 
 # ------------------------------------------------------------------------------------------- model

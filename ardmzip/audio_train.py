@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import torch
 
-from .ardm import LOSS_GRID, group_edges
+from .ardm import DYADIC_FAMILIES, LOSS_GRID, group_edges
 from .audio_model import (AudioModel, AudioNet, AudioNetConfig, ExactAudioNet, QuantAudioNet, calibrate, features,
                           segment_side, training_loss)
 from .data import CACHE, Clip, load_clips
@@ -147,8 +147,8 @@ def loss_curve(net: torch.nn.Module, segs: torch.Tensor, stage: int, points: int
             lts.append(training_loss(net, u, torch.full((len(u),), stage), generator=g, t=t)[2])
         return float(torch.cat(lts).mean()) / math.log(2)
 
-    if net.cfg.order == "dyadic":
-        edges = group_edges(LOSS_GRID)
+    if net.cfg.order in DYADIC_FAMILIES:
+        edges = group_edges(LOSS_GRID, split=net.cfg.split)
         spans = [(a, b, (a + (np.arange(4) + 0.5) * (b - a) / 4) / LOSS_GRID) for a, b in zip(edges[:-1], edges[1:])]
     else:
         spans = [(0, LOSS_GRID, (np.arange(points) + 0.5) / points)]
@@ -343,7 +343,7 @@ def main() -> None:
     ap.add_argument("--kernel", type=int, default=5, help="convolution kernel length")
     ap.add_argument("--mixtures", type=int, default=4, help="logistic mixture components per variable")
     ap.add_argument("--neighbours", type=int, default=2, help="nearest known samples per side as exact features")
-    ap.add_argument("--order", choices=["uniform", "dyadic"], default="dyadic", help="order family of the stages")
+    ap.add_argument("--order", choices=["uniform", "dyadic", "dyadic-split"], default="dyadic", help="order family of the stages")
     ap.add_argument("--prior", action="store_true", help="the head corrects an exact interpolation prior")
     ap.add_argument("--interp", action="store_true",
                     help="the prior's mean from filters fitted to each segment and stored (interp.py; needs --prior)")

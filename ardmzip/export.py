@@ -212,6 +212,8 @@ def export_image(run: str, model_id: str, *, budget: int | None = None, crops: s
 
 ORDER_NAMES = {"uniform": "uniform random order",
                "dyadic": "dyadic coarse-to-fine order of the frames, random within each of 7 groups",
+               "dyadic-split": "dyadic coarse-to-fine order of the frames, its finest group coded in two "
+                               "interleaved halves, random within each of 8 groups",
                "quincunx": "quincunx coarse-to-fine order of the pixels, random within each of 7 groups",
                "quincunx-grb": "quincunx coarse-to-fine order of the pixels, each of its 7 groups split by "
                                "channel (G, R, B), random within each of the 21"}

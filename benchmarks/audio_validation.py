@@ -53,16 +53,22 @@ def excerpts(kind: str, samples: int, frames: int) -> list[tuple[str, int, np.nd
 
 
 def load_model(spec: str):
-    """A shipped id or run:NAME; a suffix +tapsN codes with fitted filters of up to N taps per side (the
-    net unchanged: what a new id with a longer max_taps would ship)."""
-    spec, _, taps = spec.partition("+taps")
+    """A shipped id or run:NAME, then optional suffixes (the net unchanged: what a new id with that
+    config would ship): +tapsN codes with fitted filters of up to N taps per side, +split in the
+    dyadic-split order (ardm.py)."""
+    spec, *mods = spec.split("+")
     if spec.startswith("run:"):
         from ardmzip.audio_train import run_model
         m = run_model(spec[4:])
     else:
         m = registry.load_model(spec)
-    if taps:
-        m = dataclasses.replace(m, cfg=dataclasses.replace(m.cfg, max_taps=int(taps)))
+    for mod in mods:
+        if mod.startswith("taps"):
+            m = dataclasses.replace(m, cfg=dataclasses.replace(m.cfg, max_taps=int(mod[4:])))
+        elif mod == "split":
+            m = dataclasses.replace(m, cfg=dataclasses.replace(m.cfg, order="dyadic-split"))
+        else:
+            raise SystemExit(f"{spec}+{mod}: unknown suffix (+tapsN, +split)")
     return m
 
 
@@ -74,7 +80,7 @@ def flac_bits(a: np.ndarray) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", required=True, help="comma-separated shipped ids or run:NAME, each optionally +tapsN")
+    ap.add_argument("--models", required=True, help="comma-separated shipped ids or run:NAME, each optionally +tapsN and/or +split")
     ap.add_argument("--samples", type=int, default=300_000, help="samples per kind")
     ap.add_argument("--frames", type=int, default=1 << 14, help="frames per excerpt at most")
     ap.add_argument("--budget", type=int, default=None, help="network calls per stage (default: each model's)")

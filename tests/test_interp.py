@@ -197,7 +197,8 @@ def test_interp_needs_the_prior_and_the_dyadic_order():
         am.features(u >> 8, m, u & 255, m, torch.tensor([0]), torch.tensor([2]), CFG)
 
 
-def _models() -> list[am.AudioModel]:
+def _models(cfg: am.AudioNetConfig = CFG) -> list[am.AudioModel]:
+    CFG = cfg
     torch.manual_seed(0)
     net = am.AudioNet(CFG).eval().requires_grad_(False)
     g = torch.Generator().manual_seed(1)
@@ -206,7 +207,7 @@ def _models() -> list[am.AudioModel]:
     stage = torch.tensor([1, 2])
     s1 = (stage == 1).view(2, 1, 1)
     inp = am.features(u >> 8, torch.where(s1, m, True), u & 255, torch.where(s1, False, m), torch.tensor([9, 200]),
-                      stage, CFG, am.segment_side(u))
+                      stage, CFG, am.segment_side(u, CFG))
     q = am.QuantAudioNet(net, am.calibrate(net, [inp]))
     return [am.AudioModel(CFG, (CURVE, CURVE), exact=am.ExactAudioNet(CFG, exact.export_int(q)), default_budget=7),
             am.AudioModel(CFG, (CURVE, CURVE), net=net, default_budget=7)]
@@ -250,3 +251,101 @@ def test_a_shipped_model_dequantises_to_the_integers_it_codes_with():
     for name, d in blob["layers"].items():
         for key in ("weight", "bias"):
             assert torch.equal(again["layers"][name][key], d[key]), (name, key)
+
+
+# ------------------------------------------------------------------------------ the dyadic-split order
+SPLIT = dataclasses.replace(CFG, order="dyadic-split")
+
+
+def _high_band(frames: int, seed: int = 0) -> np.ndarray:
+    """A resonance just above a quarter of the sample rate (AR(2): poles at radius 0.98, frequency 0.26)
+    driven by white noise: int64 (frames,). Interpolating the odd frames from the even ones leaves most
+    of it; the odd frames' neighbours among themselves carry it."""
+    rng = np.random.default_rng(seed)
+    a1, a2 = 2 * 0.98 * np.cos(2 * np.pi * 0.26), -0.98 ** 2
+    e, x = rng.normal(0, 300, frames), np.zeros(frames + 2)
+    for i in range(frames):
+        x[i + 2] = a1 * x[i + 1] + a2 * x[i] + e[i]
+    return np.clip(np.round(x[2:]), -32768, 32767).astype(np.int64)
+
+
+def test_split_groups_halve_the_odd_frames_and_add_a_step():
+    from ardmzip import ardm
+    plain, split = dyadic_groups(4096), dyadic_groups(4096, split=True)
+    f = np.arange(4096)
+    assert np.array_equal(split[f % 4 != 3], plain[f % 4 != 3]) and (split[f % 4 == 3] == 7).all()
+    assert ardm.group_edges(split=True) == (0, 8, 16, 32, 64, 128, 256, 384, 512)
+    assert ardm.min_budget("dyadic-split") == 8 and ardm.min_budget("dyadic") == 7
+    assert SPLIT.split and not CFG.split and am.AudioNetConfig.from_dict(SPLIT.to_dict()) == SPLIT
+    with pytest.raises(ValueError, match="order"):
+        dataclasses.replace(CFG, order="dyadic-triple")
+
+
+def test_split_taps_read_only_frames_known_when_their_group_is_coded():
+    for frames in (2, 3, 4, 7, 64, 65, 300, 4097):
+        groups = dyadic_groups(frames, split=True)
+        for k in range(1, interp.SPLIT_GROUPS):
+            for m in (1, 2, 16, 64):
+                pos, idx = interp.taps(frames, k, m, split=True)
+                assert (groups[pos] == k).all() and len(pos) == (groups == k).sum()
+                if len(pos):
+                    assert (idx >= 0).all() and (idx < frames).all() and (groups[idx] < k).all()
+    pos, idx = interp.taps(4096, 7, 3, split=True)        # −1, +1, −2, +2, −3, +3 of frame 3
+    assert pos[0] == 3 and idx[0].tolist() == [2, 4, 1, 5, 0, 6]
+    assert idx[1].tolist() == [6, 8, 5, 9, 4, 10]
+    pos, idx = interp.taps(4096, 7, 3, split=True, lattice=True)   # the cubic's: even frames only
+    assert idx[0].tolist() == [2, 4, 0, 6, 2, 8]
+
+
+def test_the_second_half_reads_the_first_where_the_signal_lies_above_a_quarter_of_the_rate():
+    x = torch.from_numpy(_high_band(1 << 13))[None]
+    plain, split = interp.choose(x), interp.choose(x, split=True)
+    assert plain.shape[1] == interp.GROUPS and split.shape[1] == interp.SPLIT_GROUPS
+    u = (x + 32768).view(1, 1, -1)
+    every = torch.ones_like(u, dtype=torch.bool)
+    p_plain, _ = interp.predict(u, every, plain.view(1, 1, interp.GROUPS, -1))
+    p_split, ok = interp.predict(u, every, split.view(1, 1, interp.SPLIT_GROUPS, -1))
+    pos = torch.from_numpy(interp.taps(u.shape[-1], 7, 1, split=True)[0])
+    assert ok[0, 0, pos].all()
+    err = [(16 * u[0, 0, pos] - p[0, 0, pos]).abs().double().mean() for p in (p_plain, p_split)]
+    assert err[1] < 0.5 * err[0]
+
+
+def test_split_side_information_round_trips():
+    x = torch.from_numpy(np.stack([_high_band(3000, seed=s) for s in range(2)]))
+    side = interp.side(x, interp.SIZE_COEF_BITS, interp.CHOICES_64, split=True)
+    f = side.filters.numpy()
+    assert f[:, 7, 0].min() > 0
+    choices, sizes, bits = interp.size_symbols(f, interp.CHOICES_64)
+    assert len(choices) == 2 * (interp.SPLIT_GROUPS - 1)
+    assert np.array_equal(interp.from_size_symbols(choices, sizes, bits, 2, interp.CHOICES_64), f)
+    assert side.levels.shape == (2, interp.block_count(3000, split=True))
+    assert torch.equal(interp.block_levels(x, side.filters), side.levels)
+    rows, has = interp.level_rows(side.levels.view(1, 2, -1), 3000, split=True)
+    assert has[0, 0, 1::2].all() and not has[0, 0, ::64].any()
+
+
+def test_split_masks_score_the_second_half_with_the_first_known():
+    t = torch.tensor([3 * 1024 // 4 + 5, 1024 // 2 + 3])           # inside groups 7 and 6 of 1024 frames
+    known, scored = am.dyadic_masks(2, 1, 1024, t, torch.Generator().manual_seed(0), split=True)
+    f = torch.arange(1024)
+    assert known[0, 0, f % 4 == 1].all() and scored[0, 0].sum() == 256 - 5 and (f[scored[0, 0]] % 4 == 3).all()
+    assert not known[1, 0, f % 4 == 3].any() and (f[scored[1, 0]] % 4 == 1).all()
+
+
+@pytest.mark.parametrize("bits,channels,frames,budget", [(16, 1, 3000, 8), (16, 2, 700, 20), (24, 2, 129, 8),
+                                                         (8, 1, 300, 8), (16, 1, 1, 8), (16, 1, 6, 8)])
+def test_split_models_round_trip(bits, channels, frames, budget):
+    x = np.stack([_high_band(frames, seed=c) for c in range(channels)], 1)
+    x = {8: x // 256, 16: x, 24: x * 256 + np.arange(frames)[:, None] % 256}[bits]
+    x = x.astype({8: np.int8, 16: np.int16, 24: np.int32}[bits])
+    for model in _models(SPLIT):
+        steps = list(audio_codec._steps(model, 1, frames, channels, budget, 5, 0))
+        if frames >= 64 and budget == 8:
+            assert len(steps) == 8 and (steps[-1][1] % frames % 4 == 3).all()
+        words, _ = audio_codec.compress_samples(model, x, bits, budget, seed=5, offsets=model.exact is not None,
+                                                channel_transform=channels > 1, low_modes=bits == 24)
+        out = audio_codec.decompress_samples(model, words, frames, channels, bits, budget, seed=5,
+                                             offsets=model.exact is not None, channel_transform=channels > 1,
+                                             low_modes=bits == 24)
+        assert out.dtype == x.dtype and np.array_equal(out, x)
