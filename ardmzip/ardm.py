@@ -58,11 +58,13 @@ def _keys(seed: int, n: int) -> np.ndarray:
 # among themselves), group k = 1 … 6 the odd multiples of 64 / 2^k, whose nearest known neighbours are
 # at distance 64 / 2^k on both sides.
 #
-# dyadic-split: dyadic with its finest group cut in two: group 6 holds the frames ≡ 1 (mod 4), group 7
-# those ≡ 3 (mod 4), which then also know group 6's frames at ±2, ±6, … Coding the odd frames in one
-# step treats them as independent given the even ones; where the signal has content above a quarter
-# of the sample rate their residuals are not, and the second half's fitted filters (interp.py) read it
-# from the first half's (8 groups: 1/64, 1/64, 2/64, 4/64, 8/64, 16/64, 16/64, 16/64 of the frames).
+# dyadic-split (dyadic-split2, dyadic-split3): dyadic with its finest level (two, three finest levels)
+# cut in two halves: a level of spacing h, the odd multiples of h, becomes the frames ≡ h (mod 4h), then
+# those ≡ 3h (mod 4h), which then also know the first half's frames at ±2h, ±6h, … Coding a level in
+# one step treats its frames as independent given the coarser ones; where the signal has content above
+# what the coarser lattice can resolve their residuals are not, and the second half's fitted filters
+# (interp.py) read it from the first half's. dyadic-split has 8 groups (1/64, 1/64, 2/64, 4/64, 8/64,
+# 16/64, 16/64, 16/64 of the frames), dyadic-split3 has 10.
 #
 # quincunx (2-D, image pixels): group 0 holds the pixels (y, x) with y and x multiples of 8; then for
 # d = 4, 2, 1 in turn, the centres of the known 2d×2d squares (y ≡ x ≡ d mod 2d: their 4 diagonal
@@ -72,22 +74,28 @@ def _keys(seed: int, n: int) -> np.ndarray:
 # quincunx-grb: quincunx with every group of an RGB plane split in three by channel, G first, then R, then
 # B, so the net predicts R knowing G, and B knowing both (21 groups; grey planes keep the 7 of quincunx).
 DYADIC_TOP = 64
-DYADIC_FAMILIES = ("dyadic", "dyadic-split")
+SPLIT_LEVELS = {"dyadic": 0, "dyadic-split": 1, "dyadic-split2": 2, "dyadic-split3": 3}  # finest levels halved
+DYADIC_FAMILIES = tuple(SPLIT_LEVELS)
 QUINCUNX_TOP = 8
 CHANNEL_RANK = (1, 0, 2)  # quincunx-grb: the place of R, G, B within a group (G first)
 GROUP_PARTS = {"quincunx-grb": 3}  # families whose groups split into parts (by channel)
 
 
-def dyadic_groups(frames: int, top: int = DYADIC_TOP, split: bool = False) -> np.ndarray:
-    """(frames,) int64 group of every frame (see above); split: the dyadic-split family's."""
+def dyadic_groups(frames: int, top: int = DYADIC_TOP, split: int = 0) -> np.ndarray:
+    """(frames,) int64 group of every frame (see above); split: how many of the finest levels are halved
+    (SPLIT_LEVELS of the family)."""
     f = np.arange(frames, dtype=np.int64)
     g = np.zeros(frames, dtype=np.int64)
     k, d = 1, top // 2
     while d >= 1:
-        g[f % (2 * d) == d] = k
-        k, d = k + 1, d // 2
-    if split:
-        g[f % 4 == 3] = k
+        on = f % (2 * d) == d
+        if d < 1 << split:                       # a halved level: f ≡ d, then f ≡ 3d (mod 4d)
+            g[on & (f % (4 * d) == d)], g[on & (f % (4 * d) == 3 * d)] = k, k + 1
+            k += 2
+        else:
+            g[on] = k
+            k += 1
+        d //= 2
     return g
 
 
@@ -126,18 +134,19 @@ def curve_grid(family: str) -> int:
     return LOSS_GRID if parts == 1 else 256 * parts
 
 
-def group_edges(grid: int = LOSS_GRID, parts: int = 1, split: bool = False) -> tuple[int, ...]:
+def group_edges(grid: int = LOSS_GRID, parts: int = 1, split: int = 0) -> tuple[int, ...]:
     """The groups' nominal ranges on a loss-curve grid of `grid` revealed fractions: 0, grid/64,
     2·grid/64, 4·grid/64, … grid (each group from one edge to the next), each range cut into `parts`
-    equal parts when the groups are split (quincunx-grb); split: the last range halved (dyadic-split)."""
+    equal parts when the groups are split (quincunx-grb); split: the last `split` ranges halved
+    (dyadic-split…)."""
     if grid % (64 * parts):
         raise ValueError(f"a grid of {grid} points cannot hold groups of 1/64 in {parts} parts")
     out, e = [0, grid // 64], grid // 64
     while e < grid:
         e *= 2
         out.append(e)
-    if split:
-        out.insert(-1, (out[-2] + out[-1]) // 2)
+    for j in range(len(out) - 1, len(out) - 1 - split, -1):
+        out.insert(j, (out[j - 1] + out[j]) // 2)
     return tuple([a + (b - a) * i // parts for a, b in zip(out[:-1], out[1:]) for i in range(parts)] + [grid])
 
 
@@ -146,10 +155,10 @@ def min_budget(order_family: str) -> int:
     images): one per group."""
     if order_family == "uniform":
         return 1
-    return (len(group_edges(split=order_family == "dyadic-split")) - 1) * group_parts(order_family)
+    return (len(group_edges(split=SPLIT_LEVELS.get(order_family, 0))) - 1) * group_parts(order_family)
 
 
-def schedule_groups(groups: np.ndarray, grid: int, parts: int = 1, split: bool = False) -> Groups:
+def schedule_groups(groups: np.ndarray, grid: int, parts: int = 1, split: int = 0) -> Groups:
     """The schedule's Groups of a structured order: group_edges on the model's loss-curve grid, and the
     number of variables in each group (groups: the group of every variable)."""
     edges = group_edges(grid, parts, split)

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 
 from . import exact, interp
 from .interp import quarter_octaves
-from .ardm import DYADIC_FAMILIES, dyadic_groups, revealing_group
+from .ardm import DYADIC_FAMILIES, SPLIT_LEVELS, dyadic_groups, revealing_group
 from .exact import (EXP_RANGE, INPUT_SCALE, INV_SHIFT, LOGIT_UNIT, LOGS_MAX, LOGS_MIN, LOGS_UNIT, MU_MAX, MU_MIN,
                     MU_UNIT, _ste, walk)
 from .prior import MID16, correct
@@ -64,7 +64,7 @@ class AudioNetConfig:
     mixtures: int = 4
     scales: tuple[int, ...] = (2, 8, 32, 128, 512)  # normconv half-widths: windows of 2h+1 samples
     neighbours: int = 0          # nearest known samples per side given exactly (0: none; see `features`)
-    order: str = "uniform"       # order family of every stage: "uniform", "dyadic" or "dyadic-split" (ardm.dyadic_groups)
+    order: str = "uniform"       # order family of every stage: "uniform", "dyadic", "dyadic-split…" (ardm.dyadic_groups)
     prior: bool = False          # an exact interpolation prior: the head corrects its means and scales (`prior`)
     interp: bool = False         # the prior's mean and scale from filters and block scales stored per segment (interp.py)
     joint: bool = False          # one net-coded stage over the full values; the two bytes only split its code (`joint_log_prob`)
@@ -99,9 +99,9 @@ class AudioNetConfig:
         return interp.choices_up_to(self.max_taps)
 
     @property
-    def split(self) -> bool:
-        """A dyadic-split order: the finest group coded in two halves (ardm.py, interp.py "Split")."""
-        return self.order == "dyadic-split"
+    def split(self) -> int:
+        """How many of the finest dyadic levels are coded in two halves (ardm.py, interp.py "Split")."""
+        return SPLIT_LEVELS.get(self.order, 0)
 
     @property
     def stages(self) -> int:
@@ -211,7 +211,7 @@ def prior(hi: torch.Tensor, mh: torch.Tensor, lo: torch.Tensor, ml: torch.Tensor
         levels.append(quarter_octaves(torch.where(n > 0, torch.div(_box(residual, h), n.clamp(min=1), rounding_mode="floor"),
                                                   16 << 15)))
     if side is not None:
-        stored, has = interp.level_rows(side.levels, L, side.filters.shape[-2] == interp.SPLIT_GROUPS)
+        stored, has = interp.level_rows(side.levels, L, side.filters.shape[-2] - interp.GROUPS)
         levels[1] = torch.where(has, stored, levels[1])
     return p16, levels, near
 
@@ -745,9 +745,9 @@ def random_order_masks(B: int, D: int, t: torch.Tensor, generator: torch.Generat
 
 
 def dyadic_masks(B: int, C: int, L: int, t: torch.Tensor, generator: torch.Generator | None = None,
-                 split: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                 split: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Masks of the dyadic order family (ardm.dyadic_groups over frames, every channel of a frame in its
-    group; split: dyadic-split), for t[b] known variables of D = C·L: (known, current), both (B, C, L)
+    group; split: the family's halved levels), for t[b] known variables of D = C·L: (known, current), both (B, C, L)
     bool; `current` marks the unknown positions of the group that σ(t) belongs to, the positions
     exchangeable with it."""
     groups = torch.from_numpy(dyadic_groups(L, split=split)).view(1, 1, L).expand(B, C, L)

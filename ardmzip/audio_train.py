@@ -343,7 +343,7 @@ def main() -> None:
     ap.add_argument("--kernel", type=int, default=5, help="convolution kernel length")
     ap.add_argument("--mixtures", type=int, default=4, help="logistic mixture components per variable")
     ap.add_argument("--neighbours", type=int, default=2, help="nearest known samples per side as exact features")
-    ap.add_argument("--order", choices=["uniform", "dyadic", "dyadic-split"], default="dyadic", help="order family of the stages")
+    ap.add_argument("--order", choices=["uniform", *DYADIC_FAMILIES], default="dyadic", help="order family of the stages")
     ap.add_argument("--prior", action="store_true", help="the head corrects an exact interpolation prior")
     ap.add_argument("--interp", action="store_true",
                     help="the prior's mean from filters fitted to each segment and stored (interp.py; needs --prior)")

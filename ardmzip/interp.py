@@ -30,15 +30,17 @@ the cubic where none was chosen) over the block, in quarter octaves of 16ths of 
 (`quarter_octaves`, 0 … LEVELS − 1), as FLAC stores a Rice parameter per partition. The prior takes it
 as its scale at every frame of groups 1 … 6.
 
-**Split** (order family dyadic-split, ardm.py): group 6 is then the frames ≡ 1 (mod 4), with taps as
-above, and group 7 those ≡ 3 (mod 4), whose taps are every known frame nearby, nearest first: ±1, ±2
-(group 6), ±3, ±5, ±6, ±7, ±9, … (the frames ≡ 3 (mod 4) are still unknown). Beyond the segment a
-group-7 tap is mirrored at frame 1 and at the last frame ≡ 1 (mod 4), which keeps even frames even and
-group 6's frames in group 6. Measured on evaluation excerpts with the prior alone (Laplace code, 16 taps):
-0.1–0.65 bits per sample fewer on most clips, most at 44.1 kHz, where the odd frames' residuals carry
-the content above a quarter of the sample rate. A split model's arrays have SPLIT_GROUPS rows.
+**Split** (order families dyadic-split…, ardm.py): each of the `split` finest levels (spacing h) is two
+groups: its first half, the frames ≡ h (mod 4h), with taps as above, then its second half, the frames
+≡ 3h (mod 4h), whose taps are every known frame nearby, nearest first: ±h, ±2h (the first half), ±3h,
+±5h, ±6h, ±7h, ±9h, … (the frames ≡ 3h (mod 4h) are still unknown). Beyond the segment a second-half tap
+is mirrored at frame h and at the last frame ≡ h (mod 4h), which keeps the coarser lattice's frames on
+it and the first half's in it. With the prior alone (Laplace code, 16 taps), halving the finest level
+codes evaluation excerpts in 0.1–0.65 bits per sample fewer, most at 44.1 kHz, where the odd frames'
+residuals carry the content above a quarter of the sample rate. A split model has GROUPS + split groups
+(`group_count`): group k < GROUPS − split is level k, then each halved level's two halves.
 
-Filters as arrays: (..., GROUPS, 1 + 2·MAX_TAPS) int64 (SPLIT_GROUPS for a split model), [..., k, 0] the taps per side m (0 for group 0
+Filters as arrays: (..., G, 1 + 2·MAX_TAPS) int64, G = group_count(split), [..., k, 0] the taps per side m (0 for group 0
 and where the cubic is kept), [..., k, 1:1 + 2m] the coefficients of the taps in the order −h, +h, −3h,
 +3h, …, zeros after.
 """
@@ -58,7 +60,6 @@ CHOICES = (0, 2, 4, 8, 16)       # taps per side the encoder may choose (models 
 CHOICES_64 = CHOICES + (32, 64)  # and with max_taps 64: on validation music excerpts −1.8% with aud5's net
 MAX_TAPS = CHOICES_64[-1]        # the width of filter arrays
 GROUPS = 7                       # dyadic groups: 0 (multiples of 64, no filter) and 1 … 6
-SPLIT_GROUPS = 8                 # dyadic-split: group 6 cut in two (module docstring, "Split")
 COEF_BITS = 24                   # a coefficient in the stream: three uniform bytes of c + 2^23
 SIZE_COEF_BITS = 15              # about what one costs coded by its size (coefs "sizes", below)
 COEF_LIMIT = (1 << 23) - 1
@@ -93,36 +94,51 @@ def quarter_octaves(v: torch.Tensor) -> torch.Tensor:
     return torch.bucketize(v, _QUARTER_OCTAVE_EDGES, right=True)
 
 
-def group_count(split: bool) -> int:
-    """Rows of a filter array: GROUPS, or SPLIT_GROUPS for a dyadic-split model."""
-    return SPLIT_GROUPS if split else GROUPS
+def group_count(split: int) -> int:
+    """Groups of a model whose `split` finest levels are halved (rows of its filter arrays)."""
+    return GROUPS + split
 
 
-def spacing(k: int) -> int:
+def level(k: int, split: int = 0) -> tuple[int, int]:
+    """(level 1 … 6, half: 0 whole, 1 first, 2 second) of group k ≥ 1 of a model with `split` halved levels."""
+    first = GROUPS - split                      # the first halved level
+    if k < first:
+        return k, 0
+    return first + (k - first) // 2, 1 + (k - first) % 2
+
+
+def level_filters(filters: np.ndarray) -> np.ndarray:
+    """Filters (..., G, W) of a model with G − GROUPS halved levels -> (..., GROUPS, W): each level's own
+    filter, a halved level's first half's (what lowbyte.py reads)."""
+    split = filters.shape[-2] - GROUPS
+    first = GROUPS - split
+    return filters[..., list(range(first)) + list(range(first, first + 2 * split, 2)), :]
+
+
+def spacing(k: int, split: int = 0) -> int:
     """h of group k ≥ 1: its frames sit at odd multiples of h, every multiple of 2h is known."""
-    return DYADIC_TOP >> min(k, GROUPS - 1)
+    return DYADIC_TOP >> level(k, split)[0]
 
 
 def _split_offsets(m: int) -> np.ndarray:
-    """Group 7's first m taps per side (module docstring, "Split"): −1, +1, −2, +2, −3, +3, −5, +5, −6, …"""
+    """A second half's first m taps per side in units of h (module docstring, "Split"): −1, +1, −2, +2,
+    −3, +3, −5, +5, −6, …"""
     d = [j for j in range(1, 2 * m + 2) if j % 4 != 0][:m]
     return np.array([s * j for j in d for s in (-1, 1)], dtype=np.int64)
 
 
 @lru_cache(maxsize=256)
-def taps(frames: int, k: int, m: int, split: bool = False, lattice: bool = False) -> tuple[np.ndarray, np.ndarray]:
-    """(positions (n,), tap frames (n, 2m)) of group k ≥ 1 in a segment of `frames` frames; split: of a
-    dyadic-split model (groups 6 and 7 are half of the odd frames each); lattice: group 7's taps on the
-    even frames alone (±1, ±3, …: the cubic's)."""
-    h = spacing(k)
-    if split and k >= GROUPS - 1:
-        pos = np.arange(1 if k == GROUPS - 1 else 3, frames, 4, dtype=np.int64)
-    else:
-        pos = np.arange(h, frames, 2 * h, dtype=np.int64)
-    if split and k == GROUPS and not lattice:
-        last = 1 + 4 * ((frames - 2) // 4) if frames > 1 else 0   # the last frame ≡ 1 (mod 4)
-        q = pos[:, None] + _split_offsets(m)[None, :]
-        q = np.where(q < 0, 2 - q, q)
+def taps(frames: int, k: int, m: int, split: int = 0, lattice: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(positions (n,), tap frames (n, 2m)) of group k ≥ 1 in a segment of `frames` frames, of a model
+    with `split` halved levels; lattice: a second half's taps on the coarser lattice alone (±h, ±3h, …:
+    the cubic's)."""
+    lev, half = level(k, split)
+    h = DYADIC_TOP >> lev
+    pos = np.arange((h, h, 3 * h)[half], frames, 4 * h if half else 2 * h, dtype=np.int64)
+    if half == 2 and not lattice:
+        last = h + 4 * h * ((frames - 1 - h) // (4 * h)) if frames > h else 0   # the last frame ≡ h (mod 4h)
+        q = pos[:, None] + h * _split_offsets(m)[None, :]
+        q = np.where(q < 0, 2 * h - q, q)
         q = np.where(q > last, 2 * last - q, q)
         return pos, np.clip(q, 0, last)
     last = 2 * h * ((frames - 1) // (2 * h))
@@ -158,10 +174,10 @@ def choices_up_to(max_taps: int) -> tuple[int, ...]:
     return {16: CHOICES, 64: CHOICES_64}[max_taps]
 
 
-def _fit(x: torch.Tensor, coef_bits: int = COEF_BITS, choices: tuple[int, ...] = CHOICES, split: bool = False
+def _fit(x: torch.Tensor, coef_bits: int = COEF_BITS, choices: tuple[int, ...] = CHOICES, split: int = 0
          ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """(the encoder's filters, each group's residuals 16·x − prediction under them (R, n_k)) of x (R, F),
-    each coefficient priced at coef_bits, the taps per side among `choices`; split: a dyadic-split model's."""
+    each coefficient priced at coef_bits, the taps per side among `choices`; split: the model's halved levels."""
     R, frames = x.shape
     out = torch.zeros(R, group_count(split), 1 + 2 * MAX_TAPS, dtype=torch.int64)
     residuals = {}
@@ -196,33 +212,33 @@ def _fit(x: torch.Tensor, coef_bits: int = COEF_BITS, choices: tuple[int, ...] =
     return out, residuals
 
 
-def choose(x: torch.Tensor, split: bool = False) -> torch.Tensor:
+def choose(x: torch.Tensor, split: int = 0) -> torch.Tensor:
     """The encoder's filters for the rows of x: (R, F) int64 centred values (sample + 32768 − 32768, the
     coded channel). Returns (R, group_count(split), 1 + 2·MAX_TAPS) int64 (module docstring)."""
     return _fit(x, split=split)[0]
 
 
-def side(x: torch.Tensor, coef_bits: int = COEF_BITS, choices: tuple[int, ...] = CHOICES, split: bool = False
+def side(x: torch.Tensor, coef_bits: int = COEF_BITS, choices: tuple[int, ...] = CHOICES, split: int = 0
          ) -> Side:
     """The encoder's side information of the rows of x (R, F): Side(choose(x), block_levels(x, those
     filters)), the levels from the residuals the choice already computed; coef_bits: the price of a
     coefficient in the choice (SIZE_COEF_BITS for models that code them by size: a choice of the encoder
-    alone, the decoder reads whatever filters it finds); choices: the model's taps per side; split: a
-    dyadic-split model's."""
+    alone, the decoder reads whatever filters it finds); choices: the model's taps per side; split: its
+    halved levels."""
     filters, residuals = _fit(x, coef_bits, choices, split)
     return Side(filters, _levels(residuals, len(x)))
 
 
-def block_count(frames: int, split: bool = False) -> int:
+def block_count(frames: int, split: int = 0) -> int:
     """Stored scales of a segment's channel: ⌈n_k / BLOCK⌉ for each group k ≥ 1 of n_k frames."""
     return sum(-(-len(taps(frames, k, 1, split)[0]) // BLOCK) for k in range(1, group_count(split)))
 
 
 def block_levels(x: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
-    """The encoder's stored scales: x (R, F) int64 centred values, filters (R, GROUPS or SPLIT_GROUPS, ...)
-    -> (R, S) int64 levels, group 1's blocks first, each group's in frame order (module docstring)."""
+    """The encoder's stored scales: x (R, F) int64 centred values, filters (R, G, ...) -> (R, S) int64
+    levels, group 1's blocks first, each group's in frame order (module docstring)."""
     R, frames = x.shape
-    split = filters.shape[1] == SPLIT_GROUPS
+    split = filters.shape[1] - GROUPS
     residuals = {}
     for k in range(1, filters.shape[1]):
         pos, idx4 = taps(frames, k, 2, split, lattice=True)
@@ -251,7 +267,7 @@ def _levels(residuals: dict[int, torch.Tensor], R: int) -> torch.Tensor:
     return torch.cat(out, 1) if out else torch.zeros(R, 0, dtype=torch.int64)
 
 
-def level_rows(levels: torch.Tensor, L: int, split: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+def level_rows(levels: torch.Tensor, L: int, split: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """Stored levels (N, C, S) -> (the level of every frame (N, C, L), which frames have one: groups ≥ 1)."""
     N, C, _ = levels.shape
     out = torch.zeros(N, C, L, dtype=torch.int64)
@@ -268,13 +284,13 @@ def level_rows(levels: torch.Tensor, L: int, split: bool = False) -> tuple[torch
 
 def predict(value: torch.Tensor, known: torch.Tensor, filters: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The filters' predictions: value (N, C, L) int64 in 0..65535 (read where known), known (N, C, L)
-    bool, filters (N, C, GROUPS or SPLIT_GROUPS, 1 + 2·MAX_TAPS). Returns (p16 (N, C, L) int64, applies
+    bool, filters (N, C, G, 1 + 2·MAX_TAPS), G = group_count(split). Returns (p16 (N, C, L) int64, applies
     (N, C, L) bool: where a filter was chosen and all its taps are known)."""
     N, C, L = value.shape
     p16 = torch.zeros(N, C, L, dtype=torch.int64)
     applies = torch.zeros(N, C, L, dtype=torch.bool)
     x = value - 32768
-    split = filters.shape[-2] == SPLIT_GROUPS
+    split = filters.shape[-2] - GROUPS
     for k in range(1, filters.shape[-2]):
         m_row = filters[:, :, k, 0]                                        # (N, C)
         m = int(m_row.max()) if m_row.numel() else 0
@@ -316,7 +332,7 @@ DELTA_PROBS = _delta_probs()     # a level's change from the previous block: sma
 
 
 def _coefficients(filters: np.ndarray, allowed: tuple[int, ...] = CHOICES) -> tuple[np.ndarray, np.ndarray]:
-    """One segment's filters (C, G, 1 + 2·MAX_TAPS), G = GROUPS or SPLIT_GROUPS -> (choices (C·(G − 1),)
+    """One segment's filters (C, G, 1 + 2·MAX_TAPS), G = group_count(split) -> (choices (C·(G − 1),)
     indices into `allowed` (the model's choices), the stored coefficients in order), both in decoding order."""
     filters = np.asarray(filters, dtype=np.int64)
     G = filters.shape[-2]

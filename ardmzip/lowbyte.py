@@ -77,9 +77,11 @@ def _scale(mean_abs16: np.ndarray) -> np.ndarray:
 def interpolated_steps(x: np.ndarray, filters: np.ndarray | None = None) -> Steps:
     """The interpolated model's steps over x (C, F) int64 centred 24-bit values whose top 16 bits are
     known; filters: the segment's (C, GROUPS, 1 + 2·MAX_TAPS) fitted filters, or None (the cubic); a
-    dyadic-split model's (C, SPLIT_GROUPS, …): its group-6 filter serves every odd frame here."""
+    dyadic-split model's (C, G, …): its group-k filter serves level k here (the first half's, for a
+    halved level)."""
     C, F = x.shape
     groups = dyadic_groups(F)
+    filters = None if filters is None else interp.level_filters(filters)
     logs = np.full(C, LOGS_MAX, np.int64)
     for k in range(interp.GROUPS):
         pos = np.flatnonzero(groups == k)

@@ -54,8 +54,8 @@ def excerpts(kind: str, samples: int, frames: int) -> list[tuple[str, int, np.nd
 
 def load_model(spec: str):
     """A shipped id or run:NAME, then optional suffixes (the net unchanged: what a new id with that
-    config would ship): +tapsN codes with fitted filters of up to N taps per side, +split in the
-    dyadic-split order (ardm.py)."""
+    config would ship): +tapsN codes with fitted filters of up to N taps per side, +split (+split2,
+    +split3) in the dyadic-split (…2, …3) order (ardm.py)."""
     spec, *mods = spec.split("+")
     if spec.startswith("run:"):
         from ardmzip.audio_train import run_model
@@ -65,10 +65,10 @@ def load_model(spec: str):
     for mod in mods:
         if mod.startswith("taps"):
             m = dataclasses.replace(m, cfg=dataclasses.replace(m.cfg, max_taps=int(mod[4:])))
-        elif mod == "split":
-            m = dataclasses.replace(m, cfg=dataclasses.replace(m.cfg, order="dyadic-split"))
+        elif mod in ("split", "split2", "split3"):
+            m = dataclasses.replace(m, cfg=dataclasses.replace(m.cfg, order="dyadic-" + mod))
         else:
-            raise SystemExit(f"{spec}+{mod}: unknown suffix (+tapsN, +split)")
+            raise SystemExit(f"{spec}+{mod}: unknown suffix (+tapsN, +split, +split2, +split3)")
     return m
 
 
@@ -80,7 +80,7 @@ def flac_bits(a: np.ndarray) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", required=True, help="comma-separated shipped ids or run:NAME, each optionally +tapsN and/or +split")
+    ap.add_argument("--models", required=True, help="comma-separated shipped ids or run:NAME, each optionally +tapsN and/or +split, +split2, +split3")
     ap.add_argument("--samples", type=int, default=300_000, help="samples per kind")
     ap.add_argument("--frames", type=int, default=1 << 14, help="frames per excerpt at most")
     ap.add_argument("--budget", type=int, default=None, help="network calls per stage (default: each model's)")

@@ -276,35 +276,47 @@ def test_split_groups_halve_the_odd_frames_and_add_a_step():
     assert np.array_equal(split[f % 4 != 3], plain[f % 4 != 3]) and (split[f % 4 == 3] == 7).all()
     assert ardm.group_edges(split=True) == (0, 8, 16, 32, 64, 128, 256, 384, 512)
     assert ardm.min_budget("dyadic-split") == 8 and ardm.min_budget("dyadic") == 7
+    assert ardm.group_edges(split=3) == (0, 8, 16, 32, 64, 96, 128, 192, 256, 384, 512)
+    assert ardm.min_budget("dyadic-split3") == 10 and np.bincount(dyadic_groups(4096, split=3)).tolist() == [
+        64, 64, 128, 256, 256, 256, 512, 512, 1024, 1024]
     assert SPLIT.split and not CFG.split and am.AudioNetConfig.from_dict(SPLIT.to_dict()) == SPLIT
     with pytest.raises(ValueError, match="order"):
         dataclasses.replace(CFG, order="dyadic-triple")
 
 
-def test_split_taps_read_only_frames_known_when_their_group_is_coded():
+@pytest.mark.parametrize("split", [1, 2, 3])
+def test_split_taps_read_only_frames_known_when_their_group_is_coded(split):
     for frames in (2, 3, 4, 7, 64, 65, 300, 4097):
-        groups = dyadic_groups(frames, split=True)
-        for k in range(1, interp.SPLIT_GROUPS):
+        groups = dyadic_groups(frames, split=split)
+        for k in range(1, interp.group_count(split)):
             for m in (1, 2, 16, 64):
-                pos, idx = interp.taps(frames, k, m, split=True)
+                pos, idx = interp.taps(frames, k, m, split)
                 assert (groups[pos] == k).all() and len(pos) == (groups == k).sum()
                 if len(pos):
                     assert (idx >= 0).all() and (idx < frames).all() and (groups[idx] < k).all()
-    pos, idx = interp.taps(4096, 7, 3, split=True)        # −1, +1, −2, +2, −3, +3 of frame 3
+    k = interp.group_count(split) - 1                      # the finest level's second half: h = 1
+    pos, idx = interp.taps(4096, k, 3, split)              # −1, +1, −2, +2, −3, +3 of frame 3
     assert pos[0] == 3 and idx[0].tolist() == [2, 4, 1, 5, 0, 6]
     assert idx[1].tolist() == [6, 8, 5, 9, 4, 10]
-    pos, idx = interp.taps(4096, 7, 3, split=True, lattice=True)   # the cubic's: even frames only
+    pos, idx = interp.taps(4096, k, 3, split, lattice=True)   # the cubic's: even frames only
     assert idx[0].tolist() == [2, 4, 0, 6, 2, 8]
+    if split >= 2:                                         # level 5 (h = 2): its second half, f ≡ 6 (mod 8)
+        assert interp.level(k - 2, split) == (5, 2) and interp.spacing(k - 2, split) == 2
+        pos, idx = interp.taps(4096, k - 2, 2, split)
+        assert pos[0] == 6 and idx[0].tolist() == [4, 8, 2, 10]
+    f = np.arange(interp.group_count(split) * 3).reshape(1, -1, 3)
+    assert interp.level_filters(f).shape == (1, interp.GROUPS, 3)
+    assert [interp.level(k, split)[0] for k in interp.level_filters(f)[0, :, 0] // 3][1:] == [1, 2, 3, 4, 5, 6]
 
 
 def test_the_second_half_reads_the_first_where_the_signal_lies_above_a_quarter_of_the_rate():
     x = torch.from_numpy(_high_band(1 << 13))[None]
     plain, split = interp.choose(x), interp.choose(x, split=True)
-    assert plain.shape[1] == interp.GROUPS and split.shape[1] == interp.SPLIT_GROUPS
+    assert plain.shape[1] == interp.GROUPS and split.shape[1] == interp.group_count(1)
     u = (x + 32768).view(1, 1, -1)
     every = torch.ones_like(u, dtype=torch.bool)
     p_plain, _ = interp.predict(u, every, plain.view(1, 1, interp.GROUPS, -1))
-    p_split, ok = interp.predict(u, every, split.view(1, 1, interp.SPLIT_GROUPS, -1))
+    p_split, ok = interp.predict(u, every, split.view(1, 1, interp.group_count(1), -1))
     pos = torch.from_numpy(interp.taps(u.shape[-1], 7, 1, split=True)[0])
     assert ok[0, 0, pos].all()
     err = [(16 * u[0, 0, pos] - p[0, 0, pos]).abs().double().mean() for p in (p_plain, p_split)]
@@ -317,7 +329,7 @@ def test_split_side_information_round_trips():
     f = side.filters.numpy()
     assert f[:, 7, 0].min() > 0
     choices, sizes, bits = interp.size_symbols(f, interp.CHOICES_64)
-    assert len(choices) == 2 * (interp.SPLIT_GROUPS - 1)
+    assert len(choices) == 2 * (interp.group_count(1) - 1)
     assert np.array_equal(interp.from_size_symbols(choices, sizes, bits, 2, interp.CHOICES_64), f)
     assert side.levels.shape == (2, interp.block_count(3000, split=True))
     assert torch.equal(interp.block_levels(x, side.filters), side.levels)
@@ -335,14 +347,16 @@ def test_split_masks_score_the_second_half_with_the_first_known():
 
 @pytest.mark.parametrize("bits,channels,frames,budget", [(16, 1, 3000, 8), (16, 2, 700, 20), (24, 2, 129, 8),
                                                          (8, 1, 300, 8), (16, 1, 1, 8), (16, 1, 6, 8)])
-def test_split_models_round_trip(bits, channels, frames, budget):
+@pytest.mark.parametrize("order", ["dyadic-split", "dyadic-split3"])
+def test_split_models_round_trip(bits, channels, frames, budget, order):
     x = np.stack([_high_band(frames, seed=c) for c in range(channels)], 1)
     x = {8: x // 256, 16: x, 24: x * 256 + np.arange(frames)[:, None] % 256}[bits]
     x = x.astype({8: np.int8, 16: np.int16, 24: np.int32}[bits])
-    for model in _models(SPLIT):
+    cfg = dataclasses.replace(SPLIT, order=order)
+    for model in _models(cfg):
         steps = list(audio_codec._steps(model, 1, frames, channels, budget, 5, 0))
         if frames >= 64 and budget == 8:
-            assert len(steps) == 8 and (steps[-1][1] % frames % 4 == 3).all()
+            assert len(steps) == 7 + cfg.split and (steps[-1][1] % frames % 4 == 3).all()
         words, _ = audio_codec.compress_samples(model, x, bits, budget, seed=5, offsets=model.exact is not None,
                                                 channel_transform=channels > 1, low_modes=bits == 24)
         out = audio_codec.decompress_samples(model, words, frames, channels, bits, budget, seed=5,
