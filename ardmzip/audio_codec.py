@@ -243,18 +243,20 @@ def _side(model: AudioModel, digits: list[np.ndarray]) -> interp.Side | None:
     if not model.cfg.interp:
         return None
     x = torch.from_numpy(256 * digits[0] + (digits[1] if len(digits) > 1 else 128) - 32768)
-    return interp.Side(*(t.numpy() for t in interp.side(x, model.cfg.coef_bits, model.cfg.tap_choices, model.cfg.split)))
+    return interp.Side(*(t.numpy() for t in interp.side(x, model.cfg.coef_bits, model.cfg.tap_choices, model.cfg.split,
+                                                        model.cfg.symmetric)))
 
 
 def _push_side(model: AudioModel, side: interp.Side, push: Callable) -> None:
     """Push a segment's side information: popped as the filters' choices, their coefficients (three bytes
-    each, or with net config `coefs` "sizes" their bit lengths and then their sign and mantissa bits),
-    then the block levels (FORMAT.md, "Fitted filters and block scales")."""
+    each, or with net config `coefs` "sizes" their bit lengths and then their sign and mantissa bits;
+    "symmetric": the same for one coefficient per pair of taps), then the block levels (FORMAT.md, "Fitted
+    filters and block scales")."""
     deltas = interp.level_symbols(side.levels)
     push(deltas, np.broadcast_to(interp.DELTA_PROBS, (len(deltas), interp.LEVELS)))
     allowed = model.cfg.tap_choices
-    if model.cfg.coefs == "sizes":
-        choices, sizes, bits = interp.size_symbols(side.filters, allowed)
+    if model.cfg.coefs != "bytes":
+        choices, sizes, bits = interp.size_symbols(side.filters, allowed, model.cfg.symmetric)
         push(bits, np.full((len(bits), 2), 0.5))
         push(sizes, np.broadcast_to(interp.SIZE_PROBS, (len(sizes), len(interp.SIZE_PROBS))))
     else:
@@ -266,11 +268,11 @@ def _push_side(model: AudioModel, side: interp.Side, push: Callable) -> None:
 def _pop_side(model: AudioModel, dec: Decoder, channels: int, frames: int) -> interp.Side:
     allowed = model.cfg.tap_choices
     choices = dec.pop(np.full((channels * (interp.group_count(model.cfg.split) - 1), len(allowed)), 1 / len(allowed)))
-    if model.cfg.coefs == "sizes":
-        n = interp.coefficient_count(choices, allowed)
+    if model.cfg.coefs != "bytes":
+        n = interp.coefficient_count(choices, allowed, model.cfg.symmetric)
         sizes = dec.pop(np.broadcast_to(interp.SIZE_PROBS, (n, len(interp.SIZE_PROBS))))
         bits = dec.pop(np.full((interp.bit_count(sizes), 2), 0.5))
-        filters = interp.from_size_symbols(choices, sizes, bits, channels, allowed)
+        filters = interp.from_size_symbols(choices, sizes, bits, channels, allowed, model.cfg.symmetric)
     else:
         coef = dec.pop(np.full((interp.coef_count(choices), 256), 1 / 256))
         filters = interp.from_symbols(choices, coef, channels)

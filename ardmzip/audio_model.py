@@ -68,7 +68,8 @@ class AudioNetConfig:
     prior: bool = False          # an exact interpolation prior: the head corrects its means and scales (`prior`)
     interp: bool = False         # the prior's mean and scale from filters and block scales stored per segment (interp.py)
     joint: bool = False          # one net-coded stage over the full values; the two bytes only split its code (`joint_log_prob`)
-    coefs: str = "bytes"         # how the stored filters' coefficients are coded: "bytes" (3 each) or "sizes" (interp.py)
+    coefs: str = "bytes"         # how the stored filters' coefficients are coded: "bytes" (3 each), "sizes", or
+                                 # "symmetric" (sizes, one per pair of taps ±d: c(−d) = c(+d); interp.py)
     max_taps: int = 16           # the most taps per side of a stored filter: 16 (interp.CHOICES) or 64 (CHOICES_64)
 
     def __post_init__(self) -> None:
@@ -78,9 +79,10 @@ class AudioNetConfig:
             raise ValueError("fitted filters (interp) need the prior and the dyadic order")
         if self.joint and not self.prior:
             raise ValueError("a joint model needs the prior (its means are whole 16-bit values)")
-        if self.coefs not in ("bytes", "sizes") or (self.coefs != "bytes" and not self.interp):
-            raise ValueError(f"coefs {self.coefs!r}: 'bytes', or 'sizes' for a model with stored filters (interp)")
-        if self.max_taps not in (16, 64) or (self.max_taps != 16 and self.coefs != "sizes"):
+        if self.coefs not in ("bytes", "sizes", "symmetric") or (self.coefs != "bytes" and not self.interp):
+            raise ValueError(f"coefs {self.coefs!r}: 'bytes', or 'sizes' or 'symmetric' for a model with stored "
+                             "filters (interp)")
+        if self.max_taps not in (16, 64) or (self.max_taps != 16 and self.coefs == "bytes"):
             raise ValueError(f"max_taps {self.max_taps}: 16, or 64 for a model that codes coefficients by size")
 
     @property
@@ -89,9 +91,15 @@ class AudioNetConfig:
         return JOINT_LOGS_MAX if self.joint else LOGS_MAX
 
     @property
-    def coef_bits(self) -> int:
-        """What the encoder prices a stored filter coefficient at when it chooses filters (interp.side)."""
-        return interp.SIZE_COEF_BITS if self.coefs == "sizes" else interp.COEF_BITS
+    def coef_bits(self) -> float:
+        """What the encoder prices a filter's tap at when it chooses filters (interp.side): a stored
+        coefficient's bits, half of them when a pair of taps shares one."""
+        return {"bytes": interp.COEF_BITS, "sizes": interp.SIZE_COEF_BITS, "symmetric": interp.SIZE_COEF_BITS / 2}[self.coefs]
+
+    @property
+    def symmetric(self) -> bool:
+        """The stored filters are symmetric (net config `coefs` "symmetric")."""
+        return self.coefs == "symmetric"
 
     @property
     def tap_choices(self) -> tuple[int, ...]:
@@ -833,7 +841,7 @@ def segment_side(u: torch.Tensor, cfg: AudioNetConfig | None = None) -> interp.S
     B, C, L = u.shape
     cfg = cfg or AudioNetConfig()
     filters, levels = interp.side((u.to(torch.int64) - 32768).reshape(B * C, L), cfg.coef_bits, cfg.tap_choices,
-                                  cfg.split)
+                                  cfg.split, cfg.symmetric)
     return interp.Side(filters.view(B, C, interp.group_count(cfg.split), -1), levels.view(B, C, -1))
 
 

@@ -347,10 +347,10 @@ def main() -> None:
     ap.add_argument("--prior", action="store_true", help="the head corrects an exact interpolation prior")
     ap.add_argument("--interp", action="store_true",
                     help="the prior's mean from filters fitted to each segment and stored (interp.py; needs --prior)")
-    ap.add_argument("--coefs", choices=["bytes", "sizes"], default="bytes",
+    ap.add_argument("--coefs", choices=["bytes", "sizes", "symmetric"], default="bytes",
                     help="how the codec stores the fitted filters' coefficients (--interp; training is the same)")
     ap.add_argument("--max-taps", type=int, choices=[16, 64], default=16,
-                    help="the most taps per side of a fitted filter (64: needs --coefs sizes)")
+                    help="the most taps per side of a fitted filter (64: needs --coefs sizes or symmetric)")
     ap.add_argument("--joint", action="store_true",
                     help="one stage over whole 16-bit values, the two bytes only split its code (needs --prior)")
     ap.add_argument("--curves", action="store_true", help="measure the run's loss curves instead of training")

@@ -107,7 +107,8 @@ def export_audio(run: str, model_id: str, *, budget: int | None = None, threads:
                 + (", the head correcting an exact interpolation prior" if model.cfg.prior else "")
                 + (" whose mean and scale come from interpolation filters and block scales fitted to each "
                    "segment and stored with it (interp.py)" if model.cfg.interp else "")
-                + (f", filters of up to {model.cfg.max_taps} taps per side" if model.cfg.max_taps != 16 else ""),
+                + (f", filters of up to {model.cfg.max_taps} taps per side" if model.cfg.max_taps != 16 else "")
+                + (", symmetric filters (one coefficient per pair of taps)" if model.cfg.symmetric else ""),
         "head": "discretised logistic mixture over 16-bit values" + ("" if model.cfg.joint else ", per stage"),
         "arithmetic": "int-exact",
         "net_config": model.cfg.to_dict(),
@@ -212,8 +213,12 @@ def export_image(run: str, model_id: str, *, budget: int | None = None, crops: s
 
 ORDER_NAMES = {"uniform": "uniform random order",
                "dyadic": "dyadic coarse-to-fine order of the frames, random within each of 7 groups",
-               "dyadic-split": "dyadic coarse-to-fine order of the frames, its finest group coded in two "
+               "dyadic-split": "dyadic coarse-to-fine order of the frames, its finest level coded in two "
                                "interleaved halves, random within each of 8 groups",
+               "dyadic-split2": "dyadic coarse-to-fine order of the frames, its two finest levels each coded in "
+                                "two interleaved halves, random within each of 9 groups",
+               "dyadic-split3": "dyadic coarse-to-fine order of the frames, its three finest levels each coded in "
+                                "two interleaved halves, random within each of 10 groups",
                "quincunx": "quincunx coarse-to-fine order of the pixels, random within each of 7 groups",
                "quincunx-grb": "quincunx coarse-to-fine order of the pixels, each of its 7 groups split by "
                                "channel (G, R, B), random within each of the 21"}

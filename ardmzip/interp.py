@@ -174,10 +174,11 @@ def choices_up_to(max_taps: int) -> tuple[int, ...]:
     return {16: CHOICES, 64: CHOICES_64}[max_taps]
 
 
-def _fit(x: torch.Tensor, coef_bits: int = COEF_BITS, choices: tuple[int, ...] = CHOICES, split: int = 0
-         ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+def _fit(x: torch.Tensor, coef_bits: float = COEF_BITS, choices: tuple[int, ...] = CHOICES, split: int = 0,
+         symmetric: bool = False) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """(the encoder's filters, each group's residuals 16·x − prediction under them (R, n_k)) of x (R, F),
-    each coefficient priced at coef_bits, the taps per side among `choices`; split: the model's halved levels."""
+    each coefficient priced at coef_bits, the taps per side among `choices`; split: the model's halved
+    levels; symmetric: one coefficient for the taps at −d and +d alike (priced at 2·coef_bits)."""
     R, frames = x.shape
     out = torch.zeros(R, group_count(split), 1 + 2 * MAX_TAPS, dtype=torch.int64)
     residuals = {}
@@ -195,11 +196,15 @@ def _fit(x: torch.Tensor, coef_bits: int = COEF_BITS, choices: tuple[int, ...] =
             pos, idx = taps(frames, k, m, split)
             idx = torch.from_numpy(idx)
             a = xf[:, idx]                                                 # (R, n, 2m)
+            if symmetric:                                                  # the pairs (−d, +d) share one
+                a = a[..., 0::2] + a[..., 1::2]
             y = xf[:, torch.from_numpy(pos)]
             ata = a.transpose(1, 2) @ a
-            ata = ata + 1e-6 * torch.eye(2 * m, dtype=torch.float64) * (ata.diagonal(dim1=1, dim2=2).mean(-1) + 1).view(R, 1, 1)
+            ata = ata + 1e-6 * torch.eye(a.shape[-1], dtype=torch.float64) * (ata.diagonal(dim1=1, dim2=2).mean(-1) + 1).view(R, 1, 1)
             c = torch.linalg.solve(ata, (a.transpose(1, 2) @ y.unsqueeze(-1))).squeeze(-1)
             cq = torch.round(c * (1 << Q)).clamp(-COEF_LIMIT, COEF_LIMIT).to(torch.int64)
+            if symmetric:
+                cq = cq.repeat_interleave(2, -1)
             r = y16 - _apply(x, cq, idx)
             bits = _estimated_bits(r) + 2 * m * coef_bits
             better = bits < best
@@ -218,14 +223,14 @@ def choose(x: torch.Tensor, split: int = 0) -> torch.Tensor:
     return _fit(x, split=split)[0]
 
 
-def side(x: torch.Tensor, coef_bits: int = COEF_BITS, choices: tuple[int, ...] = CHOICES, split: int = 0
-         ) -> Side:
+def side(x: torch.Tensor, coef_bits: float = COEF_BITS, choices: tuple[int, ...] = CHOICES, split: int = 0,
+         symmetric: bool = False) -> Side:
     """The encoder's side information of the rows of x (R, F): Side(choose(x), block_levels(x, those
     filters)), the levels from the residuals the choice already computed; coef_bits: the price of a
     coefficient in the choice (SIZE_COEF_BITS for models that code them by size: a choice of the encoder
     alone, the decoder reads whatever filters it finds); choices: the model's taps per side; split: its
-    halved levels."""
-    filters, residuals = _fit(x, coef_bits, choices, split)
+    halved levels; symmetric: filters with c(−d) = c(+d) (net config `coefs` "symmetric")."""
+    filters, residuals = _fit(x, coef_bits, choices, split, symmetric)
     return Side(filters, _levels(residuals, len(x)))
 
 
@@ -331,9 +336,11 @@ def _delta_probs() -> np.ndarray:
 DELTA_PROBS = _delta_probs()     # a level's change from the previous block: small changes are cheap
 
 
-def _coefficients(filters: np.ndarray, allowed: tuple[int, ...] = CHOICES) -> tuple[np.ndarray, np.ndarray]:
+def _coefficients(filters: np.ndarray, allowed: tuple[int, ...] = CHOICES, symmetric: bool = False
+                  ) -> tuple[np.ndarray, np.ndarray]:
     """One segment's filters (C, G, 1 + 2·MAX_TAPS), G = group_count(split) -> (choices (C·(G − 1),)
-    indices into `allowed` (the model's choices), the stored coefficients in order), both in decoding order."""
+    indices into `allowed` (the model's choices), the stored coefficients in order), both in decoding
+    order; symmetric: the filters' taps at −d and +d are equal, and one of each pair is stored."""
     filters = np.asarray(filters, dtype=np.int64)
     G = filters.shape[-2]
     choices, coef = [], []
@@ -341,12 +348,20 @@ def _coefficients(filters: np.ndarray, allowed: tuple[int, ...] = CHOICES) -> tu
         for k in range(1, G):
             m = int(row[k, 0])
             choices.append(allowed.index(m))
-            coef.append(row[k, 1:1 + 2 * m])
+            c = row[k, 1:1 + 2 * m]
+            if symmetric:
+                if not np.array_equal(c[0::2], c[1::2]):
+                    raise ValueError("a filter of a symmetric model has unequal coefficients at −d and +d")
+                c = c[0::2]
+            coef.append(c)
     return np.array(choices, dtype=np.int64), np.concatenate(coef + [np.zeros(0, np.int64)])
 
 
-def _filters(choices: np.ndarray, coef: np.ndarray, channels: int, allowed: tuple[int, ...] = CHOICES) -> np.ndarray:
+def _filters(choices: np.ndarray, coef: np.ndarray, channels: int, allowed: tuple[int, ...] = CHOICES,
+             symmetric: bool = False) -> np.ndarray:
     """Inverse of `_coefficients` (the groups per channel from the number of choices)."""
+    if symmetric:
+        coef = np.repeat(coef, 2)
     G = 1 + len(choices) // channels
     out = np.zeros((channels, G, 1 + 2 * MAX_TAPS), dtype=np.int64)
     i = 0
@@ -386,11 +401,12 @@ def _size_probs() -> np.ndarray:
 SIZE_PROBS = _size_probs()
 
 
-def size_symbols(filters: np.ndarray, allowed: tuple[int, ...] = CHOICES) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def size_symbols(filters: np.ndarray, allowed: tuple[int, ...] = CHOICES, symmetric: bool = False
+                 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """One segment's filters -> (choices as in `symbols`, indices into `allowed`; each coefficient's bit
     length; the bits: per coefficient with e > 0 its sign (1: negative) and its e − 1 bits below the
-    leading one), in decoding order."""
-    choices, c = _coefficients(filters, allowed)
+    leading one), in decoding order; symmetric: one coefficient per pair of taps ±d."""
+    choices, c = _coefficients(filters, allowed, symmetric)
     a = np.abs(c)
     sizes = np.array([int(v).bit_length() for v in a], dtype=np.int64)
     bits = [[int(v < 0)] + [(int(m) >> j) & 1 for j in range(e - 2, -1, -1)]
@@ -399,9 +415,9 @@ def size_symbols(filters: np.ndarray, allowed: tuple[int, ...] = CHOICES) -> tup
 
 
 def from_size_symbols(choices: np.ndarray, sizes: np.ndarray, bits: np.ndarray, channels: int,
-                      allowed: tuple[int, ...] = CHOICES) -> np.ndarray:
-    """Inverse of `size_symbols` (the decoder pops the choices, then coefficient_count(choices, allowed)
-    sizes, then bit_count(sizes) bits)."""
+                      allowed: tuple[int, ...] = CHOICES, symmetric: bool = False) -> np.ndarray:
+    """Inverse of `size_symbols` (the decoder pops the choices, then coefficient_count(choices, allowed,
+    symmetric) sizes, then bit_count(sizes) bits)."""
     coef, i = [], 0
     for e in np.asarray(sizes, dtype=np.int64):
         if e == 0:
@@ -412,11 +428,11 @@ def from_size_symbols(choices: np.ndarray, sizes: np.ndarray, bits: np.ndarray, 
             m = 2 * m + int(b)
         coef.append(-m if bits[i] else m)
         i += int(e)
-    return _filters(choices, np.array(coef, dtype=np.int64), channels, allowed)
+    return _filters(choices, np.array(coef, dtype=np.int64), channels, allowed, symmetric)
 
 
-def coefficient_count(choices: np.ndarray, allowed: tuple[int, ...] = CHOICES) -> int:
-    return sum(2 * allowed[int(c)] for c in choices)
+def coefficient_count(choices: np.ndarray, allowed: tuple[int, ...] = CHOICES, symmetric: bool = False) -> int:
+    return sum((1 if symmetric else 2) * allowed[int(c)] for c in choices)
 
 
 def bit_count(sizes: np.ndarray) -> int:

@@ -55,7 +55,7 @@ def excerpts(kind: str, samples: int, frames: int) -> list[tuple[str, int, np.nd
 def load_model(spec: str):
     """A shipped id or run:NAME, then optional suffixes (the net unchanged: what a new id with that
     config would ship): +tapsN codes with fitted filters of up to N taps per side, +split (+split2,
-    +split3) in the dyadic-split (…2, …3) order (ardm.py)."""
+    +split3) in the dyadic-split (…2, …3) order (ardm.py), +sym with symmetric filters (coefs "symmetric")."""
     spec, *mods = spec.split("+")
     if spec.startswith("run:"):
         from ardmzip.audio_train import run_model
@@ -67,8 +67,10 @@ def load_model(spec: str):
             m = dataclasses.replace(m, cfg=dataclasses.replace(m.cfg, max_taps=int(mod[4:])))
         elif mod in ("split", "split2", "split3"):
             m = dataclasses.replace(m, cfg=dataclasses.replace(m.cfg, order="dyadic-" + mod))
+        elif mod == "sym":
+            m = dataclasses.replace(m, cfg=dataclasses.replace(m.cfg, coefs="symmetric"))
         else:
-            raise SystemExit(f"{spec}+{mod}: unknown suffix (+tapsN, +split, +split2, +split3)")
+            raise SystemExit(f"{spec}+{mod}: unknown suffix (+tapsN, +split, +split2, +split3, +sym)")
     return m
 
 
@@ -80,7 +82,7 @@ def flac_bits(a: np.ndarray) -> int:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--models", required=True, help="comma-separated shipped ids or run:NAME, each optionally +tapsN and/or +split, +split2, +split3")
+    ap.add_argument("--models", required=True, help="comma-separated shipped ids or run:NAME, each optionally +tapsN, +split (+split2, +split3), +sym")
     ap.add_argument("--samples", type=int, default=300_000, help="samples per kind")
     ap.add_argument("--frames", type=int, default=1 << 14, help="frames per excerpt at most")
     ap.add_argument("--budget", type=int, default=None, help="network calls per stage (default: each model's)")

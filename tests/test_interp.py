@@ -363,3 +363,35 @@ def test_split_models_round_trip(bits, channels, frames, budget, order):
                                              offsets=model.exact is not None, channel_transform=channels > 1,
                                              low_modes=bits == 24)
         assert out.dtype == x.dtype and np.array_equal(out, x)
+
+
+# ------------------------------------------------------------------------------ symmetric filters
+def test_symmetric_filters_store_one_coefficient_per_pair_of_taps_and_round_trip():
+    x = torch.from_numpy(np.stack([_oversampled(6000, seed=s, noise=1.0)[:, 0] for s in range(2)]))
+    for split in (0, 1):
+        side = interp.side(x, interp.SIZE_COEF_BITS / 2, interp.CHOICES_64, split, symmetric=True)
+        f = side.filters.numpy()
+        m = f[:, 1:, 0]
+        assert m.max() > 0 and np.array_equal(f[..., 1::2], f[..., 2::2])      # c(−d) = c(+d)
+        choices, sizes, bits = interp.size_symbols(f, interp.CHOICES_64, symmetric=True)
+        assert len(sizes) == interp.coefficient_count(choices, interp.CHOICES_64, symmetric=True) == m.sum()
+        assert np.array_equal(interp.from_size_symbols(choices, sizes, bits, 2, interp.CHOICES_64, True), f)
+        full = interp.size_symbols(f, interp.CHOICES_64)
+        assert len(full[1]) == 2 * len(sizes) and len(full[2]) > len(bits)
+    f[0, 1, 1] += 1
+    with pytest.raises(ValueError, match="unequal"):
+        interp.size_symbols(f, interp.CHOICES_64, symmetric=True)
+
+
+def test_symmetric_models_round_trip():
+    cfg = dataclasses.replace(SPLIT, coefs="symmetric", max_taps=64)
+    assert cfg.symmetric and cfg.coef_bits == interp.SIZE_COEF_BITS / 2
+    assert am.AudioNetConfig.from_dict(cfg.to_dict()) == cfg
+    x = _oversampled(2500, 2, seed=9, noise=0.5).astype(np.int16)
+    for model in _models(cfg):
+        words, _ = audio_codec.compress_samples(model, x, 16, 8, offsets=model.exact is not None, channel_transform=True)
+        out = audio_codec.decompress_samples(model, words, 2500, 2, 16, 8, offsets=model.exact is not None,
+                                             channel_transform=True)
+        assert np.array_equal(out, x)
+    with pytest.raises(ValueError, match="coefs"):
+        dataclasses.replace(CFG, coefs="symmetric", interp=False)
