@@ -28,6 +28,14 @@ the stages and the net are the same as for mono (mid/side would need a 17th bit)
 fitted interpolation filters and block scales, pushed after its stages and before its channel mode (so
 popped after the mode and before the stages); both stages' priors read them.
 
+**Halved levels** (models of a dyadic-split order, `AudioNetConfig.split` levels; ardm.py): each segment
+codes its finest levels halved or whole, a bit popped just before its side information (which depends
+on it). The encoder decides per segment: it runs the net on those levels both ways (the steps of one
+call per group, every coarser frame known) and keeps the way whose bits, side information included,
+are fewer. Halving reads the residual left above a quarter of the sample rate (most of 44.1 kHz audio
+gains); on 8 kHz speech it can cost, the scale blocks spanning twice the frames. A segment that keeps
+its levels whole takes as many network calls fewer as it has groups fewer (the schedule's budget).
+
 Each net-coded stage has its own random order (with a seed derived from (seed, segment, stage)) of the
 model's order family (`AudioNetConfig.order`: "uniform", ardm.order over all variables; or "dyadic",
 ardm.grouped_order over the coarse-to-fine groups of the frames, every channel of a frame in its group)
@@ -52,6 +60,7 @@ from .codec import OFFSET_PROBS, OFFSETS, SEARCH_VARS, fixed_threads, with_offse
 from .schedule import Groups, expected_bits, step_boundaries
 
 SEGMENT = 1 << 15       # frames per independently coded segment
+SPLIT_PROBS = np.full((1, 2), 0.5)   # a segment of a dyadic-split model: its levels whole (0) or halved (1)
 CHUNK = 4096            # variables per push / pop
 CHANNEL_MODES = ("as they are", "differences from channel 0")
 MODE_PROBS = np.full((1, len(CHANNEL_MODES)), 1.0 / len(CHANNEL_MODES))
@@ -117,12 +126,13 @@ def stage_seed(seed: int, segment: int, stage: int) -> int:
     return ((seed << 24) | (segment << 2) | stage) & ((1 << 64) - 1)
 
 
-def _groups(model: AudioModel, frames: int, channels: int) -> tuple[np.ndarray, Groups] | None:
-    """A dyadic model's group of every variable (p = channel·frames + frame) and the schedule's Groups."""
+def _groups(model: AudioModel, frames: int, channels: int, split: int = 0) -> tuple[np.ndarray, Groups] | None:
+    """A dyadic model's group of every variable (p = channel·frames + frame) and the schedule's Groups;
+    split: the segment's halved levels."""
     if model.cfg.order == "uniform":
         return None
-    per_var = np.tile(dyadic_groups(frames, split=model.cfg.split), channels)
-    return per_var, schedule_groups(per_var, len(model.curves[0]), split=model.cfg.split)
+    per_var = np.tile(dyadic_groups(frames, split=split), channels)
+    return per_var, schedule_groups(per_var, len(model.curves[0]), split=split)
 
 
 def _bounds(model: AudioModel, stage: int, frames: int, channels: int, budget: int,
@@ -130,10 +140,12 @@ def _bounds(model: AudioModel, stage: int, frames: int, channels: int, budget: i
     return step_boundaries(model.curves[stage - 1], frames * channels, budget, groups and groups[1])
 
 
-def _steps(model: AudioModel, stage: int, frames: int, channels: int, budget: int, seed: int, segment: int
-           ) -> Iterator[tuple[int, np.ndarray]]:
-    """(start, positions) of each step of a net-coded stage, first to last."""
-    groups = _groups(model, frames, channels)
+def _steps(model: AudioModel, stage: int, frames: int, channels: int, budget: int, seed: int, segment: int,
+           split: int = 0) -> Iterator[tuple[int, np.ndarray]]:
+    """(start, positions) of each step of a net-coded stage, first to last (split: the segment's halved
+    levels; a segment of a dyadic-split model that keeps them whole has that many calls fewer)."""
+    budget -= model.cfg.split - split
+    groups = _groups(model, frames, channels, split)
     key = stage_seed(seed, segment, stage)
     sigma = order(key, frames * channels) if groups is None else grouped_order(key, groups[0])
     bounds = _bounds(model, stage, frames, channels, budget, groups)
@@ -147,7 +159,7 @@ def schedule_cost(model: AudioModel, frames: int, channels: int, bits: int, budg
     calls, predicted = 0, 0.0
     for seg in segments(frames):
         f = seg.stop - seg.start
-        groups = _groups(model, f, channels)
+        groups = _groups(model, f, channels, model.cfg.split)   # predicted as if halved
         for stage in range(1, net_stages(model, bits) + 1):
             bounds = _bounds(model, stage, f, channels, budget, groups)
             calls += len(bounds) - 1
@@ -236,15 +248,45 @@ def _pop_low(dec: Decoder, x: np.ndarray, side: interp.Side | None, low_modes: b
     return x & 255
 
 
-def _side(model: AudioModel, digits: list[np.ndarray]) -> interp.Side | None:
+def _side(model: AudioModel, digits: list[np.ndarray], split: int = 0) -> interp.Side | None:
     """The encoder's side information of a segment (interp.side) on the 16-bit values the net sees:
-    256·(stage-1 digit) + (stage-2 digit, or 128 for 8-bit audio: the bin centre); None for models
-    without it."""
+    256·(stage-1 digit) + (stage-2 digit, or 128 for 8-bit audio: the bin centre), with `split` halved
+    levels; None for models without it."""
     if not model.cfg.interp:
         return None
     x = torch.from_numpy(256 * digits[0] + (digits[1] if len(digits) > 1 else 128) - 32768)
-    return interp.Side(*(t.numpy() for t in interp.side(x, model.cfg.coef_bits, model.cfg.tap_choices, model.cfg.split,
+    return interp.Side(*(t.numpy() for t in interp.side(x, model.cfg.coef_bits, model.cfg.tap_choices, split,
                                                         model.cfg.symmetric)))
+
+
+def _choose_split(model: AudioModel, bits: int, hi: np.ndarray, lo: np.ndarray, digits: list[np.ndarray]
+                  ) -> tuple[int, interp.Side | None]:
+    """The encoder's (halved levels, side information) of a segment: the model's split or 0, whichever
+    codes the levels it halves in fewer bits under the net (module docstring, "Halved levels")."""
+    if not model.cfg.split:
+        return 0, _side(model, digits)
+    C, f = hi.shape
+    first = interp.GROUPS - model.cfg.split         # the first halved level: the same group number either way
+    cost = {}
+    for split in (0, model.cfg.split):
+        side = _side(model, digits, split)
+        total = [0.0]
+        if side is not None:
+            _push_side(model, side, lambda sym, probs: total.__setitem__(0, total[0] + _bits(probs, sym)))
+        groups = np.tile(dyadic_groups(f, split=split), C)
+        for stage in range(1, net_stages(model, bits) + 1):
+            coded = _coded(model, stage, bits, hi, lo)
+            for k in range(first, int(groups.max()) + 1):
+                positions = np.flatnonzero(groups == k)
+                params = _step_params(model, stage, hi, lo, (groups < k).reshape(C, f), int((groups < k).sum()),
+                                      positions, side)
+                for d in range(len(coded)):
+                    for c in _chunks(len(positions)):
+                        probs = model.probabilities(params[c], stage + d, coded[0][positions[c]])
+                        total[0] += _bits(probs, coded[d][positions[c]])
+        cost[split] = (total[0], side)
+    split = min(cost, key=lambda s: cost[s][0])
+    return split, cost[split][1]
 
 
 def _push_side(model: AudioModel, side: interp.Side, push: Callable) -> None:
@@ -265,9 +307,9 @@ def _push_side(model: AudioModel, side: interp.Side, push: Callable) -> None:
     push(choices, np.full((len(choices), len(allowed)), 1 / len(allowed)))
 
 
-def _pop_side(model: AudioModel, dec: Decoder, channels: int, frames: int) -> interp.Side:
+def _pop_side(model: AudioModel, dec: Decoder, channels: int, frames: int, split: int = 0) -> interp.Side:
     allowed = model.cfg.tap_choices
-    choices = dec.pop(np.full((channels * (interp.group_count(model.cfg.split) - 1), len(allowed)), 1 / len(allowed)))
+    choices = dec.pop(np.full((channels * (interp.group_count(split) - 1), len(allowed)), 1 / len(allowed)))
     if model.cfg.coefs != "bytes":
         n = interp.coefficient_count(choices, allowed, model.cfg.symmetric)
         sizes = dec.pop(np.broadcast_to(interp.SIZE_PROBS, (n, len(interp.SIZE_PROBS))))
@@ -276,7 +318,7 @@ def _pop_side(model: AudioModel, dec: Decoder, channels: int, frames: int) -> in
     else:
         coef = dec.pop(np.full((interp.coef_count(choices), 256), 1 / 256))
         filters = interp.from_symbols(choices, coef, channels)
-    n = channels * interp.block_count(frames, model.cfg.split)
+    n = channels * interp.block_count(frames, split)
     deltas = dec.pop(np.broadcast_to(interp.DELTA_PROBS, (n, interp.LEVELS)))
     return interp.Side(filters, interp.from_level_symbols(deltas, channels))
 
@@ -338,13 +380,13 @@ def encode_audio_ways(model: AudioModel, samples: np.ndarray, bits: int, budget:
             digits = to_digits(mixed, bits)
             C, f = digits[0].shape
             hi, lo = digits[0], digits[1] if bits > 8 else _low_of_8bit(model, digits[0])
-            side = _side(model, digits[:2])
+            split, side = _choose_split(model, bits, hi, lo, digits[:2])
             if bits == 24:  # stage 3 is decoded last: pushed first
                 _push_low(np.ascontiguousarray(mixed.T, dtype=np.int64), side, low_modes,
                           lambda sym, probs: push(sym, probs, list(ways)))
             for stage in reversed(range(1, net_stages(model, bits) + 1)):
                 coded = _coded(model, stage, bits, hi, lo)
-                steps = list(_steps(model, stage, f, C, budget, seed, s))
+                steps = list(_steps(model, stage, f, C, budget, seed, s, split))
                 rank = np.empty(C * f, dtype=np.int64)
                 rank[np.concatenate([p for _, p in steps])] = np.arange(C * f)
                 for start, positions in reversed(steps):
@@ -365,6 +407,8 @@ def encode_audio_ways(model: AudioModel, samples: np.ndarray, bits: int, budget:
                         progress(1)
             if side is not None:  # popped after the channel mode, before the stages
                 _push_side(model, side, lambda sym, probs: push(sym, probs, list(ways)))
+            if model.cfg.split:   # popped before the side information
+                push(np.array([int(split > 0)]), SPLIT_PROBS, list(ways))
             if channel_transform:
                 push(np.array([mode]), MODE_PROBS, list(ways))
     return total
@@ -379,13 +423,14 @@ def decode_audio(model: AudioModel, frames: int, channels: int, bits: int, budge
         for s, seg in enumerate(segments(frames)):
             f = seg.stop - seg.start
             mode = int(dec.pop(MODE_PROBS)[0]) if channel_transform else 0
-            side = _pop_side(model, dec, channels, f) if model.cfg.interp else None
+            split = model.cfg.split * int(dec.pop(SPLIT_PROBS)[0]) if model.cfg.split else 0
+            side = _pop_side(model, dec, channels, f, split) if model.cfg.interp else None
             hi = np.zeros((channels, f), np.int64)
             lo = np.zeros((channels, f), np.int64) if bits > 8 else _low_of_8bit(model, hi)
             for stage in range(1, net_stages(model, bits) + 1):
                 coded = _coded(model, stage, bits, hi, lo)               # views: filled in place
                 known = np.zeros(channels * f, dtype=bool)
-                for start, positions in _steps(model, stage, f, channels, budget, seed, s):
+                for start, positions in _steps(model, stage, f, channels, budget, seed, s, split):
                     params = _step_params(model, stage, hi, lo, known.reshape(channels, f), start, positions, side)
                     if offsets:
                         params = with_offset(model, params, OFFSETS[int(dec.pop(OFFSET_PROBS)[0])])

@@ -2,6 +2,7 @@
 
     python -m ardmzip.audio_train --run aud1 --kind speech --minutes 120 [--threads 1] [--qat]
     python -m ardmzip.audio_train --run aud1 --kind speech --curves      # measure the loss curves only
+    python -m ardmzip.audio_train --run aud7 --derive models/aud6.pt --order dyadic-split ...   # no training
 
 Each example is a random segment of --segment frames (mono: one channel of any clip; stereo batches,
 when the data has stereo clips: both channels of a stereo clip), random polarity, and one stage drawn
@@ -9,7 +10,10 @@ per example (stage 1: high bytes, stage 2: low bytes given every high byte). Eve
 seconds: the validation bound in bits per variable of each stage on fixed validation segments, a line in
 the run's log.jsonl (segments, samples and their rate, train and validation bits) and an atomic
 checkpoint. `--curves` measures each stage's loss curve L_t on the validation segments (the schedule's
-input) and writes curves.json next to the checkpoint.
+input) and writes curves.json next to the checkpoint. `--derive` starts a run from another run's
+checkpoint or a shipped int-exact model with its weights and quantisation unchanged and the order, the
+filters' coding and their longest taps of this command line (what the codec does around the net; the
+net's inputs keep their shape), without training: export ships it as a new model id.
 """
 from __future__ import annotations
 
@@ -335,6 +339,37 @@ def run_model(run: str, exact: bool | None = None, weights: str = "ema") -> Audi
     return AudioModel(cfg, curves, exact=ExactAudioNet(cfg, export_int(net)), id=run)
 
 
+def derive(cfg: TrainConfig, source: str, net_cfg: AudioNetConfig) -> None:
+    """A new run (cfg.run) from `source` (a run's name or a shipped model file) with net_cfg's order,
+    coefs and max_taps, nothing trained: its checkpoint, and its log (the source's, or the model's
+    training log in models/logs/, plus a line that records the change)."""
+    run_dir = CACHE / "runs" / cfg.run
+    if (run_dir / "ckpt.pt").exists():
+        raise SystemExit(f"{run_dir / 'ckpt.pt'} exists: --derive starts a new run")
+    path = Path(source)
+    if path.suffix == ".pt":
+        blob = torch.load(path)
+        old = AudioNetConfig.from_dict(blob["net_config"])
+        weights = dequantised(blob["exact"], old)
+        ck = {"net": weights, "ema": weights, "scales": blob["exact"]["scales"], "state": {"step": 0, "segments": 0, "seconds": 0.0}}
+        log = path.parent / "logs" / f"{path.stem}.jsonl"
+    else:
+        ck = torch.load(CACHE / "runs" / source / "ckpt.pt")
+        old = AudioNetConfig.from_dict(ck["net_config"])
+        log = CACHE / "runs" / source / "log.jsonl"
+    new = AudioNetConfig.from_dict({**old.to_dict(), "order": net_cfg.order, "coefs": net_cfg.coefs,
+                                    "max_taps": net_cfg.max_taps})
+    lines = log.read_text().splitlines()
+    changes = {k: v for k, v in new.to_dict().items() if v != old.to_dict()[k]}
+    last = json.loads(lines[-1])
+    lines.append(json.dumps({**{k: last[k] for k in ("step", "segments", "samples", "hours")},
+                             "phase": "derived", "from": source, "net_config_changes": changes}))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    save_atomic({**ck, "net_config": new.to_dict(), "train_config": asdict(cfg)}, run_dir / "ckpt.pt")
+    (run_dir / "log.jsonl").write_text("\n".join(lines) + "\n")
+    print(f"{cfg.run}: {source} with {changes}, no training")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     config_arguments(ap, TrainConfig())
@@ -355,15 +390,20 @@ def main() -> None:
                     help="one stage over whole 16-bit values, the two bytes only split its code (needs --prior)")
     ap.add_argument("--curves", action="store_true", help="measure the run's loss curves instead of training")
     ap.add_argument("--weights", choices=["ema", "net"], default="ema", help="--curves: which weights")
+    ap.add_argument("--derive", metavar="RUN_OR_MODEL_FILE", default=None,
+                    help="start this run from another run or a shipped model with this command line's --order, "
+                         "--coefs and --max-taps, without training (module docstring)")
     a = vars(ap.parse_args())
     net_cfg = AudioNetConfig(widths=tuple(int(v) for v in a.pop("widths").split(",")),
                              blocks=tuple(int(v) for v in a.pop("blocks").split(",")),
                              kernel=a.pop("kernel"), mixtures=a.pop("mixtures"), neighbours=a.pop("neighbours"),
                              order=a.pop("order"), prior=a.pop("prior"), interp=a.pop("interp"), joint=a.pop("joint"),
                              coefs=a.pop("coefs"), max_taps=a.pop("max_taps"))
-    curves, weights = a.pop("curves"), a.pop("weights")
+    curves, weights, source = a.pop("curves"), a.pop("weights"), a.pop("derive")
     cfg = TrainConfig(**a)
-    if curves:
+    if source:
+        derive(cfg, source, net_cfg)
+    elif curves:
         print(json.dumps({k: v for k, v in measure_curves(cfg, weights).items() if k != "loss_curves"}))
     else:
         train(cfg, net_cfg)

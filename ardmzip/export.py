@@ -121,6 +121,9 @@ def export_audio(run: str, model_id: str, *, budget: int | None = None, threads:
         "training": {"segments_seen": log[-1]["segments"], "samples_seen": log[-1]["samples"],
                      "cpu_hours": round(log[-1]["hours"], 3), "steps": log[-1]["step"],
                      "threads": ck["train_config"]["threads"], "qat": "scales" in ck},
+        **({"derived": {"from": log[-1]["from"], "net_config_changes": log[-1]["net_config_changes"],
+                        "note": "the weights of `from` unchanged (audio_train --derive); training: its log's last phase"}}
+           if log[-1].get("phase") == "derived" else {}),
         "validation": {"bound_bits_per_sample": round(bound, 4),
                        "bound_bits_stage": [round(v, 4) for v in measured["bound_bits_stage"]],
                        "segments": measured["val_segments"], "segment_frames": measured["segment"],
@@ -213,12 +216,15 @@ def export_image(run: str, model_id: str, *, budget: int | None = None, crops: s
 
 ORDER_NAMES = {"uniform": "uniform random order",
                "dyadic": "dyadic coarse-to-fine order of the frames, random within each of 7 groups",
-               "dyadic-split": "dyadic coarse-to-fine order of the frames, its finest level coded in two "
-                               "interleaved halves, random within each of 8 groups",
-               "dyadic-split2": "dyadic coarse-to-fine order of the frames, its two finest levels each coded in "
-                                "two interleaved halves, random within each of 9 groups",
-               "dyadic-split3": "dyadic coarse-to-fine order of the frames, its three finest levels each coded in "
-                                "two interleaved halves, random within each of 10 groups",
+               "dyadic-split": "dyadic coarse-to-fine order of the frames, random within each of 7 groups, or "
+                               "of 8 with the finest level coded in two interleaved halves where the encoder "
+                               "finds it shorter (per segment)",
+               "dyadic-split2": "dyadic coarse-to-fine order of the frames, random within each of 7 groups, or "
+                                "of 9 with the two finest levels each coded in two interleaved halves where the "
+                                "encoder finds it shorter (per segment)",
+               "dyadic-split3": "dyadic coarse-to-fine order of the frames, random within each of 7 groups, or "
+                                "of 10 with the three finest levels each coded in two interleaved halves where "
+                                "the encoder finds it shorter (per segment)",
                "quincunx": "quincunx coarse-to-fine order of the pixels, random within each of 7 groups",
                "quincunx-grb": "quincunx coarse-to-fine order of the pixels, each of its 7 groups split by "
                                "channel (G, R, B), random within each of the 21"}

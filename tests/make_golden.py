@@ -13,7 +13,7 @@ from PIL import Image
 from ardmzip import api, container
 from ardmzip.audio import audio_from_array
 from ardmzip.registry import load_model
-from test_interp import _oversampled  # tests/ is on the path: run as python tests/make_golden.py
+from test_interp import _high_band, _oversampled  # tests/ is on the path: run as python tests/make_golden.py
 
 HERE = Path(__file__).parent
 GOLDEN = HERE / "data" / "golden"
@@ -30,14 +30,16 @@ def audio_cases() -> list[tuple[str, np.ndarray]]:
     whose channels differ by a little (format version 3 codes the second as its difference), and quiet
     24-bit mono (the speech as 24-bit values: format version 4 interpolates its low bytes), and smooth
     16-bit mono (a few low partials and a little noise: a model with max_taps 64 fits filters longer than
-    16 taps to it)."""
+    16 taps to it), and a resonance just above a quarter of the sample rate (a dyadic-split model's second
+    half reads it from the first half)."""
     speech = soundfile.read(HERE / "data" / "speech8k.wav", dtype="int16", always_2d=True)[0]
     hi = speech[3000:4500].astype(np.int32)
     stereo = np.concatenate([hi * 256 + (np.arange(1500)[:, None] * 37) % 256, (hi // 2) * 256], axis=1)
     near = np.concatenate([hi, hi + (np.arange(1500)[:, None] * 7) % 5 - 2], axis=1)
     smooth = _oversampled(8000, 1, seed=64, noise=0.5).astype(np.int16)
     return [("mono16", np.ascontiguousarray(speech[2000:5000])), ("stereo24", stereo.astype(np.int32)),
-            ("stereo16", near.astype(np.int16)), ("quiet24", hi[:1000].astype(np.int32)), ("smooth16", smooth)]
+            ("stereo16", near.astype(np.int16)), ("quiet24", hi[:1000].astype(np.int32)), ("smooth16", smooth),
+            ("highband16", _high_band(6000, seed=7)[:, None].astype(np.int16))]
 
 
 def main(model_id: str) -> None:

@@ -368,8 +368,8 @@ SHIPPED_AUDIO = [m for m, e in json.loads((REAL_MODELS / "manifest.json").read_t
 # bits per sample on tests/data/speech8k.wav at the default budget; measured at release: aud1 10.34, aud2 9.63,
 # aud3 9.14 (FLAC -8: 8.96), aud4 9.04 (aud3 with this release's codec 9.02: on 1.2 s of 8 kHz speech the
 # stored side information costs about what it saves), aud5 8.85 (one joint stage), aud6 8.85 (longer
-# filters help music, not this speech)
-CEILING_BPS = {"aud1": 10.8, "aud2": 10.1, "aud3": 9.6, "aud4": 9.5, "aud5": 9.3, "aud6": 9.3}
+# filters help music, not this speech), aud7 8.84 (this speech keeps its finest level whole)
+CEILING_BPS = {"aud1": 10.8, "aud2": 10.1, "aud3": 9.6, "aud4": 9.5, "aud5": 9.3, "aud6": 9.3, "aud7": 9.3}
 
 
 @pytest.mark.parametrize("model_id", SHIPPED_AUDIO)

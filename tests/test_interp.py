@@ -348,21 +348,45 @@ def test_split_masks_score_the_second_half_with_the_first_known():
 @pytest.mark.parametrize("bits,channels,frames,budget", [(16, 1, 3000, 8), (16, 2, 700, 20), (24, 2, 129, 8),
                                                          (8, 1, 300, 8), (16, 1, 1, 8), (16, 1, 6, 8)])
 @pytest.mark.parametrize("order", ["dyadic-split", "dyadic-split3"])
-def test_split_models_round_trip(bits, channels, frames, budget, order):
+def test_split_models_round_trip(bits, channels, frames, budget, order, monkeypatch):
     x = np.stack([_high_band(frames, seed=c) for c in range(channels)], 1)
     x = {8: x // 256, 16: x, 24: x * 256 + np.arange(frames)[:, None] % 256}[bits]
     x = x.astype({8: np.int8, 16: np.int16, 24: np.int32}[bits])
     cfg = dataclasses.replace(SPLIT, order=order)
     for model in _models(cfg):
-        steps = list(audio_codec._steps(model, 1, frames, channels, budget, 5, 0))
-        if frames >= 64 and budget == 8:
-            assert len(steps) == 7 + cfg.split and (steps[-1][1] % frames % 4 == 3).all()
+        halved = list(audio_codec._steps(model, 1, frames, channels, budget + cfg.split - 1, 5, 0, cfg.split))
+        whole = list(audio_codec._steps(model, 1, frames, channels, budget + cfg.split - 1, 5, 0, 0))
+        if frames >= 64 and budget == 8:   # one call per group either way
+            assert len(halved) == 7 + cfg.split and (halved[-1][1] % frames % 4 == 3).all() and len(whole) == 7
         words, _ = audio_codec.compress_samples(model, x, bits, budget, seed=5, offsets=model.exact is not None,
                                                 channel_transform=channels > 1, low_modes=bits == 24)
         out = audio_codec.decompress_samples(model, words, frames, channels, bits, budget, seed=5,
                                              offsets=model.exact is not None, channel_transform=channels > 1,
                                              low_modes=bits == 24)
         assert out.dtype == x.dtype and np.array_equal(out, x)
+    # each segment halves its levels or not, whichever the net codes shorter: both ways round-trip
+    model = _models(cfg)[0]
+    for forced in (0, cfg.split):
+        monkeypatch.setattr(audio_codec, "_choose_split", lambda m, b, hi, lo, d, s=forced: (s, audio_codec._side(m, d, s)))
+        words, _ = audio_codec.compress_samples(model, x, bits, budget, seed=5, offsets=True,
+                                                channel_transform=channels > 1, low_modes=bits == 24)
+        out = audio_codec.decompress_samples(model, words, frames, channels, bits, budget, seed=5, offsets=True,
+                                             channel_transform=channels > 1, low_modes=bits == 24)
+        assert np.array_equal(out, x)
+
+
+def test_the_encoder_halves_the_finest_level_where_the_net_codes_it_shorter():
+    model = _models(SPLIT)[0]
+    seen = []
+    real = audio_codec._choose_split
+    x = np.stack([_high_band(4096, seed=3)], 1).astype(np.int16)
+    try:
+        audio_codec._choose_split = lambda *a: seen.append(real(*a)) or seen[-1]
+        audio_codec.compress_samples(model, x, 16, 8, offsets=True)
+    finally:
+        audio_codec._choose_split = real
+    split, side = seen[0]
+    assert split == 1 and side.filters.shape[-2] == interp.group_count(1)
 
 
 # ------------------------------------------------------------------------------ symmetric filters
