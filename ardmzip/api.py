@@ -86,7 +86,8 @@ def _samples(img: media.Image) -> np.ndarray:
 
 class _StepCounter:
     """Turns the codec's per-step ticks into progress(done, total) calls, and counts them (`done`: the
-    network calls the decoder will make)."""
+    network calls the decoder makes). `finish` completes the progress where fewer steps ran than the
+    schedule's total (segments of a dyadic-split model that keep their levels whole)."""
 
     def __init__(self, total: int, progress: Callable[[int, int], None] | None):
         self.done, self.total, self.progress = 0, total, progress
@@ -96,8 +97,9 @@ class _StepCounter:
         if self.progress:
             self.progress(self.done, self.total)
 
-
-_step_counter = _StepCounter
+    def finish(self) -> None:
+        if self.progress and self.done < self.total:
+            self.progress(self.total, self.total)
 
 
 def compress_image(img: media.Image, *, budget: int | None = None, model: str | None = None,
@@ -118,7 +120,7 @@ def compress_image(img: media.Image, *, budget: int | None = None, model: str | 
     plans = [make_plan(m, p.shape, budget, seed) for p in img.planes]
     calls, samples = sum(pl.calls for pl in plans), _samples(img)
     tries = _offset_tries(m, offsets, calls, samples.size)
-    tick = _step_counter(sum(pl.steps for pl in plans), progress)
+    tick = _StepCounter(sum(pl.steps for pl in plans), progress)
 
     def push(ways: dict[bool, Encoder]) -> dict[bool, float]:
         bits = dict.fromkeys(ways, 0.0)
@@ -271,7 +273,7 @@ def _decode_image(header: container.Header, words: np.ndarray,
                                     _full_meta(header.meta, header.shape)), header)
     m = _file_model(header)
     plans = [make_plan(m, s, header.budget, header.seed, header.offsets) for s in shapes]
-    tick = _step_counter(sum(pl.steps for pl in plans), progress)
+    tick = _StepCounter(sum(pl.steps for pl in plans), progress)
     dec = Decoder(words)
     planes = [decode_plane(m, plan, dec, tick) for plan in plans]
     dec.finish()
@@ -413,11 +415,12 @@ def compress_audio(clip: audio.Audio, *, budget: int | None = None, model: str |
     frames, channels = samples.shape
     total, predicted = audio_codec.schedule_cost(m, frames, channels, bits, budget)
     tries = _offset_tries(m, offsets, total, samples.size) if samples.size else [False]
-    tick = _step_counter(total, progress)
+    tick = _StepCounter(total, progress)
     transform = channel_transform and channels > 1 and frames > 0
     low = bits == 24 and frames > 0
     use, words, model_bits = _smallest_coding(
         tries, lambda ways: audio_codec.encode_audio_ways(m, samples, bits, budget, seed, ways, tick, transform, low))
+    tick.finish()
     header = container.Header(media="audio", method="ardm", arithmetic=m.arithmetic, model_id=m.id,
                               model_hash=m.hash_prefix, budget=budget, seed=seed, shape=_audio_shape(samples),
                               meta=_stored_audio_meta(clip.meta), content_hash=container.content_hash(samples),
@@ -449,11 +452,11 @@ def _decode_audio(header: container.Header, words: np.ndarray,
     else:
         m = _file_model(header)
         total, _ = audio_codec.schedule_cost(m, frames, channels, bits, header.budget)
-        dec = Decoder(words)
-        samples = audio_codec.decode_audio(m, frames, channels, bits, header.budget, header.seed, dec,
-                                           _step_counter(total, progress), header.offsets,
-                                           header.channel_transform, header.low_modes)
+        dec, tick = Decoder(words), _StepCounter(total, progress)
+        samples = audio_codec.decode_audio(m, frames, channels, bits, header.budget, header.seed, dec, tick,
+                                           header.offsets, header.channel_transform, header.low_modes)
         dec.finish()
+        tick.finish()
     if container.content_hash(samples) != header.content_hash:
         raise ChecksumMismatchError("decoded samples do not match the checksum of the original: "
                                     "the file is corrupt or this machine computes the model differently")

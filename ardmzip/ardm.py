@@ -52,7 +52,7 @@ def _keys(seed: int, n: int) -> np.ndarray:
 #
 # Both families below have 7 groups holding 1/64, 1/64, 2/64, 4/64, 8/64, 16/64 and 32/64 of the
 # positions (exactly so for sizes that are multiples of 64, resp. 8×8), so they share one set of loss-curve
-# grid edges (`group_edges`).
+# grid edges (`group_edges`; the dyadic-split families halve the last ranges).
 #
 # dyadic (1-D, audio frames), coarse to fine: group 0 holds the multiples of 64 (a uniformly random order
 # among themselves), group k = 1 … 6 the odd multiples of 64 / 2^k, whose nearest known neighbours are

@@ -37,10 +37,11 @@ gains); on 8 kHz speech it can cost, the scale blocks spanning twice the frames.
 its levels whole takes as many network calls fewer as it has groups fewer (the schedule's budget).
 
 Each net-coded stage has its own random order (with a seed derived from (seed, segment, stage)) of the
-model's order family (`AudioNetConfig.order`: "uniform", ardm.order over all variables; or "dyadic",
-ardm.grouped_order over the coarse-to-fine groups of the frames, every channel of a frame in its group)
-and its own schedule (schedule.step_boundaries on the stage's loss curve, `budget` network calls per
-stage per segment; a dyadic model takes at least one call per group, 7 per stage). The encoder walks
+model's order family (`AudioNetConfig.order`: "uniform", ardm.order over all variables; or "dyadic"
+(-split…), ardm.grouped_order over the coarse-to-fine groups of the frames, every channel of a frame in
+its group) and its own schedule (schedule.step_boundaries on the stage's loss curve, `budget` network
+calls per stage per segment; a dyadic model takes at least one call per group: 7 per stage, 7 + N in a
+segment with N halved levels). The encoder walks
 everything last to first and calls the net exactly as the decoder will (same function, same tensors;
 float models with a fixed thread count).
 """
@@ -144,7 +145,7 @@ def _steps(model: AudioModel, stage: int, frames: int, channels: int, budget: in
            split: int = 0) -> Iterator[tuple[int, np.ndarray]]:
     """(start, positions) of each step of a net-coded stage, first to last (split: the segment's halved
     levels; a segment of a dyadic-split model that keeps them whole has that many calls fewer)."""
-    budget -= model.cfg.split - split
+    budget = max(1, budget - (model.cfg.split - split))
     groups = _groups(model, frames, channels, split)
     key = stage_seed(seed, segment, stage)
     sigma = order(key, frames * channels) if groups is None else grouped_order(key, groups[0])
@@ -270,10 +271,14 @@ def _choose_split(model: AudioModel, bits: int, hi: np.ndarray, lo: np.ndarray, 
     cost = {}
     for split in (0, model.cfg.split):
         side = _side(model, digits, split)
-        total = [0.0]
-        if side is not None:
-            _push_side(model, side, lambda sym, probs: total.__setitem__(0, total[0] + _bits(probs, sym)))
-        groups = np.tile(dyadic_groups(f, split=split), C)
+        total = 0.0
+
+        def count(symbols: np.ndarray, probs: np.ndarray) -> None:
+            nonlocal total
+            total += _bits(probs, symbols)
+
+        _push_side(model, side, count)
+        groups = _groups(model, f, C, split)[0]
         for stage in range(1, net_stages(model, bits) + 1):
             coded = _coded(model, stage, bits, hi, lo)
             for k in range(first, int(groups.max()) + 1):
@@ -282,9 +287,8 @@ def _choose_split(model: AudioModel, bits: int, hi: np.ndarray, lo: np.ndarray, 
                                       positions, side)
                 for d in range(len(coded)):
                     for c in _chunks(len(positions)):
-                        probs = model.probabilities(params[c], stage + d, coded[0][positions[c]])
-                        total[0] += _bits(probs, coded[d][positions[c]])
-        cost[split] = (total[0], side)
+                        count(coded[d][positions[c]], model.probabilities(params[c], stage + d, coded[0][positions[c]]))
+        cost[split] = (total, side)
     split = min(cost, key=lambda s: cost[s][0])
     return split, cost[split][1]
 

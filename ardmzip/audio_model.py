@@ -75,6 +75,8 @@ class AudioNetConfig:
     def __post_init__(self) -> None:
         if self.order not in ("uniform",) + DYADIC_FAMILIES:
             raise ValueError(f"order {self.order!r}: 'uniform' or one of {DYADIC_FAMILIES}")
+        if self.split and not self.interp:
+            raise ValueError(f"order {self.order!r} halves levels per segment for its fitted filters: it needs interp")
         if self.interp and not (self.prior and self.order in DYADIC_FAMILIES):
             raise ValueError("fitted filters (interp) need the prior and the dyadic order")
         if self.joint and not self.prior:
@@ -92,9 +94,8 @@ class AudioNetConfig:
 
     @property
     def coef_bits(self) -> float:
-        """What the encoder prices a filter's tap at when it chooses filters (interp.side): a stored
-        coefficient's bits, half of them when a pair of taps shares one."""
-        return {"bytes": interp.COEF_BITS, "sizes": interp.SIZE_COEF_BITS, "symmetric": interp.SIZE_COEF_BITS / 2}[self.coefs]
+        """What the encoder prices a stored filter coefficient at when it chooses filters (interp.side)."""
+        return interp.COEF_BITS if self.coefs == "bytes" else interp.SIZE_COEF_BITS
 
     @property
     def symmetric(self) -> bool:
@@ -196,7 +197,7 @@ def prior(hi: torch.Tensor, mh: torch.Tensor, lo: torch.Tensor, ml: torch.Tensor
     octaves of 16ths of a value; the 2 nearest known samples on each side as (value, distance, known):
     left 1, 2, then right 1, 2). With `side` (interp.py), p16 is the fitted filters' prediction wherever
     one applies (residuals included), and the middle residual level (the prior's scale) is the stored
-    block level at every frame of groups 1 … 6."""
+    block level at every frame of groups ≥ 1."""
     N, L = hi.shape[0], hi.shape[-1]
     s2 = (stage.to(torch.int64) == 2).view(N, 1, 1)
     known = torch.where(s2, ml, mh).bool()
@@ -219,7 +220,7 @@ def prior(hi: torch.Tensor, mh: torch.Tensor, lo: torch.Tensor, ml: torch.Tensor
         levels.append(quarter_octaves(torch.where(n > 0, torch.div(_box(residual, h), n.clamp(min=1), rounding_mode="floor"),
                                                   16 << 15)))
     if side is not None:
-        stored, has = interp.level_rows(side.levels, L, side.filters.shape[-2] - interp.GROUPS)
+        stored, has = interp.level_rows(side.levels, L, interp.split_of(side.filters))
         levels[1] = torch.where(has, stored, levels[1])
     return p16, levels, near
 

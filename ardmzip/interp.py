@@ -1,7 +1,7 @@
 """Fitted interpolation filters and block scales: the audio prior's mean and scale for the dyadic order,
 stored per segment (issue 6).
 
-In the dyadic order (ardm.dyadic_groups) a frame of group k = 1 … 6 sits at an odd multiple of
+In the dyadic order (ardm.dyadic_groups) a frame of group (level) k = 1 … 6 sits at an odd multiple of
 h = 64 / 2^k, and when its group is coded every multiple of 2h is known. The prior's fixed cubic
 (−1, 9, 9, −1)/16 predicts it from 2 of those known frames per side; a filter fitted to the segment,
 m taps per side at ±h, ±3h, …, ±(2m − 1)h, predicts it much better where the signal is smooth at that
@@ -28,7 +28,7 @@ factor that depends on the signal. So the encoder also stores the scale of each 
 of group k in a row (`block_levels`): the mean |residual| of the group's own prediction (the filter, or
 the cubic where none was chosen) over the block, in quarter octaves of 16ths of a value
 (`quarter_octaves`, 0 … LEVELS − 1), as FLAC stores a Rice parameter per partition. The prior takes it
-as its scale at every frame of groups 1 … 6.
+as its scale at every frame of groups ≥ 1.
 
 **Split** (order families dyadic-split…, ardm.py): each of the `split` finest levels (spacing h) is two
 groups: its first half, the frames ≡ h (mod 4h), with taps as above, then its second half, the frames
@@ -69,8 +69,8 @@ LEVELS = 80                      # stored scales 0 … 79 (quarter octaves of 16
 
 
 class Side(NamedTuple):
-    """A segment's side information: filters (..., GROUPS, 1 + 2·MAX_TAPS) and block levels (..., S),
-    S = block_count(frames); numpy arrays in the codec, tensors in the net's features."""
+    """A segment's side information: filters (..., G, 1 + 2·MAX_TAPS), G = group_count(split), and block
+    levels (..., S), S = block_count(frames, split); numpy arrays in the codec, tensors in the net's features."""
     filters: np.ndarray | torch.Tensor
     levels: np.ndarray | torch.Tensor
 
@@ -95,8 +95,13 @@ def quarter_octaves(v: torch.Tensor) -> torch.Tensor:
 
 
 def group_count(split: int) -> int:
-    """Groups of a model whose `split` finest levels are halved (rows of its filter arrays)."""
+    """Groups of a segment whose `split` finest levels are halved (rows of its filter arrays)."""
     return GROUPS + split
+
+
+def split_of(filters: np.ndarray | torch.Tensor) -> int:
+    """The halved levels of a segment, from the rows of its filter array (..., G, W)."""
+    return filters.shape[-2] - GROUPS
 
 
 def level(k: int, split: int = 0) -> tuple[int, int]:
@@ -110,7 +115,7 @@ def level(k: int, split: int = 0) -> tuple[int, int]:
 def level_filters(filters: np.ndarray) -> np.ndarray:
     """Filters (..., G, W) of a model with G − GROUPS halved levels -> (..., GROUPS, W): each level's own
     filter, a halved level's first half's (what lowbyte.py reads)."""
-    split = filters.shape[-2] - GROUPS
+    split = split_of(filters)
     first = GROUPS - split
     return filters[..., list(range(first)) + list(range(first, first + 2 * split, 2)), :]
 
@@ -127,13 +132,16 @@ def _split_offsets(m: int) -> np.ndarray:
     return np.array([s * j for j in d for s in (-1, 1)], dtype=np.int64)
 
 
-@lru_cache(maxsize=256)
 def taps(frames: int, k: int, m: int, split: int = 0, lattice: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """(positions (n,), tap frames (n, 2m)) of group k ≥ 1 in a segment of `frames` frames, of a model
     with `split` halved levels; lattice: a second half's taps on the coarser lattice alone (±h, ±3h, …:
     the cubic's)."""
     lev, half = level(k, split)
-    h = DYADIC_TOP >> lev
+    return _taps(frames, DYADIC_TOP >> lev, half, m, lattice and half == 2)
+
+
+@lru_cache(maxsize=256)
+def _taps(frames: int, h: int, half: int, m: int, lattice: bool) -> tuple[np.ndarray, np.ndarray]:
     pos = np.arange((h, h, 3 * h)[half], frames, 4 * h if half else 2 * h, dtype=np.int64)
     if half == 2 and not lattice:
         last = h + 4 * h * ((frames - 1 - h) // (4 * h)) if frames > h else 0   # the last frame ≡ h (mod 4h)
@@ -178,7 +186,7 @@ def _fit(x: torch.Tensor, coef_bits: float = COEF_BITS, choices: tuple[int, ...]
          symmetric: bool = False) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
     """(the encoder's filters, each group's residuals 16·x − prediction under them (R, n_k)) of x (R, F),
     each coefficient priced at coef_bits, the taps per side among `choices`; split: the model's halved
-    levels; symmetric: one coefficient for the taps at −d and +d alike (priced at 2·coef_bits)."""
+    levels; symmetric: one coefficient for the taps at −d and +d alike."""
     R, frames = x.shape
     out = torch.zeros(R, group_count(split), 1 + 2 * MAX_TAPS, dtype=torch.int64)
     residuals = {}
@@ -198,6 +206,7 @@ def _fit(x: torch.Tensor, coef_bits: float = COEF_BITS, choices: tuple[int, ...]
             a = xf[:, idx]                                                 # (R, n, 2m)
             if symmetric:                                                  # the pairs (−d, +d) share one
                 a = a[..., 0::2] + a[..., 1::2]
+            stored = a.shape[-1]
             y = xf[:, torch.from_numpy(pos)]
             ata = a.transpose(1, 2) @ a
             ata = ata + 1e-6 * torch.eye(a.shape[-1], dtype=torch.float64) * (ata.diagonal(dim1=1, dim2=2).mean(-1) + 1).view(R, 1, 1)
@@ -206,7 +215,7 @@ def _fit(x: torch.Tensor, coef_bits: float = COEF_BITS, choices: tuple[int, ...]
             if symmetric:
                 cq = cq.repeat_interleave(2, -1)
             r = y16 - _apply(x, cq, idx)
-            bits = _estimated_bits(r) + 2 * m * coef_bits
+            bits = _estimated_bits(r) + stored * coef_bits
             better = bits < best
             best = torch.where(better, bits, best)
             r_best = torch.where(better.view(R, 1), r, r_best)
@@ -243,7 +252,7 @@ def block_levels(x: torch.Tensor, filters: torch.Tensor) -> torch.Tensor:
     """The encoder's stored scales: x (R, F) int64 centred values, filters (R, G, ...) -> (R, S) int64
     levels, group 1's blocks first, each group's in frame order (module docstring)."""
     R, frames = x.shape
-    split = filters.shape[1] - GROUPS
+    split = split_of(filters)
     residuals = {}
     for k in range(1, filters.shape[1]):
         pos, idx4 = taps(frames, k, 2, split, lattice=True)
@@ -273,7 +282,8 @@ def _levels(residuals: dict[int, torch.Tensor], R: int) -> torch.Tensor:
 
 
 def level_rows(levels: torch.Tensor, L: int, split: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stored levels (N, C, S) -> (the level of every frame (N, C, L), which frames have one: groups ≥ 1)."""
+    """Stored levels (N, C, S) of segments with `split` halved levels -> (the level of every frame (N, C, L),
+    which frames have one: groups ≥ 1)."""
     N, C, _ = levels.shape
     out = torch.zeros(N, C, L, dtype=torch.int64)
     has = torch.zeros(L, dtype=torch.bool)
@@ -295,7 +305,7 @@ def predict(value: torch.Tensor, known: torch.Tensor, filters: torch.Tensor) -> 
     p16 = torch.zeros(N, C, L, dtype=torch.int64)
     applies = torch.zeros(N, C, L, dtype=torch.bool)
     x = value - 32768
-    split = filters.shape[-2] - GROUPS
+    split = split_of(filters)
     for k in range(1, filters.shape[-2]):
         m_row = filters[:, :, k, 0]                                        # (N, C)
         m = int(m_row.max()) if m_row.numel() else 0
