@@ -2,7 +2,7 @@
 
     python -m ardmzip.audio_train --run aud1 --kind speech --minutes 120 [--threads 1] [--qat]
     python -m ardmzip.audio_train --run aud1 --kind speech --curves      # measure the loss curves only
-    python -m ardmzip.audio_train --run aud7 --derive models/aud6.pt --order dyadic-split ...   # no training
+    python -m ardmzip.audio_train --run as0 --derive models/aud6.pt --order dyadic-split ...    # no training
 
 Each example is a random segment of --segment frames (mono: one channel of any clip; stereo batches,
 when the data has stereo clips: both channels of a stereo clip), random polarity, and one stage drawn
