@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .ardm import LOSS_GRID, curve_grid, group_parts, min_budget, training_loss
+from .ardm import LOSS_GRID, SPLIT_LEVELS, curve_grid, group_parts, min_budget, training_loss
 from .codec import make_plan, planning_model, predicted_bits
 from .data import CACHE, load_images
 from .exact import QuantNet, export_int
@@ -216,18 +216,14 @@ def export_image(run: str, model_id: str, *, budget: int | None = None, crops: s
 
 ORDER_NAMES = {"uniform": "uniform random order",
                "dyadic": "dyadic coarse-to-fine order of the frames, random within each of 7 groups",
-               "dyadic-split": "dyadic coarse-to-fine order of the frames, random within each of 7 groups, or "
-                               "of 8 with the finest level coded in two interleaved halves where the encoder "
-                               "finds it shorter (per segment)",
-               "dyadic-split2": "dyadic coarse-to-fine order of the frames, random within each of 7 groups, or "
-                                "of 9 with the two finest levels each coded in two interleaved halves where the "
-                                "encoder finds it shorter (per segment)",
-               "dyadic-split3": "dyadic coarse-to-fine order of the frames, random within each of 7 groups, or "
-                                "of 10 with the three finest levels each coded in two interleaved halves where "
-                                "the encoder finds it shorter (per segment)",
                "quincunx": "quincunx coarse-to-fine order of the pixels, random within each of 7 groups",
                "quincunx-grb": "quincunx coarse-to-fine order of the pixels, each of its 7 groups split by "
                                "channel (G, R, B), random within each of the 21"}
+ORDER_NAMES.update({
+    family: f"dyadic coarse-to-fine order of the frames, random within each of 7 groups, or of {7 + n} with "
+            + ("the finest level" if n == 1 else f"the {('two', 'three')[n - 2]} finest levels each")
+            + " coded in two interleaved halves where the encoder finds it shorter (per segment)"
+    for family, n in SPLIT_LEVELS.items() if n})
 
 
 @torch.inference_mode()
