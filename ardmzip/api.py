@@ -21,7 +21,7 @@ import soundfile
 
 from . import audio, audio_codec, container, media
 from .audio_model import AudioModel
-from .codec import OFFSETS, decode_plane, encode_plane_ways, make_plan, predicted_bits
+from .codec import OFFSETS, Coding, decode_plane, encode_plane_ways, make_plan, predicted_bits
 from .coder import Decoder, Encoder
 from .errors import ChecksumMismatchError, CorruptError, ModelError, UnsupportedInputError
 from .registry import Model, default_model_id, find_model, load_model
@@ -31,6 +31,9 @@ DEFAULT_SEED = 0
 # (0.1% of a 2-bpd file: a 64×64 crop at 18 calls, 256×256 at 200), compress also codes without them.
 OFFSET_BITS = math.log2(len(OFFSETS))
 OFFSET_TRY_BITS = 0.002
+# Adapted steps (adapt.py) by default for images of at least ADAPT_MIN_DIMS subpixels: the encoder fits
+# them at every step, which costs more time than it can save bits on smaller ones.
+ADAPT_MIN_DIMS = 3 * 128 * 128
 
 
 @dataclass
@@ -104,14 +107,17 @@ class _StepCounter:
 
 def compress_image(img: media.Image, *, budget: int | None = None, model: str | None = None,
                    seed: int = DEFAULT_SEED, progress: Callable[[int, int], None] | None = None,
-                   fallback: bool = True, offsets: bool | None = None) -> tuple[bytes, Report]:
+                   fallback: bool = True, offsets: bool | None = None, adapt: bool | None = None
+                   ) -> tuple[bytes, Report]:
     """Code the planes of an image; returns the .ardm bytes and a Report.
 
     With `fallback` (the default) the file stores the samples raw or deflated instead whenever that is
     smaller than the model's code. `offsets`: a scale offset per network step (codec.OFFSETS; format
     version 2). By default int-exact models use them, and where their indices could cost more than
     OFFSET_TRY_BITS per dimension (small images, many calls) the image is also coded without them and
-    the smaller file kept.
+    the smaller file kept. `adapt`: per network step a mode, one scale offset or a fitted mean correction
+    and scale offsets (adapt.py; format version 5); by default for int-exact one-stage models on images
+    of at least ADAPT_MIN_DIMS subpixels, where it replaces `offsets`.
     """
     m = _model(model, "image")
     budget = m.default_budget if budget is None else budget
@@ -119,10 +125,10 @@ def compress_image(img: media.Image, *, budget: int | None = None, model: str | 
         raise UnsupportedInputError(f"budget must be at least 1 network call (got {budget})")
     plans = [make_plan(m, p.shape, budget, seed) for p in img.planes]
     calls, samples = sum(pl.calls for pl in plans), _samples(img)
-    tries = _offset_tries(m, offsets, calls, samples.size)
+    tries = _image_tries(m, offsets, adapt, calls, samples.size)
     tick = _StepCounter(sum(pl.steps for pl in plans), progress)
 
-    def push(ways: dict[bool, Encoder]) -> dict[bool, float]:
+    def push(ways: dict[Coding, Encoder]) -> dict[Coding, float]:
         bits = dict.fromkeys(ways, 0.0)
         for plane, plan in reversed(list(zip(img.planes, plans))):  # the stack: last plane pushed first
             for use, b in encode_plane_ways(m, plane, plan, ways, tick).items():
@@ -134,11 +140,23 @@ def compress_image(img: media.Image, *, budget: int | None = None, model: str | 
     header = container.Header(media="image", method="ardm", arithmetic=m.arithmetic, model_id=m.id,
                               model_hash=m.hash_prefix, budget=budget, seed=seed,
                               shape=shape, meta=_stored_meta(img.meta, shape),
-                              content_hash=container.content_hash(samples), offsets=use)
+                              content_hash=container.content_hash(samples), offsets=use == Coding.OFFSET,
+                              adapt=use == Coding.ADAPT)
     candidates = [("ardm", words), *(_stored_payloads(samples.tobytes()) if fallback else [])]
     blob, method, words = _pack_smallest(header, candidates)
     return blob, Report(len(blob), 32 * len(words), model_bits, _predicted_bits(m, plans), samples.size,
                         calls, method)
+
+
+def _image_tries(m: Model, offsets: bool | None, adapt: bool | None, calls: int, dims: int) -> list[Coding]:
+    """An image's codings to try: adapted steps where asked, or by default (see compress_image), else
+    `_offset_tries`."""
+    can = m.exact is not None and m.cfg.stages == 1
+    if adapt and not can:
+        raise UnsupportedInputError(f"adapted steps need an int-exact one-stage model; {m.id} is not")
+    if adapt or (adapt is None and offsets is not False and can and dims >= ADAPT_MIN_DIMS):
+        return [Coding.ADAPT]
+    return [Coding(t) for t in _offset_tries(m, offsets, calls, dims)]
 
 
 def _offset_tries(m: Model | AudioModel, offsets: bool | None, calls: int, dims: int) -> list[bool]:
@@ -168,7 +186,7 @@ def _pack_smallest(header: container.Header, candidates: list[tuple[str, np.ndar
     method, words = min(candidates, key=lambda c: len(c[1]))
     if method != "ardm":
         header = dataclasses.replace(header, method=method, model_id="", model_hash=bytes(4), budget=0, seed=0,
-                                     offsets=False, channel_transform=False, low_modes=False)
+                                     offsets=False, channel_transform=False, low_modes=False, adapt=False)
     return container.pack(header, words), method, words
 
 
@@ -272,7 +290,7 @@ def _decode_image(header: container.Header, words: np.ndarray,
         return _checked(media.Image([p.reshape(s) for p, s in zip(planes, shapes)],
                                     _full_meta(header.meta, header.shape)), header)
     m = _file_model(header)
-    plans = [make_plan(m, s, header.budget, header.seed, header.offsets) for s in shapes]
+    plans = [make_plan(m, s, header.budget, header.seed, header.offsets, header.adapt) for s in shapes]
     tick = _StepCounter(sum(pl.steps for pl in plans), progress)
     dec = Decoder(words)
     planes = [decode_plane(m, plan, dec, tick) for plan in plans]

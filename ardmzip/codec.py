@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
+from enum import IntEnum
 from functools import partial
 from types import SimpleNamespace
 from typing import Callable, Iterator
@@ -22,6 +23,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
+from . import adapt
 from .ardm import DIGIT, digit_log_prob, group_parts, grouped_order, image_groups, log_prob, order, schedule_groups
 from .coder import Decoder, Encoder
 from .exact import LOGS_MIN, log_probabilities_torch, probabilities
@@ -45,6 +47,14 @@ OFFSET_PROBS = np.full((1, len(OFFSETS)), 1.0 / len(OFFSETS))  # an index's dist
 Progress = Callable[[int], None] | None
 
 
+class Coding(IntEnum):
+    """How a plane's network steps are coded: the ways the encoder may try at once (encode_plane_ways;
+    False and True, as audio passes them, are PLAIN and OFFSET)."""
+    PLAIN = 0    # the head as the net gives it
+    OFFSET = 1   # a scale offset per step (FLAG_OFFSETS)
+    ADAPT = 2    # per step a mode: one scale offset, or a mean correction and bucket offsets (FLAG_ADAPT, adapt.py)
+
+
 @dataclass
 class Plan:
     """Everything both sides derive from (plane shape, model, budget, seed)."""
@@ -55,6 +65,7 @@ class Plan:
     groups: Groups | None = None  # a structured order's groups (the schedule keeps steps inside them)
     first: int = 0         # the first `first` variables of the order (group 0) are coded by lattice.py, not the net
     offsets: bool = False  # each network step starts with its scale offset's index (OFFSETS)
+    adapt: bool = False    # each network step starts with its mode (adapt.py); implies offsets
     stage: int = 0         # 0: a 256-way model's walk; 1, 2: that digit stage of a depth-upscaling model
 
     @property
@@ -94,16 +105,19 @@ class StagedPlan:
         return sum(p.predicted_bits(c) for p, c in zip(self.stages, curves))
 
 
-def make_plan(model: Model, shape: tuple[int, ...], budget: int, seed: int, offsets: bool = False
-              ) -> Plan | StagedPlan:
+def make_plan(model: Model, shape: tuple[int, ...], budget: int, seed: int, offsets: bool = False,
+              adapt: bool = False) -> Plan | StagedPlan:
     """The plan of a plane: the model's order family ("uniform": ardm.order over the D variables;
     structured: ardm.grouped_order over the variables' groups, ardm.image_groups) and the schedule of
-    `budget` network calls; `offsets`: with a scale offset per step (int-exact models only). A
+    `budget` network calls; `offsets`: with a scale offset per step, `adapt`: with a mode per step
+    (adapt.py; int-exact one-stage models only). A
     depth-upscaling model: a StagedPlan, its stages' orders drawn from stage_seed(seed, stage)."""
     if (offsets or model.cfg.stages > 1) and model.exact is None:
         raise ValueError(f"scale offsets and depth upscaling need an int-exact model; {model.id} is {model.arithmetic}")
+    if adapt and (model.exact is None or model.cfg.stages > 1):
+        raise ValueError(f"adapted steps need an int-exact one-stage model; {model.id} is not")
     if model.cfg.stages == 1:
-        return dataclasses.replace(_plan(model, model.curve, shape, budget, seed), offsets=offsets)
+        return dataclasses.replace(_plan(model, model.curve, shape, budget, seed), offsets=offsets or adapt, adapt=adapt)
     return StagedPlan(tuple(dataclasses.replace(p, offsets=offsets) for p in _staged_plans(model, shape, budget, seed)))
 
 
@@ -357,6 +371,46 @@ def best_offset(model: Model, params: torch.Tensor, values: np.ndarray, stage: i
     return int(nats.reshape(len(OFFSETS), -1).sum(1).argmax())
 
 
+def _coding(model: Model, plan: Plan, use: Coding, params: torch.Tensor, values: np.ndarray, known: np.ndarray,
+            positions: np.ndarray) -> tuple[torch.Tensor, list[tuple[np.ndarray, np.ndarray]]]:
+    """The encoder's coding of one step: (the head params it codes with, the side information as
+    (symbols, distributions) in push order)."""
+    if use == Coding.PLAIN:
+        return params, []
+    o = best_offset(model, params, values[positions], plan.stage)
+    one = (with_offset(model, params, OFFSETS[o]), [(np.array([o]), OFFSET_PROBS)])
+    if use == Coding.OFFSET:
+        return one
+    k = model.cfg.mixtures
+    feats = adapt.feature_list(known, positions, plan.shape, plan.grey)
+    a, fitted, plain = adapt.fit(params, values, known, positions, plan.shape, plan.grey, feats, OFFSETS, k,
+                                 LOGS_MIN, model.cfg.logs_max)
+    if fitted + adapt.side_bits(a, len(OFFSETS)) >= plain:
+        return one[0], one[1] + [(np.array([0]), adapt.MODE_PROBS)]
+    return _adapted(model, plan, params, values, known, positions, feats, a), \
+        adapt.symbols(a, len(OFFSETS)) + [(np.array([1]), adapt.MODE_PROBS)]
+
+
+def _adapted(model: Model, plan: Plan, params: torch.Tensor, values: np.ndarray, known: np.ndarray,
+             positions: np.ndarray, feats: list, a: adapt.Adaptation) -> torch.Tensor:
+    k = model.cfg.mixtures
+    delta16 = adapt.correction(values, known, positions, plan.shape, plan.grey, feats,
+                               adapt.reference(params, k).numpy(), a.coefs)
+    return adapt.apply(params, delta16, a.buckets, OFFSETS, k, LOGS_MIN, model.cfg.logs_max)
+
+
+def _decoded_coding(model: Model, plan: Plan, dec: Decoder, params: torch.Tensor, values: np.ndarray,
+                    known: np.ndarray, positions: np.ndarray) -> torch.Tensor:
+    """Pop a step's side information (as `_coding` pushed it) and return the head params to decode with."""
+    if plan.adapt and dec.pop(adapt.MODE_PROBS)[0]:
+        feats = adapt.feature_list(known, positions, plan.shape, plan.grey)
+        a = adapt.pop(dec, len(feats) + 1, len(OFFSETS))
+        return _adapted(model, plan, params, values, known, positions, feats, a)
+    if plan.offsets:
+        return with_offset(model, params, OFFSETS[int(dec.pop(OFFSET_PROBS)[0])])
+    return params
+
+
 def _push_units(enc: Encoder, symbols: np.ndarray, probs: np.ndarray) -> float:
     """Push one unit's symbols; returns their −log2 p in bits."""
     enc.push(symbols, probs)
@@ -370,8 +424,8 @@ def encode_plane(model: Model, plane: np.ndarray, plan: Plan, enc: Encoder, prog
     return encode_plane_ways(model, plane, plan, {plan.offsets: enc}, progress)[plan.offsets]
 
 
-def encode_plane_ways(model: Model, plane: np.ndarray, plan: Plan | StagedPlan, ways: dict[bool, Encoder],
-                      progress: Progress = None) -> dict[bool, float]:
+def encode_plane_ways(model: Model, plane: np.ndarray, plan: Plan | StagedPlan, ways: dict[Coding, Encoder],
+                      progress: Progress = None) -> dict[Coding, float]:
     """encode_plane onto one ANS stack per way of coding (ways: with scale offsets → its encoder), each
     step's network call made once for all of them (plan.offsets is not read). Returns the bits of each."""
     values = _flat(plane).astype(np.int64)
@@ -382,8 +436,8 @@ def encode_plane_ways(model: Model, plane: np.ndarray, plan: Plan | StagedPlan, 
     return bits
 
 
-def _encode_walk(model: Model, values: np.ndarray, plan: Plan, ways: dict[bool, Encoder],
-                 progress: Progress) -> dict[bool, float]:
+def _encode_walk(model: Model, values: np.ndarray, plan: Plan, ways: dict[Coding, Encoder],
+                 progress: Progress) -> dict[Coding, float]:
     """Push one walk over a plane's (full, flat) values: its steps last to first, then the lattice's units."""
     symbols = _symbols(values, plan)
     rank = np.empty(plan.n_vars, dtype=np.int64)
@@ -396,14 +450,12 @@ def _encode_walk(model: Model, values: np.ndarray, plan: Plan, ways: dict[bool, 
             group = steps[i:i + e]
             for (start, positions), params in reversed(list(zip(group, _batched_params(model, plan, values, rank, group)))):
                 for use, enc in ways.items():
-                    if use:
-                        o = best_offset(model, params, values[positions], plan.stage)
-                    shifted = with_offset(model, params, OFFSETS[o]) if use else params
+                    coded, side = _coding(model, plan, Coding(use), params, values, rank < start, positions)
                     for c in reversed(_chunks(len(positions))):    # the stack: last chunk pushed first
                         pc = positions[c]
-                        bits[use] += _push_units(enc, symbols[pc], _probabilities(model, shifted[c], plan, values[pc]))
-                    if use:                                     # popped before the step's variables
-                        bits[use] += _push_units(enc, np.array([o]), OFFSET_PROBS)
+                        bits[use] += _push_units(enc, symbols[pc], _probabilities(model, coded[c], plan, values[pc]))
+                    for sym, probs in side:                     # popped before the step's variables
+                        bits[use] += _push_units(enc, sym, probs)
                 if progress:
                     progress(1)
     if plan.first:
@@ -441,9 +493,8 @@ def _decode_walk(model: Model, plan: Plan, dec: Decoder, values: np.ndarray, pro
             progress(_lattice_steps(plan))
     with _threads(model):
         for start, positions in _steps(plan):
-            params = _step_params(model, plan, values, known, start, positions)
-            if plan.offsets:
-                params = with_offset(model, params, OFFSETS[int(dec.pop(OFFSET_PROBS)[0])])
+            params = _decoded_coding(model, plan, dec, _step_params(model, plan, values, known, start, positions),
+                                     values, known, positions)
             for c in _chunks(len(positions)):
                 pc = positions[c]
                 values[pc] += scale * dec.pop(_probabilities(model, params[c], plan, values[pc]))

@@ -23,13 +23,15 @@ import numpy as np
 from .errors import CorruptError, NotArdmError, TruncatedError, UnsupportedVersionError
 
 MAGIC: bytes = b"\x89ARD"  # non-ASCII first byte: marks the file binary, catches 7-bit transfers
-VERSION: int = 4  # the newest version this release writes; it reads every version in VERSIONS
-VERSIONS = (1, 2, 3, 4)
+VERSION: int = 5  # the newest version this release writes; it reads every version in VERSIONS
+VERSIONS = (1, 2, 3, 4, 5)
 FLAG_OFFSETS = 0x01  # (version 2) the payload carries a log-scale offset per network step (codec.OFFSETS)
 FLAG_CHANNELS = 0x02  # (version 3) a channel transform per audio segment (audio_codec.CHANNEL_MODES)
 FLAG_LOW = 0x04  # (version 4) a low-byte model per 24-bit audio segment (lowbyte.LOW_MODES)
+FLAG_ADAPT = 0x08  # (version 5) a mode per network step of an image: one scale offset, or adapted (adapt.py)
 VERSION_FLAGS = {1: 0, 2: FLAG_OFFSETS, 3: FLAG_OFFSETS | FLAG_CHANNELS,
-                 4: FLAG_OFFSETS | FLAG_CHANNELS | FLAG_LOW}  # the flags each version defines
+                 4: FLAG_OFFSETS | FLAG_CHANNELS | FLAG_LOW,
+                 5: FLAG_OFFSETS | FLAG_CHANNELS | FLAG_LOW | FLAG_ADAPT}  # the flags each version defines
 MAX_ELEMENTS = 1 << 31  # limit on the product of the shape, checked before anything is allocated
 MAX_NDIM = 4
 MAX_MODEL_ID = 64
@@ -65,6 +67,7 @@ class Header:
     offsets: bool = False  # FLAG_OFFSETS: coded by an int-exact model with per-step scale offsets
     channel_transform: bool = False  # FLAG_CHANNELS: audio of 2+ channels, a channel transform per segment
     low_modes: bool = False  # FLAG_LOW: model-coded 24-bit audio, a low-byte model per segment
+    adapt: bool = False  # FLAG_ADAPT: an image coded by an int-exact model, a mode per network step
 
 
 # ------------------------------------------------------------------------------------- validation
@@ -146,6 +149,12 @@ def _header_problem(h: Header) -> str | None:
         return "a channel transform is defined for model-coded audio of at least one frame only"
     if h.channel_transform and h.shape[1] < 2:
         return f"a channel transform needs at least 2 channels, the shape {tuple(h.shape)} has {h.shape[1]}"
+    if not isinstance(h.adapt, bool):
+        return f"adapt must be a bool, got {type(h.adapt).__name__}"
+    if h.adapt and (h.media, h.method, h.arithmetic) != ("image", "ardm", "int-exact"):
+        return "adapted steps are defined for images coded by an int-exact model only"
+    if h.adapt and h.offsets:
+        return "adapted steps carry their own scale offsets: FLAG_ADAPT excludes FLAG_OFFSETS"
     if not isinstance(h.low_modes, bool):
         return f"low_modes must be a bool, got {type(h.low_modes).__name__}"
     if h.low_modes and ((h.media, h.method, len(h.shape)) != ("audio", "ardm", 2)
@@ -211,7 +220,7 @@ def pack(header: Header, payload: np.ndarray) -> bytes:
     kinds = (MEDIA_CODES[header.media] | METHOD_CODES[header.method] << 2
              | ARITHMETIC_CODES[header.arithmetic] << 4)
     flags = ((FLAG_OFFSETS if header.offsets else 0) | (FLAG_CHANNELS if header.channel_transform else 0)
-             | (FLAG_LOW if header.low_modes else 0))
+             | (FLAG_LOW if header.low_modes else 0) | (FLAG_ADAPT if header.adapt else 0))
     body = b"".join([
         MAGIC,
         bytes([version_for(flags), flags, kinds, len(model_id)]), model_id, bytes(header.model_hash),
@@ -375,7 +384,7 @@ def _interpret(w: _Walked, version: int) -> Header:
                     model_id=w.model_id.decode("ascii"), model_hash=w.model_hash, budget=w.budget,
                     seed=w.seed, shape=w.dims, meta=_decode_meta(w.meta), content_hash=w.content_hash,
                     offsets=bool(w.flags & FLAG_OFFSETS), channel_transform=bool(w.flags & FLAG_CHANNELS),
-                    low_modes=bool(w.flags & FLAG_LOW))
+                    low_modes=bool(w.flags & FLAG_LOW), adapt=bool(w.flags & FLAG_ADAPT))
     problem = _header_problem(header)
     if problem:
         raise CorruptError(f"file is corrupt: {problem}")

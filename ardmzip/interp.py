@@ -417,17 +417,20 @@ def size_symbols(filters: np.ndarray, allowed: tuple[int, ...] = CHOICES, symmet
     length; the bits: per coefficient with e > 0 its sign (1: negative) and its e − 1 bits below the
     leading one), in decoding order; symmetric: one coefficient per pair of taps ±d."""
     choices, c = _coefficients(filters, allowed, symmetric)
-    a = np.abs(c)
+    return (choices, *coefficient_symbols(c))
+
+
+def coefficient_symbols(c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Integers (|c| < 2^23) -> (their bit lengths, their sign and mantissa bits) as described above."""
+    a = np.abs(np.asarray(c, dtype=np.int64))
     sizes = np.array([int(v).bit_length() for v in a], dtype=np.int64)
     bits = [[int(v < 0)] + [(int(m) >> j) & 1 for j in range(e - 2, -1, -1)]
             for v, m, e in zip(c, a, sizes) if e > 0]
-    return choices, sizes, np.array(sum(bits, []), dtype=np.int64)
+    return sizes, np.array(sum(bits, []), dtype=np.int64)
 
 
-def from_size_symbols(choices: np.ndarray, sizes: np.ndarray, bits: np.ndarray, channels: int,
-                      allowed: tuple[int, ...] = CHOICES, symmetric: bool = False) -> np.ndarray:
-    """Inverse of `size_symbols` (the decoder pops the choices, then coefficient_count(choices, allowed,
-    symmetric) sizes, then bit_count(sizes) bits)."""
+def coefficients_from_symbols(sizes: np.ndarray, bits: np.ndarray) -> np.ndarray:
+    """Inverse of `coefficient_symbols`."""
     coef, i = [], 0
     for e in np.asarray(sizes, dtype=np.int64):
         if e == 0:
@@ -438,7 +441,14 @@ def from_size_symbols(choices: np.ndarray, sizes: np.ndarray, bits: np.ndarray, 
             m = 2 * m + int(b)
         coef.append(-m if bits[i] else m)
         i += int(e)
-    return _filters(choices, np.array(coef, dtype=np.int64), channels, allowed, symmetric)
+    return np.array(coef, dtype=np.int64)
+
+
+def from_size_symbols(choices: np.ndarray, sizes: np.ndarray, bits: np.ndarray, channels: int,
+                      allowed: tuple[int, ...] = CHOICES, symmetric: bool = False) -> np.ndarray:
+    """Inverse of `size_symbols` (the decoder pops the choices, then coefficient_count(choices, allowed,
+    symmetric) sizes, then bit_count(sizes) bits)."""
+    return _filters(choices, coefficients_from_symbols(sizes, bits), channels, allowed, symmetric)
 
 
 def coefficient_count(choices: np.ndarray, allowed: tuple[int, ...] = CHOICES, symmetric: bool = False) -> int:

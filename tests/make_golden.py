@@ -20,9 +20,17 @@ GOLDEN = HERE / "data" / "golden"
 
 
 def image_cases() -> list[tuple[str, np.ndarray]]:
+    """RGB and grey crops of the test photo, and a crop upscaled 3× (smooth: coded with adapted steps,
+    format version 5, by int-exact one-stage models, where some steps use mode 1)."""
     photo = np.asarray(Image.open(HERE / "data" / "crop64.png").convert("RGB"))
     grey = np.asarray(Image.fromarray(photo[20:36, 8:24]).convert("L"))
-    return [("rgb", photo[5:29, 11:31]), ("grey", grey)]
+    upscaled = np.asarray(Image.fromarray(photo[8:40, 8:40]).resize((96, 96), Image.BICUBIC))
+    return [("rgb", photo[5:29, 11:31]), ("grey", grey), ("upscaled", upscaled)]
+
+
+def image_options(kind: str, model_id: str) -> dict:
+    m = load_model(model_id)
+    return {"adapt": True} if kind == "upscaled" and m.exact is not None and m.cfg.stages == 1 else {}
 
 
 def audio_cases() -> list[tuple[str, np.ndarray]]:
@@ -48,7 +56,7 @@ def main(model_id: str) -> None:
         if audio:
             blob = api.compress_audio(audio_from_array(a, 8000), model=model_id, fallback=False)[0]
         else:
-            blob = api.compress(a, model=model_id, fallback=False)
+            blob = api.compress(a, model=model_id, fallback=False, **image_options(kind, model_id))
         stem = GOLDEN / f"{model_id}-v{container.read_header(blob) and blob[4]}-{kind}"
         if stem.with_suffix(".ardm").exists():
             print(f"{stem}.ardm exists: golden files are never rewritten")

@@ -286,8 +286,8 @@ class TestUnpackErrors:
                 unpack(data.replace(old, new))
 
     def test_newer_version(self) -> None:
-        with pytest.raises(UnsupportedVersionError, match="version 5 .*reads versions 1, 2, 3, 4"):
-            unpack(recrc(with_byte(small_file(), VERSION_AT, 5)))
+        with pytest.raises(UnsupportedVersionError, match="version 6 .*reads versions 1, 2, 3, 4, 5"):
+            unpack(recrc(with_byte(small_file(), VERSION_AT, 6)))
 
     def test_version_2_scale_offsets(self) -> None:
         # FORMAT.md "Flags": bit 0 (scale offsets), only in version 2, which a file without flags never is
@@ -345,6 +345,18 @@ class TestUnpackErrors:
         for bad in ({"meta": {"subtype": "PCM_16"}}, {"media": "image", "shape": (6, 2, 3)}):
             with pytest.raises(ValueError, match="24-bit audio"):
                 pack(dataclasses.replace(mono, **bad), WORDS)
+
+    def test_version_5_adapted_steps(self) -> None:
+        # FORMAT.md "Flags": bit 3 (adapted steps), version 5, images coded by an int-exact model only
+        h = dataclasses.replace(IMAGE, arithmetic="int-exact", adapt=True)
+        data = pack(h, WORDS)
+        assert data[VERSION_AT] == 5 and data[FLAGS_AT] == 0x08 and unpack(data)[0] == h
+        with pytest.raises(CorruptError, match="version-5 file with flags 0x01 .*written as version 2"):
+            unpack(recrc(with_byte(pack(dataclasses.replace(h, adapt=False, offsets=True), WORDS), VERSION_AT, 5)))
+        with pytest.raises(CorruptError, match="reserved flags 0x10"):
+            unpack(recrc(with_byte(data, FLAGS_AT, 0x18)))
+        with pytest.raises(CorruptError, match="FLAG_ADAPT excludes FLAG_OFFSETS"):
+            unpack(recrc(with_byte(data, FLAGS_AT, 0x09)))
 
     @pytest.mark.parametrize("changes", [{"arithmetic": "float32"}, {"method": "raw", "model_hash": bytes(4)},
                                          {"method": "deflate", "model_hash": bytes(4)}])
@@ -515,5 +527,5 @@ class TestContentHash:
 
 
 def test_module_constants() -> None:
-    assert container.VERSION == 4 and container.VERSIONS == (1, 2, 3, 4) and MAGIC == b"\x89ARD" and MAX_ELEMENTS == 1 << 31
+    assert container.VERSION == 5 and container.VERSIONS == (1, 2, 3, 4, 5) and MAGIC == b"\x89ARD" and MAX_ELEMENTS == 1 << 31
     assert container.HASH_BYTES == 4

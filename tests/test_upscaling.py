@@ -298,4 +298,6 @@ def test_a_staged_net_starts_from_a_one_stage_one(prior):
     g = torch.Generator().manual_seed(0)
     x, m = torch.rand(1, 3, 16, 16, generator=g) * 2 - 1, torch.ones(1, 3, 16, 16)
     with torch.no_grad():
-        assert torch.allclose(one(x, m, torch.tensor([0.5])), two(x, m, torch.tensor([0.5]), torch.tensor([2])))
+        # up to float rounding: a stem of 32 input channels may run another convolution kernel than one of 31
+        assert torch.allclose(one(x, m, torch.tensor([0.5])), two(x, m, torch.tensor([0.5]), torch.tensor([2])),
+                              rtol=1e-5, atol=1e-6)

@@ -1,0 +1,140 @@
+"""Adapted steps (adapt.py, format version 5): per network step the encoder may store a linear mean
+correction and scale offsets per bucket, fitted to the image being coded; the decoder computes them in
+integers."""
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from ardmzip import adapt, api, container, interp
+from ardmzip.codec import OFFSETS, Coding, decode_plane, encode_plane_ways, make_plan
+from ardmzip.coder import Decoder, Encoder
+from ardmzip.errors import UnsupportedInputError
+from ardmzip.exact import LOGS_MIN
+from ardmzip.prior import MU_MAX, MU_MIN
+from ardmzip.registry import load_model
+
+PHOTO = Path(__file__).parent / "data" / "crop64.png"
+
+
+@pytest.fixture(scope="module")
+def img7():
+    return load_model("img7")
+
+
+def _upscaled(h: int = 96, w: int = 96) -> np.ndarray:
+    """The test photo upscaled 3× (bicubic): smoother than any training crop, so a fitted correction pays."""
+    photo = Image.open(PHOTO).convert("RGB").crop((8, 8, 8 + w // 3, 8 + h // 3))
+    return np.asarray(photo.resize((w, h), Image.BICUBIC))
+
+
+def test_coefficient_symbols_round_trip():
+    c = np.array([0, 1, -1, 2, -3, 1000, -(1 << 22) - 5, interp.COEF_LIMIT, -interp.COEF_LIMIT], dtype=np.int64)
+    sizes, bits = interp.coefficient_symbols(c)
+    assert list(sizes[:4]) == [0, 1, 1, 2] and len(bits) == interp.bit_count(sizes)
+    assert np.array_equal(interp.coefficients_from_symbols(sizes, bits), c)
+
+
+def test_correction_is_the_rounded_integer_dot_product():
+    rng = np.random.default_rng(0)
+    h, w = 9, 11
+    values = rng.integers(0, 256, 3 * h * w)
+    known = rng.random(3 * h * w) < 0.6
+    positions = np.flatnonzero(~known[h * w:2 * h * w]) + h * w       # unknown variables of channel 1
+    feats = adapt.feature_list(known, positions, (h, w), False)
+    assert feats and all(abs(dy) <= (2 if cc == 1 else 1) and abs(dx) <= (2 if cc == 1 else 1) for cc, dy, dx in feats)
+    ref16 = rng.integers(0, 16 * 255, len(positions))
+    coefs = rng.integers(-(1 << 15), 1 << 15, len(feats) + 1)
+    got = adapt.correction(values, known, positions, (h, w), False, feats, ref16, coefs)
+    v, k = values.reshape(3, h, w), known.reshape(3, h, w)
+    for i, p in enumerate(positions):
+        y, x = divmod(int(p) - h * w, w)
+        total = 16 * int(coefs[-1])
+        for (cc, dy, dx), cj in zip(feats, coefs):
+            yy, xx = min(max(y + dy, 0), h - 1), min(max(x + dx, 0), w - 1)
+            if k[cc, yy, xx]:
+                total += int(cj) * (16 * int(v[cc, yy, xx]) - int(ref16[i]))
+        assert got[i] == (total + (1 << 13)) >> 14                      # Python ints: floor of the half-up
+
+
+def test_features_need_half_the_variables_to_know_the_neighbour():
+    h, w = 4, 4
+    known = np.zeros(h * w, dtype=bool)
+    known[[0, 1]] = True                                                # (0, 0) and (0, 1)
+    positions = np.array([5, 6, 10, 15])                               # (1, 1), (1, 2), (2, 2), (3, 3)
+    feats = adapt.feature_list(known, positions, (h, w), True)
+    # (−1, −1) is known for (1, 1) and (1, 2)'s is (0, 1): 2 of 4 variables; (−1, 0) only for (1, 1)
+    assert (0, -1, -1) in feats and (0, -1, 0) not in feats
+
+
+def test_apply_shifts_means_and_buckets_log_scales_within_the_grids():
+    k = 2
+    q = torch.tensor([[3, 0, 100, MU_MAX - 5, -100, -100],     # mean log-scale −100: bucket 0
+                      [0, 0, MU_MIN + 1, 50, -20, -20]])       # −20: the last bucket
+    buckets = np.arange(adapt.BUCKETS) % len(OFFSETS)
+    out = adapt.apply(q, np.array([10, -7]), buckets, OFFSETS, k, LOGS_MIN, 48)
+    assert out[0, 2:4].tolist() == [110, MU_MAX] and out[1, 2:4].tolist() == [MU_MIN, 43]
+    assert out[0, 4:].tolist() == [max(LOGS_MIN, -100 + OFFSETS[0])] * 2
+    assert out[1, 4:].tolist() == [min(48, -20 + OFFSETS[adapt.BUCKETS - 1])] * 2
+    assert adapt.reference(q, k).tolist() == [100, MU_MIN + 1]          # the first of equal logits
+
+
+def test_plane_round_trips_and_adapted_steps_pay_on_an_upscaled_photo(img7):
+    plane = _upscaled()
+    sizes, steps = {}, []
+    for way in (Coding.OFFSET, Coding.ADAPT):
+        plan = make_plan(img7, plane.shape, 18, 1, offsets=way == Coding.OFFSET, adapt=way == Coding.ADAPT)
+        enc = Encoder()
+        encode_plane_ways(img7, plane, plan, {way: enc})
+        words = enc.words()
+        dec = Decoder(words)
+        assert np.array_equal(decode_plane(img7, plan, dec), plane)
+        dec.finish()
+        sizes[way] = len(words)
+    assert sizes[Coding.ADAPT] < 0.97 * sizes[Coding.OFFSET]
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (2, 7, 3), (13, 6), (19, 21, 3)])
+def test_awkward_sizes_round_trip_with_adapted_steps(img7, shape):
+    plane = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
+    plane = np.sort(plane, axis=1)                       # some structure, so both modes occur
+    blob = api.compress(plane, model="img7", adapt=True, fallback=False)
+    assert container.read_header(blob).adapt and blob[4] == 5
+    assert np.array_equal(api.decompress_array(blob), plane)
+
+
+def test_api_adapts_large_images_by_default_and_keeps_small_ones_as_before():
+    big = np.asarray(Image.fromarray(_upscaled()).resize((128, 128), Image.BICUBIC))
+    blob = api.compress(big, model="img7")
+    header = container.read_header(blob)
+    assert header.adapt and not header.offsets and blob[4] == 5
+    assert np.array_equal(api.decompress_array(blob), big)
+    small = np.asarray(Image.open(PHOTO).convert("RGB"))
+    assert container.read_header(api.compress(small, model="img7")).adapt is False  # version 1 or 2, as before
+
+
+def test_adapt_needs_an_int_exact_one_stage_model():
+    with pytest.raises(UnsupportedInputError, match="int-exact one-stage"):
+        api.compress(np.zeros((8, 8, 3), np.uint8), model="img1", adapt=True)
+
+
+def test_the_container_allows_the_flag_for_model_coded_images_only():
+    base = dict(media="image", method="ardm", arithmetic="int-exact", model_id="img7", model_hash=bytes(4),
+                budget=18, seed=0, shape=(4, 4, 3), meta={}, content_hash=bytes(4))
+    blob = container.pack(container.Header(**base, adapt=True), np.zeros(1, np.uint32))
+    assert blob[4] == 5 and container.read_header(blob).adapt
+    for bad in (dict(offsets=True), dict(media="audio", shape=(4, 1)), dict(arithmetic="float32")):
+        with pytest.raises(ValueError, match="adapt"):
+            container.pack(container.Header(**{**base, **bad}, adapt=True), np.zeros(1, np.uint32))
+
+
+def test_the_golden_file_has_adapted_steps(monkeypatch):
+    golden = Path(__file__).parent / "data" / "golden" / "img7-v5-upscaled.ardm"
+    popped = []
+    real = adapt.pop
+    monkeypatch.setattr(adapt, "pop", lambda *a: popped.append(1) or real(*a))
+    expected = np.load(golden.with_suffix(".npy"))
+    assert np.array_equal(api.decompress_array(golden.read_bytes()), expected)
+    assert 0 < len(popped) < 18                      # some of its 18 steps adapted, not all
