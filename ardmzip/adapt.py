@@ -16,14 +16,15 @@ the encoder may (mode 1) store, besides the step's network call:
   mode 0, the one offset per step of format version 2, moves them all alike.
 
 The encoder fits the coefficients on at most FIT_VARS of the step's variables by minimising their code
-length under the (dequantised) head with L-BFGS, picks the buckets' offsets on the same sample, and keeps
-mode 1 only where its estimated saving passes the cost of what it stores. The decoder reads them and
+length under the (dequantised, float32) head with L-BFGS, picks the buckets' offsets on at most
+CHOICE_VARS of them, and keeps mode 1 only where its estimated saving there passes the cost of what it
+stores. The decoder reads them and
 computes the correction in integers, so every machine gets the same distributions.
 
-Measured before this was built (img7 at 18 calls, validation photos at their source resolution, 320×320
-centre crops, 4 photos): 1.746 bits per subpixel with one offset per step, 1.688 with the correction and
-bucket offsets fitted on half of each step and scored on the other half (−3.3%), before the ~0.008
-bits per subpixel of what is stored.
+Measured (img7 at 18 calls, benchmarks/adapt_validation.py, whole files against one offset per step):
+320×320 crops of validation photos at their source resolution −2.2%, whole validation photos (2×
+downscaled, ~160×110) −1.75%, 64×64 validation crops −0.04% (−1.2% upscaled 1–3×); the evaluation's
+whole photos −3.3%.
 """
 from __future__ import annotations
 
@@ -42,8 +43,9 @@ COEF_LIMIT = (1 << 23) - 1       # |c| < 2^23: interp.SIZE_PROBS covers bit leng
 OWN_RADIUS, OTHER_RADIUS = 2, 1
 BUCKET_EDGES = (-96, -80, -64, -56, -48, -40, -32)  # on the mean component log-scale (1/16 nat grid)
 BUCKETS = len(BUCKET_EDGES) + 1
-FIT_VARS = 16384                 # the encoder fits on an evenly spaced sample of at most this many
-FIT_ITERATIONS = 30
+FIT_VARS = 65536                 # the encoder fits on an evenly spaced sample of at most this many
+FIT_ITERATIONS = 60
+CHOICE_VARS = 16384              # the offsets and the mode are chosen on at most this many of those
 RIDGE = 1e-3                     # per variable, on the coefficients (value units)
 MODE_PROBS = np.full((1, 2), 0.5)  # per step: 0 one scale offset, 1 adapted
 
@@ -132,8 +134,8 @@ def apply(params: torch.Tensor, delta16: np.ndarray, buckets: np.ndarray, offset
 
 # ------------------------------------------------------------------------------------- the encoder's fit
 def _head(q: torch.Tensor, k: int) -> torch.Tensor:
-    """Dequantised float64 head (n, 3K) of int-exact params."""
-    return log_probabilities_torch(q.double()[..., None, None], k)[..., 0, 0]
+    """Dequantised float32 head (n, 3K) of int-exact params (the encoder's estimates only)."""
+    return log_probabilities_torch(q.float()[..., None, None], k)[..., 0, 0]
 
 
 def _nats(head: torch.Tensor, x: torch.Tensor, k: int) -> torch.Tensor:
@@ -152,9 +154,9 @@ def fit(params: torch.Tensor, values: np.ndarray, known: np.ndarray, positions: 
     x = torch.from_numpy(values[pos])
     ref16 = reference(q, k).numpy()
     cols = np.stack(list(_columns(values, known, pos, shape, grey, feats, ref16)), 1)
-    f = torch.from_numpy(cols).double() / 16.0                       # value units
+    f = torch.from_numpy(cols).float() / 16.0                        # value units
     head = _head(q, k)
-    c = torch.zeros(f.shape[1], dtype=torch.float64, requires_grad=True)
+    c = torch.zeros(f.shape[1], dtype=torch.float32, requires_grad=True)
     opt = torch.optim.LBFGS([c], max_iter=FIT_ITERATIONS, line_search_fn="strong_wolfe")
 
     def loss() -> torch.Tensor:
@@ -165,8 +167,10 @@ def fit(params: torch.Tensor, values: np.ndarray, known: np.ndarray, positions: 
         return value
 
     opt.step(loss)
-    coefs = np.clip(np.round(c.detach().numpy() * (1 << Q)), -COEF_LIMIT, COEF_LIMIT).astype(np.int64)
-    delta16 = correction(values, known, pos, shape, grey, feats, ref16, coefs)
+    coefs = np.clip(np.round(np.nan_to_num(c.detach().numpy()) * (1 << Q)), -COEF_LIMIT, COEF_LIMIT).astype(np.int64)
+    sub = np.arange(0, len(sel), max(1, len(sel) // CHOICE_VARS))
+    q, x = q[torch.from_numpy(sub)], x[torch.from_numpy(sub)]
+    delta16 = correction(values, known, pos[sub], shape, grey, feats, ref16[sub], coefs)
     adapted = apply(q, delta16, np.zeros(BUCKETS, np.int64), (0,), k, logs_min, logs_max)
 
     def per_offset(p: torch.Tensor) -> torch.Tensor:       # (len(offsets), n) nats
@@ -182,7 +186,7 @@ def fit(params: torch.Tensor, values: np.ndarray, known: np.ndarray, positions: 
         if on.any():
             buckets[j] = int(fitted[:, on].sum(1).argmin())
     best = sum(float(fitted[buckets[j], b == j].sum()) for j in range(BUCKETS))
-    scale = n / len(sel) / np.log(2)
+    scale = n / len(sub) / np.log(2)
     return Adaptation(coefs, buckets), best * scale, float(plain.sum(1).min()) * scale
 
 

@@ -31,9 +31,11 @@ DEFAULT_SEED = 0
 # (0.1% of a 2-bpd file: a 64×64 crop at 18 calls, 256×256 at 200), compress also codes without them.
 OFFSET_BITS = math.log2(len(OFFSETS))
 OFFSET_TRY_BITS = 0.002
-# Adapted steps (adapt.py) by default for images of at least ADAPT_MIN_DIMS subpixels: the encoder fits
-# them at every step, which costs more time than it can save bits on smaller ones.
-ADAPT_MIN_DIMS = 3 * 128 * 128
+# Adapted steps (adapt.py) by default for images of at least ADAPT_MIN_DIMS subpixels where the modes'
+# bits (one per call) stay below OFFSET_TRY_BITS per dimension. On validation files: 64×64 crops −0.04%
+# as they are, −1.2% upscaled; whole photos −1.75%; 320×320 crops at their source resolution −2.2%
+# (benchmarks/results/adapt/). Smaller images keep one scale offset per step (or none).
+ADAPT_MIN_DIMS = 3 * 64 * 64
 
 
 @dataclass
@@ -117,7 +119,8 @@ def compress_image(img: media.Image, *, budget: int | None = None, model: str | 
     OFFSET_TRY_BITS per dimension (small images, many calls) the image is also coded without them and
     the smaller file kept. `adapt`: per network step a mode, one scale offset or a fitted mean correction
     and scale offsets (adapt.py; format version 5); by default for int-exact one-stage models on images
-    of at least ADAPT_MIN_DIMS subpixels, where it replaces `offsets`.
+    of at least ADAPT_MIN_DIMS subpixels at no more calls than OFFSET_TRY_BITS per subpixel
+    (`adapts_by_default`), where it replaces `offsets`.
     """
     m = _model(model, "image")
     budget = m.default_budget if budget is None else budget
@@ -154,9 +157,15 @@ def _image_tries(m: Model, offsets: bool | None, adapt: bool | None, calls: int,
     can = m.exact is not None and m.cfg.stages == 1
     if adapt and not can:
         raise UnsupportedInputError(f"adapted steps need an int-exact one-stage model; {m.id} is not")
-    if adapt or (adapt is None and offsets is not False and can and dims >= ADAPT_MIN_DIMS):
+    if adapt or (adapt is None and offsets is not False and can and adapts_by_default(dims, calls)):
         return [Coding.ADAPT]
     return [Coding(t) for t in _offset_tries(m, offsets, calls, dims)]
+
+
+def adapts_by_default(dims: int, calls: int) -> bool:
+    """Whether an image of `dims` subpixels coded in `calls` network calls gets adapted steps by default
+    (an int-exact one-stage model)."""
+    return dims >= ADAPT_MIN_DIMS and calls <= OFFSET_TRY_BITS * dims
 
 
 def _offset_tries(m: Model | AudioModel, offsets: bool | None, calls: int, dims: int) -> list[bool]:

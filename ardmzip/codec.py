@@ -385,10 +385,10 @@ def _coding(model: Model, plan: Plan, use: Coding, params: torch.Tensor, values:
     feats = adapt.feature_list(known, positions, plan.shape, plan.grey)
     a, fitted, plain = adapt.fit(params, values, known, positions, plan.shape, plan.grey, feats, OFFSETS, k,
                                  LOGS_MIN, model.cfg.logs_max)
-    if fitted + adapt.side_bits(a, len(OFFSETS)) >= plain:
-        return one[0], one[1] + [(np.array([0]), adapt.MODE_PROBS)]
-    return _adapted(model, plan, params, values, known, positions, feats, a), \
-        adapt.symbols(a, len(OFFSETS)) + [(np.array([1]), adapt.MODE_PROBS)]
+    if fitted + adapt.side_bits(a, len(OFFSETS)) < plain:            # (False for a fit gone NaN)
+        return _adapted(model, plan, params, values, known, positions, feats, a), \
+            adapt.symbols(a, len(OFFSETS)) + [(np.array([1]), adapt.MODE_PROBS)]
+    return one[0], one[1] + [(np.array([0]), adapt.MODE_PROBS)]
 
 
 def _adapted(model: Model, plan: Plan, params: torch.Tensor, values: np.ndarray, known: np.ndarray,
@@ -420,14 +420,15 @@ def _push_units(enc: Encoder, symbols: np.ndarray, probs: np.ndarray) -> float:
 
 def encode_plane(model: Model, plane: np.ndarray, plan: Plan, enc: Encoder, progress: Progress = None) -> float:
     """Push a plane onto the ANS stack (steps last to first, then the lattice's units last to first),
-    with scale offsets if plan.offsets. Returns the model's −log2 p in bits."""
-    return encode_plane_ways(model, plane, plan, {plan.offsets: enc}, progress)[plan.offsets]
+    with scale offsets if plan.offsets, adapted steps if plan.adapt. Returns the model's −log2 p in bits."""
+    way = Coding.ADAPT if plan.adapt else Coding(plan.offsets)
+    return encode_plane_ways(model, plane, plan, {way: enc}, progress)[way]
 
 
 def encode_plane_ways(model: Model, plane: np.ndarray, plan: Plan | StagedPlan, ways: dict[Coding, Encoder],
                       progress: Progress = None) -> dict[Coding, float]:
-    """encode_plane onto one ANS stack per way of coding (ways: with scale offsets → its encoder), each
-    step's network call made once for all of them (plan.offsets is not read). Returns the bits of each."""
+    """encode_plane onto one ANS stack per way of coding (ways: Coding → its encoder), each step's network
+    call made once for all of them (plan.offsets and plan.adapt are not read). Returns the bits of each."""
     values = _flat(plane).astype(np.int64)
     bits = dict.fromkeys(ways, 0.0)
     for walk in reversed(plan.stages if isinstance(plan, StagedPlan) else (plan,)):  # stage 2 pushed first
@@ -449,8 +450,9 @@ def _encode_walk(model: Model, values: np.ndarray, plan: Plan, ways: dict[Coding
         for i in reversed(range(0, len(steps), e)):
             group = steps[i:i + e]
             for (start, positions), params in reversed(list(zip(group, _batched_params(model, plan, values, rank, group)))):
+                known = rank < start
                 for use, enc in ways.items():
-                    coded, side = _coding(model, plan, Coding(use), params, values, rank < start, positions)
+                    coded, side = _coding(model, plan, Coding(use), params, values, known, positions)
                     for c in reversed(_chunks(len(positions))):    # the stack: last chunk pushed first
                         pc = positions[c]
                         bits[use] += _push_units(enc, symbols[pc], _probabilities(model, coded[c], plan, values[pc]))

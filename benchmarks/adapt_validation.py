@@ -75,10 +75,13 @@ def main() -> None:
     ap.add_argument("--budget", type=int, default=None, help="network calls (default: the model's)")
     ap.add_argument("--sets", default="native,small,crops64,crops64-up", help=f"comma-separated: {', '.join(SETS)}")
     ap.add_argument("--radii", default=None, help="experiment: OWN,OTHER feature radii (the format fixes 2,1)")
+    ap.add_argument("--fit", default=None, help="experiment: the encoder's FIT_VARS,FIT_ITERATIONS (not the format's)")
     ap.add_argument("--out", type=Path, default=None, help="write validation.json and validation.md here")
     a = ap.parse_args()
     if a.radii:
         adapt.OWN_RADIUS, adapt.OTHER_RADIUS = map(int, a.radii.split(","))
+    if a.fit:
+        adapt.FIT_VARS, adapt.FIT_ITERATIONS = map(int, a.fit.split(","))
     results = {}
     for s in a.sets.split(","):
         rows = []
@@ -95,6 +98,7 @@ def main() -> None:
     if a.out:
         a.out.mkdir(parents=True, exist_ok=True)
         meta = {"model": a.model, "budget": a.budget, "radii": [adapt.OWN_RADIUS, adapt.OTHER_RADIUS],
+                "fit": [adapt.FIT_VARS, adapt.FIT_ITERATIONS],
                 "format_version": container.VERSION}
         (a.out / "validation.json").write_text(json.dumps({"meta": meta, "sets": results}, indent=1) + "\n")
         lines = ["# Adapted steps on validation photos", "",

@@ -83,12 +83,12 @@ from ardmzip.registry import Model, default_model_id, load_model  # noqa: E402
 
 # the cache key of an ardmzip result: the format version the codec writes images of this size as (a change
 # of the codec that changes image files comes with a new version; versions 3 and 4 only added audio's
-# channel transform and low bytes; version 5's adapted steps change images of api.ADAPT_MIN_DIMS or more)
+# channel transform and low bytes; version 5's adapted steps change the images api.adapts_by_default)
 FORMAT_VERSION = version_for(FLAG_OFFSETS)
 
 
-def format_version(dims: int) -> int:
-    return version_for(FLAG_ADAPT) if dims >= api.ADAPT_MIN_DIMS else FORMAT_VERSION
+def format_version(dims: int, calls: int) -> int:
+    return version_for(FLAG_ADAPT) if api.adapts_by_default(dims, calls) else FORMAT_VERSION
 IMAGES = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
           "retina.jpg", "hubble_deep_field.jpg")
 DATASETS = ("crops32", "crops64", "whole")
@@ -271,7 +271,7 @@ def restorable(results: dict, cache: Path, model: Model) -> list[tuple[Path, dic
     for r in results["items"]:
         key = item_key(r["item"], r["pixels_sha256"])
         if r["method"] == "ardmzip":
-            if env["model_sha256"] == model.sha256 and r.get("format_version") == format_version(r["dims"]):
+            if env["model_sha256"] == model.sha256 and r.get("format_version") == format_version(r["dims"], r["budget_calls"]):
                 out.append((ardmzip_path(cache, model, r["dataset"], key, r["budget_calls"], r["format_version"]),
                             {k: r[k] for k in ARDMZIP_FIELDS}))
         elif same_codecs:
@@ -423,7 +423,7 @@ def run_item(item: Item, budgets: list[str], model: Model, codecs: list[Classica
     rows = []
     for label in budgets:
         budget = resolve_budget(label, item, model)
-        path = ardmzip_path(cache, model, item.dataset, key, budget, format_version(item.dims))
+        path = ardmzip_path(cache, model, item.dataset, key, budget, format_version(item.dims, budget))
         if cached_only and not path.exists():
             continue
         if item.dataset == "whole":
@@ -431,7 +431,7 @@ def run_item(item: Item, budgets: list[str], model: Model, codecs: list[Classica
         else:
             r = cached(path, lambda: measure_ardmzip(item, budget, model))
         rows.append({**base, "method": "ardmzip", "budget": label, "budget_calls": budget,
-                     "format_version": format_version(item.dims), **r, "bpd": _bpd(r["bits"], item.dims),
+                     "format_version": format_version(item.dims, budget), **r, "bpd": _bpd(r["bits"], item.dims),
                      "predicted_bpd": _bpd(r["predicted_bits"], item.dims),
                      "model_bpd": _bpd(r["model_bits"], item.dims), "payload_bpd": _bpd(r["payload_bits"], item.dims)})
         _progress(rows[-1])

@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from ardmzip import adapt, api, container, interp
-from ardmzip.codec import OFFSETS, Coding, decode_plane, encode_plane_ways, make_plan
+from ardmzip.codec import OFFSETS, Coding, decode_plane, encode_plane, encode_plane_ways, make_plan
 from ardmzip.coder import Decoder, Encoder
 from ardmzip.errors import UnsupportedInputError
 from ardmzip.exact import LOGS_MIN
@@ -111,8 +111,10 @@ def test_api_adapts_large_images_by_default_and_keeps_small_ones_as_before():
     header = container.read_header(blob)
     assert header.adapt and not header.offsets and blob[4] == 5
     assert np.array_equal(api.decompress_array(blob), big)
-    small = np.asarray(Image.open(PHOTO).convert("RGB"))
-    assert container.read_header(api.compress(small, model="img7")).adapt is False  # version 1 or 2, as before
+    photo = np.asarray(Image.open(PHOTO).convert("RGB"))                      # 64×64: the least that adapts
+    assert container.read_header(api.compress(photo, model="img7")).adapt
+    for small, budget in ((photo[:32, :32], None), (photo, 50)):             # fewer subpixels, more calls
+        assert container.read_header(api.compress(small, model="img7", budget=budget)).adapt is False
 
 
 def test_adapt_needs_an_int_exact_one_stage_model():
@@ -138,3 +140,13 @@ def test_the_golden_file_has_adapted_steps(monkeypatch):
     expected = np.load(golden.with_suffix(".npy"))
     assert np.array_equal(api.decompress_array(golden.read_bytes()), expected)
     assert 0 < len(popped) < 18                      # some of its 18 steps adapted, not all
+
+
+def test_encode_plane_codes_an_adapt_plan_with_its_modes(img7):
+    plane = _upscaled(64, 64)
+    plan = make_plan(img7, plane.shape, 18, 0, adapt=True)
+    enc = Encoder()
+    encode_plane(img7, plane, plan, enc)
+    dec = Decoder(enc.words())
+    assert np.array_equal(decode_plane(img7, plan, dec), plane)
+    dec.finish()
