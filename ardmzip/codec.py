@@ -96,6 +96,7 @@ class StagedPlan:
     shape = property(lambda self: self.stages[0].shape)
     grey = property(lambda self: self.stages[0].grey)
     offsets = property(lambda self: self.stages[0].offsets)
+    adapt = property(lambda self: self.stages[0].adapt)   # always False: make_plan refuses it for staged models
     n_vars = property(lambda self: self.stages[0].n_vars)
     calls = property(lambda self: sum(p.calls for p in self.stages))
     steps = property(lambda self: sum(p.steps for p in self.stages))
