@@ -378,18 +378,16 @@ def _coding(model: Model, plan: Plan, use: Coding, params: torch.Tensor, values:
     (symbols, distributions) in push order)."""
     if use == Coding.PLAIN:
         return params, []
+    if use == Coding.ADAPT:
+        feats = adapt.feature_list(known, positions, plan.shape, plan.grey)
+        a, fitted, plain = adapt.fit(params, values, known, positions, plan.shape, plan.grey, feats, OFFSETS,
+                                     model.cfg.mixtures, LOGS_MIN, model.cfg.logs_max)
+        if fitted + adapt.side_bits(a, len(OFFSETS)) < plain:        # (False for a fit gone NaN)
+            return _adapted(model, plan, params, values, known, positions, feats, a), \
+                adapt.symbols(a, len(OFFSETS)) + [(np.array([1]), adapt.MODE_PROBS)]
     o = best_offset(model, params, values[positions], plan.stage)
-    one = (with_offset(model, params, OFFSETS[o]), [(np.array([o]), OFFSET_PROBS)])
-    if use == Coding.OFFSET:
-        return one
-    k = model.cfg.mixtures
-    feats = adapt.feature_list(known, positions, plan.shape, plan.grey)
-    a, fitted, plain = adapt.fit(params, values, known, positions, plan.shape, plan.grey, feats, OFFSETS, k,
-                                 LOGS_MIN, model.cfg.logs_max)
-    if fitted + adapt.side_bits(a, len(OFFSETS)) < plain:            # (False for a fit gone NaN)
-        return _adapted(model, plan, params, values, known, positions, feats, a), \
-            adapt.symbols(a, len(OFFSETS)) + [(np.array([1]), adapt.MODE_PROBS)]
-    return one[0], one[1] + [(np.array([0]), adapt.MODE_PROBS)]
+    side = [(np.array([o]), OFFSET_PROBS)] + ([(np.array([0]), adapt.MODE_PROBS)] if use == Coding.ADAPT else [])
+    return with_offset(model, params, OFFSETS[o]), side
 
 
 def _adapted(model: Model, plan: Plan, params: torch.Tensor, values: np.ndarray, known: np.ndarray,

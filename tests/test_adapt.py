@@ -9,7 +9,7 @@ import torch
 from PIL import Image
 
 from ardmzip import adapt, api, container, interp
-from ardmzip.codec import OFFSETS, Coding, decode_plane, encode_plane, encode_plane_ways, make_plan
+from ardmzip.codec import OFFSETS, Coding, decode_plane, encode_plane, make_plan
 from ardmzip.coder import Decoder, Encoder
 from ardmzip.errors import UnsupportedInputError
 from ardmzip.exact import LOGS_MIN
@@ -87,7 +87,7 @@ def test_plane_round_trips_and_adapted_steps_pay_on_an_upscaled_photo(img7):
     for way in (Coding.OFFSET, Coding.ADAPT):
         plan = make_plan(img7, plane.shape, 18, 1, offsets=way == Coding.OFFSET, adapt=way == Coding.ADAPT)
         enc = Encoder()
-        encode_plane_ways(img7, plane, plan, {way: enc})
+        encode_plane(img7, plane, plan, enc)                    # the plan says how: offsets or adapted
         words = enc.words()
         dec = Decoder(words)
         assert np.array_equal(decode_plane(img7, plan, dec), plane)
@@ -141,12 +141,3 @@ def test_the_golden_file_has_adapted_steps(monkeypatch):
     assert np.array_equal(api.decompress_array(golden.read_bytes()), expected)
     assert 0 < len(popped) < 18                      # some of its 18 steps adapted, not all
 
-
-def test_encode_plane_codes_an_adapt_plan_with_its_modes(img7):
-    plane = _upscaled(64, 64)
-    plan = make_plan(img7, plane.shape, 18, 0, adapt=True)
-    enc = Encoder()
-    encode_plane(img7, plane, plan, enc)
-    dec = Decoder(enc.words())
-    assert np.array_equal(decode_plane(img7, plan, dec), plane)
-    dec.finish()
