@@ -48,6 +48,7 @@ FIT_ITERATIONS = 60
 CHOICE_VARS = 16384              # the offsets and the mode are chosen on at most this many of those
 RIDGE = 1e-3                     # per variable, on the coefficients (value units)
 MODE_PROBS = np.full((1, 2), 0.5)  # per step: 0 one scale offset, 1 adapted
+PHASE_MIN_VARS = 4096            # (FLAG_PHASES) a step of fewer variables is one class
 
 
 class Adaptation(NamedTuple):
@@ -85,6 +86,18 @@ def feature_list(known: np.ndarray, positions: np.ndarray, shape: tuple[int, int
         if 2 * int(np.count_nonzero(seen)) >= len(positions):
             out.append((cc, dy, dx))
     return out
+
+
+def phase_classes(positions: np.ndarray, shape: tuple[int, int], grey: bool) -> list[np.ndarray]:
+    """(FLAG_PHASES) The classes a step's variables are adapted in, each as indices into `positions`:
+    by phase, (y mod 2, x mod 2) in that order, the phases present; one class for a step of fewer
+    than PHASE_MIN_VARS variables. Many photos repeat every 2 pixels (chroma subsampled 2×2 by JPEG,
+    a Bayer mosaic's demosaicing), so one linear correction for all phases fits none of them well."""
+    if len(positions) < PHASE_MIN_VARS:
+        return [np.arange(len(positions))]
+    _, y, x = _coords(positions, shape, grey)
+    phase = 2 * (y % 2) + x % 2
+    return [idx for p in range(4) if len(idx := np.flatnonzero(phase == p))]
 
 
 def reference(params: torch.Tensor, k: int) -> torch.Tensor:

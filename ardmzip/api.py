@@ -109,8 +109,8 @@ class _StepCounter:
 
 def compress_image(img: media.Image, *, budget: int | None = None, model: str | None = None,
                    seed: int = DEFAULT_SEED, progress: Callable[[int, int], None] | None = None,
-                   fallback: bool = True, offsets: bool | None = None, adapt: bool | None = None
-                   ) -> tuple[bytes, Report]:
+                   fallback: bool = True, offsets: bool | None = None, adapt: bool | None = None,
+                   phases: bool | None = None) -> tuple[bytes, Report]:
     """Code the planes of an image; returns the .ardm bytes and a Report.
 
     With `fallback` (the default) the file stores the samples raw or deflated instead whenever that is
@@ -120,7 +120,9 @@ def compress_image(img: media.Image, *, budget: int | None = None, model: str | 
     the smaller file kept. `adapt`: per network step a mode, one scale offset or a fitted mean correction
     and scale offsets (adapt.py; format version 5); by default for int-exact one-stage models on images
     of at least ADAPT_MIN_DIMS subpixels at no more calls than OFFSET_TRY_BITS per subpixel
-    (`adapts_by_default`), where it replaces `offsets`.
+    (`adapts_by_default`), where it replaces `offsets`. `phases`: adapted steps fitted per phase class
+    (adapt.phase_classes; format version 6), the default wherever steps are adapted; False: one fit per
+    step (version 5); True implies `adapt`.
     """
     m = _model(model, "image")
     budget = m.default_budget if budget is None else budget
@@ -128,7 +130,7 @@ def compress_image(img: media.Image, *, budget: int | None = None, model: str | 
         raise UnsupportedInputError(f"budget must be at least 1 network call (got {budget})")
     plans = [make_plan(m, p.shape, budget, seed) for p in img.planes]
     calls, samples = sum(pl.calls for pl in plans), _samples(img)
-    tries = _image_tries(m, offsets, adapt, calls, samples.size)
+    tries = _image_tries(m, offsets, adapt, phases, calls, samples.size)
     tick = _StepCounter(sum(pl.steps for pl in plans), progress)
 
     def push(ways: dict[Coding, Encoder]) -> dict[Coding, float]:
@@ -144,21 +146,23 @@ def compress_image(img: media.Image, *, budget: int | None = None, model: str | 
                               model_hash=m.hash_prefix, budget=budget, seed=seed,
                               shape=shape, meta=_stored_meta(img.meta, shape),
                               content_hash=container.content_hash(samples), offsets=use == Coding.OFFSET,
-                              adapt=use == Coding.ADAPT)
+                              adapt=use in (Coding.ADAPT, Coding.PHASES), phases=use == Coding.PHASES)
     candidates = [("ardm", words), *(_stored_payloads(samples.tobytes()) if fallback else [])]
     blob, method, words = _pack_smallest(header, candidates)
     return blob, Report(len(blob), 32 * len(words), model_bits, _predicted_bits(m, plans), samples.size,
                         calls, method)
 
 
-def _image_tries(m: Model, offsets: bool | None, adapt: bool | None, calls: int, dims: int) -> list[Coding]:
-    """An image's codings to try: adapted steps where asked, or by default (see compress_image), else
-    `_offset_tries`."""
+def _image_tries(m: Model, offsets: bool | None, adapt: bool | None, phases: bool | None, calls: int,
+                 dims: int) -> list[Coding]:
+    """An image's codings to try: adapted steps (per phase class unless `phases` is False) where asked,
+    or by default (see compress_image), else `_offset_tries`."""
     can = m.exact is not None and m.cfg.stages == 1
+    adapt = True if phases else adapt
     if adapt and not can:
         raise UnsupportedInputError(f"adapted steps need an int-exact one-stage model; {m.id} is not")
     if adapt or (adapt is None and offsets is not False and can and adapts_by_default(dims, calls)):
-        return [Coding.ADAPT]
+        return [Coding.ADAPT if phases is False else Coding.PHASES]
     return [Coding(t) for t in _offset_tries(m, offsets, calls, dims)]
 
 
@@ -299,7 +303,7 @@ def _decode_image(header: container.Header, words: np.ndarray,
         return _checked(media.Image([p.reshape(s) for p, s in zip(planes, shapes)],
                                     _full_meta(header.meta, header.shape)), header)
     m = _file_model(header)
-    plans = [make_plan(m, s, header.budget, header.seed, header.offsets, header.adapt) for s in shapes]
+    plans = [make_plan(m, s, header.budget, header.seed, header.offsets, header.adapt, header.phases) for s in shapes]
     tick = _StepCounter(sum(pl.steps for pl in plans), progress)
     dec = Decoder(words)
     planes = [decode_plane(m, plan, dec, tick) for plan in plans]

@@ -280,7 +280,7 @@ def _how(h, detail: bool = False) -> str:
     if detail:
         return (f"model {h.model_id} [{h.model_hash.hex()}], budget {h.budget}, arithmetic {h.arithmetic}"
                 + (", scale offsets" if h.offsets else "")
-                + (", adapted steps" if h.adapt else "")
+                + (", adapted steps" if h.adapt else "") + (" per phase" if h.phases else "")
                 + (", channel transform" if h.channel_transform else "")
                 + (", low-byte models" if h.low_modes else ""))
     return f"model {h.model_id} budget {h.budget}"

@@ -53,6 +53,7 @@ class Coding(IntEnum):
     PLAIN = 0    # the head as the net gives it
     OFFSET = 1   # a scale offset per step (FLAG_OFFSETS)
     ADAPT = 2    # per step a mode: one scale offset, or a mean correction and bucket offsets (FLAG_ADAPT, adapt.py)
+    PHASES = 3   # ADAPT for each phase class of a step (FLAG_ADAPT | FLAG_PHASES, adapt.phase_classes)
 
 
 @dataclass
@@ -66,6 +67,7 @@ class Plan:
     first: int = 0         # the first `first` variables of the order (group 0) are coded by lattice.py, not the net
     offsets: bool = False  # each network step starts with its scale offset's index (OFFSETS)
     adapt: bool = False    # each network step starts with its mode (adapt.py); implies offsets
+    phases: bool = False   # with adapt: a mode per phase class of each step (adapt.phase_classes)
     stage: int = 0         # 0: a 256-way model's walk; 1, 2: that digit stage of a depth-upscaling model
 
     @property
@@ -97,6 +99,7 @@ class StagedPlan:
     grey = property(lambda self: self.stages[0].grey)
     offsets = property(lambda self: self.stages[0].offsets)
     adapt = property(lambda self: self.stages[0].adapt)   # always False: make_plan refuses it for staged models
+    phases = property(lambda self: self.stages[0].phases)  # always False, as adapt
     n_vars = property(lambda self: self.stages[0].n_vars)
     calls = property(lambda self: sum(p.calls for p in self.stages))
     steps = property(lambda self: sum(p.steps for p in self.stages))
@@ -107,18 +110,21 @@ class StagedPlan:
 
 
 def make_plan(model: Model, shape: tuple[int, ...], budget: int, seed: int, offsets: bool = False,
-              adapt: bool = False) -> Plan | StagedPlan:
+              adapt: bool = False, phases: bool = False) -> Plan | StagedPlan:
     """The plan of a plane: the model's order family ("uniform": ardm.order over the D variables;
     structured: ardm.grouped_order over the variables' groups, ardm.image_groups) and the schedule of
     `budget` network calls; `offsets`: with a scale offset per step, `adapt`: with a mode per step
-    (adapt.py; int-exact one-stage models only). A
+    (adapt.py; int-exact one-stage models only), `phases` (with adapt): a mode per phase class. A
     depth-upscaling model: a StagedPlan, its stages' orders drawn from stage_seed(seed, stage)."""
     if (offsets or model.cfg.stages > 1) and model.exact is None:
         raise ValueError(f"scale offsets and depth upscaling need an int-exact model; {model.id} is {model.arithmetic}")
     if adapt and (model.exact is None or model.cfg.stages > 1):
         raise ValueError(f"adapted steps need an int-exact one-stage model; {model.id} is not")
+    if phases and not adapt:
+        raise ValueError("phase classes are defined for adapted steps only")
     if model.cfg.stages == 1:
-        return dataclasses.replace(_plan(model, model.curve, shape, budget, seed), offsets=offsets or adapt, adapt=adapt)
+        return dataclasses.replace(_plan(model, model.curve, shape, budget, seed), offsets=offsets or adapt, adapt=adapt,
+                                   phases=phases)
     return StagedPlan(tuple(dataclasses.replace(p, offsets=offsets) for p in _staged_plans(model, shape, budget, seed)))
 
 
@@ -378,6 +384,13 @@ def _coding(model: Model, plan: Plan, use: Coding, params: torch.Tensor, values:
     (symbols, distributions) in push order)."""
     if use == Coding.PLAIN:
         return params, []
+    if use == Coding.PHASES:                 # each class as a step of its own; the decoder pops them last first
+        coded, side = params.clone(), []
+        for idx in adapt.phase_classes(positions, plan.shape, plan.grey):
+            sel = torch.from_numpy(idx)
+            coded[sel], s = _coding(model, plan, Coding.ADAPT, params[sel], values, known, positions[idx])
+            side += s
+        return coded, side
     if use == Coding.ADAPT:
         feats = adapt.feature_list(known, positions, plan.shape, plan.grey)
         a, fitted, plain = adapt.fit(params, values, known, positions, plan.shape, plan.grey, feats, OFFSETS,
@@ -401,6 +414,17 @@ def _adapted(model: Model, plan: Plan, params: torch.Tensor, values: np.ndarray,
 def _decoded_coding(model: Model, plan: Plan, dec: Decoder, params: torch.Tensor, values: np.ndarray,
                     known: np.ndarray, positions: np.ndarray) -> torch.Tensor:
     """Pop a step's side information (as `_coding` pushed it) and return the head params to decode with."""
+    if plan.phases:
+        out = params.clone()
+        for idx in reversed(adapt.phase_classes(positions, plan.shape, plan.grey)):
+            sel = torch.from_numpy(idx)
+            out[sel] = _decoded_step(model, plan, dec, params[sel], values, known, positions[idx])
+        return out
+    return _decoded_step(model, plan, dec, params, values, known, positions)
+
+
+def _decoded_step(model: Model, plan: Plan, dec: Decoder, params: torch.Tensor, values: np.ndarray,
+                  known: np.ndarray, positions: np.ndarray) -> torch.Tensor:
     if plan.adapt and dec.pop(adapt.MODE_PROBS)[0]:
         feats = adapt.feature_list(known, positions, plan.shape, plan.grey)
         a = adapt.pop(dec, len(feats) + 1, len(OFFSETS))
@@ -419,15 +443,16 @@ def _push_units(enc: Encoder, symbols: np.ndarray, probs: np.ndarray) -> float:
 
 def encode_plane(model: Model, plane: np.ndarray, plan: Plan, enc: Encoder, progress: Progress = None) -> float:
     """Push a plane onto the ANS stack (steps last to first, then the lattice's units last to first),
-    with scale offsets if plan.offsets, adapted steps if plan.adapt. Returns the model's −log2 p in bits."""
-    way = Coding.ADAPT if plan.adapt else Coding(plan.offsets)
+    with scale offsets if plan.offsets, adapted steps if plan.adapt (per phase class if plan.phases).
+    Returns the model's −log2 p in bits."""
+    way = Coding.PHASES if plan.phases else Coding.ADAPT if plan.adapt else Coding(plan.offsets)
     return encode_plane_ways(model, plane, plan, {way: enc}, progress)[way]
 
 
 def encode_plane_ways(model: Model, plane: np.ndarray, plan: Plan | StagedPlan, ways: dict[Coding, Encoder],
                       progress: Progress = None) -> dict[Coding, float]:
     """encode_plane onto one ANS stack per way of coding (ways: Coding → its encoder), each step's network
-    call made once for all of them (plan.offsets and plan.adapt are not read). Returns the bits of each."""
+    call made once for all of them (plan.offsets, plan.adapt and plan.phases are not read). Returns the bits of each."""
     values = _flat(plane).astype(np.int64)
     bits = dict.fromkeys(ways, 0.0)
     for walk in reversed(plan.stages if isinstance(plan, StagedPlan) else (plan,)):  # stage 2 pushed first

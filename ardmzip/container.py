@@ -23,15 +23,17 @@ import numpy as np
 from .errors import CorruptError, NotArdmError, TruncatedError, UnsupportedVersionError
 
 MAGIC: bytes = b"\x89ARD"  # non-ASCII first byte: marks the file binary, catches 7-bit transfers
-VERSION: int = 5  # the newest version this release writes; it reads every version in VERSIONS
-VERSIONS = (1, 2, 3, 4, 5)
+VERSION: int = 6  # the newest version this release writes; it reads every version in VERSIONS
+VERSIONS = (1, 2, 3, 4, 5, 6)
 FLAG_OFFSETS = 0x01  # (version 2) the payload carries a log-scale offset per network step (codec.OFFSETS)
 FLAG_CHANNELS = 0x02  # (version 3) a channel transform per audio segment (audio_codec.CHANNEL_MODES)
 FLAG_LOW = 0x04  # (version 4) a low-byte model per 24-bit audio segment (lowbyte.LOW_MODES)
 FLAG_ADAPT = 0x08  # (version 5) a mode per network step of an image: one scale offset, or adapted (adapt.py)
+FLAG_PHASES = 0x10  # (version 6) with FLAG_ADAPT: a mode per phase class of each network step (adapt.phase_classes)
 VERSION_FLAGS = {1: 0, 2: FLAG_OFFSETS, 3: FLAG_OFFSETS | FLAG_CHANNELS,
                  4: FLAG_OFFSETS | FLAG_CHANNELS | FLAG_LOW,
-                 5: FLAG_OFFSETS | FLAG_CHANNELS | FLAG_LOW | FLAG_ADAPT}  # the flags each version defines
+                 5: FLAG_OFFSETS | FLAG_CHANNELS | FLAG_LOW | FLAG_ADAPT,
+                 6: FLAG_OFFSETS | FLAG_CHANNELS | FLAG_LOW | FLAG_ADAPT | FLAG_PHASES}  # the flags each version defines
 MAX_ELEMENTS = 1 << 31  # limit on the product of the shape, checked before anything is allocated
 MAX_NDIM = 4
 MAX_MODEL_ID = 64
@@ -68,6 +70,7 @@ class Header:
     channel_transform: bool = False  # FLAG_CHANNELS: audio of 2+ channels, a channel transform per segment
     low_modes: bool = False  # FLAG_LOW: model-coded 24-bit audio, a low-byte model per segment
     adapt: bool = False  # FLAG_ADAPT: an image coded by an int-exact model, a mode per network step
+    phases: bool = False  # FLAG_PHASES: adapted steps with a mode per phase class of each step (needs adapt)
 
 
 # ------------------------------------------------------------------------------------- validation
@@ -155,6 +158,10 @@ def _header_problem(h: Header) -> str | None:
         return "adapted steps are defined for images coded by an int-exact model only"
     if h.adapt and h.offsets:
         return "adapted steps carry their own scale offsets: FLAG_ADAPT excludes FLAG_OFFSETS"
+    if not isinstance(h.phases, bool):
+        return f"phases must be a bool, got {type(h.phases).__name__}"
+    if h.phases and not h.adapt:
+        return "phase classes are defined for adapted steps only: FLAG_PHASES needs FLAG_ADAPT"
     if not isinstance(h.low_modes, bool):
         return f"low_modes must be a bool, got {type(h.low_modes).__name__}"
     if h.low_modes and ((h.media, h.method, len(h.shape)) != ("audio", "ardm", 2)
@@ -220,7 +227,8 @@ def pack(header: Header, payload: np.ndarray) -> bytes:
     kinds = (MEDIA_CODES[header.media] | METHOD_CODES[header.method] << 2
              | ARITHMETIC_CODES[header.arithmetic] << 4)
     flags = ((FLAG_OFFSETS if header.offsets else 0) | (FLAG_CHANNELS if header.channel_transform else 0)
-             | (FLAG_LOW if header.low_modes else 0) | (FLAG_ADAPT if header.adapt else 0))
+             | (FLAG_LOW if header.low_modes else 0) | (FLAG_ADAPT if header.adapt else 0)
+             | (FLAG_PHASES if header.phases else 0))
     body = b"".join([
         MAGIC,
         bytes([version_for(flags), flags, kinds, len(model_id)]), model_id, bytes(header.model_hash),
@@ -384,7 +392,8 @@ def _interpret(w: _Walked, version: int) -> Header:
                     model_id=w.model_id.decode("ascii"), model_hash=w.model_hash, budget=w.budget,
                     seed=w.seed, shape=w.dims, meta=_decode_meta(w.meta), content_hash=w.content_hash,
                     offsets=bool(w.flags & FLAG_OFFSETS), channel_transform=bool(w.flags & FLAG_CHANNELS),
-                    low_modes=bool(w.flags & FLAG_LOW), adapt=bool(w.flags & FLAG_ADAPT))
+                    low_modes=bool(w.flags & FLAG_LOW), adapt=bool(w.flags & FLAG_ADAPT),
+                    phases=bool(w.flags & FLAG_PHASES))
     problem = _header_problem(header)
     if problem:
         raise CorruptError(f"file is corrupt: {problem}")

@@ -4,6 +4,7 @@ per step (format version 2) and with adapted steps (version 5), each decoded and
 Sets (validation split only, data/splits/images_val.txt):
 - native: the first photos of the validation split whose sources are at least 320 px each way, at the
   sources' own resolution (not downscaled as for training), centre crops of 320×320;
+- large: the same at 640×640, from the first photos of at least 640 px each way;
 - small: whole validation photos as training sees them (2× downscaled, about 160×110);
 - crops64, crops64-up: the 12 fixed 64×64 validation crops that image models are chosen on
   (export.validation_files), as they are and upscaled 1–3×.
@@ -24,6 +25,7 @@ from ardmzip import adapt, api, container, media
 from ardmzip.data import CACHE, SPLITS, image_sources, load_images
 
 NATIVE = (320, 6)  # crop size, photos
+LARGE = (640, 5)
 
 
 def native_photos(size: int = NATIVE[0], count: int = NATIVE[1]) -> list[tuple[str, np.ndarray]]:
@@ -50,14 +52,20 @@ def crops64(scaled: bool) -> list[tuple[str, np.ndarray]]:
     return [(f"crop-{i}", c.permute(1, 2, 0).numpy().astype(np.uint8)) for i, c in enumerate(crops)]
 
 
-SETS = {"native": native_photos, "small": small_photos, "crops64": lambda: crops64(False),
+SETS = {"native": native_photos, "large": lambda: native_photos(*LARGE), "small": small_photos, "crops64": lambda: crops64(False),
         "crops64-up": lambda: crops64(True)}
+
+
+WAYS = {"offsets": {"adapt": False, "offsets": True},   # version 2: one scale offset per step
+        "adapt": {"adapt": True, "phases": False},       # version 5: adapted steps, one fit per step
+        "phases": {"adapt": True, "phases": True}}       # version 6: adapted steps per phase class
+LABELS = {"offsets": "one offset per step (v2)", "adapt": "adapted (v5)", "phases": "adapted per phase (v6)"}
 
 
 def measure(name: str, a: np.ndarray, model: str, budget: int | None) -> dict:
     img = media.Image(planes=[a], meta={})
     row = {"name": name, "shape": list(a.shape)}
-    for way, kw in (("offsets", {"adapt": False, "offsets": True}), ("adapt", {"adapt": True})):
+    for way, kw in WAYS.items():
         t = time.perf_counter()
         blob, report = api.compress_image(img, model=model, budget=budget, fallback=False, **kw)
         t1 = time.perf_counter()
@@ -73,7 +81,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="img7")
     ap.add_argument("--budget", type=int, default=None, help="network calls (default: the model's)")
-    ap.add_argument("--sets", default="native,small,crops64,crops64-up", help=f"comma-separated: {', '.join(SETS)}")
+    ap.add_argument("--sets", default="native,large,small,crops64,crops64-up", help=f"comma-separated: {', '.join(SETS)}")
     ap.add_argument("--radii", default=None, help="experiment: OWN,OTHER feature radii (the format fixes 2,1)")
     ap.add_argument("--fit", default=None, help="experiment: the encoder's FIT_VARS,FIT_ITERATIONS (not the format's)")
     ap.add_argument("--out", type=Path, default=None, help="write validation.json and validation.md here")
@@ -88,31 +96,33 @@ def main() -> None:
         for name, arr in SETS[s]():
             rows.append(measure(name, arr, a.model, a.budget))
             r = rows[-1]
-            print(f"{s} {name} {r['shape']}: offsets {r['offsets']['bpd']} adapt {r['adapt']['bpd']} "
-                  f"(compress {r['offsets']['compress_s']} / {r['adapt']['compress_s']} s)", flush=True)
+            print(f"{s} {name} {r['shape']}: " + " ".join(f"{w} {r[w]['bpd']}" for w in WAYS)
+                  + " (compress " + " / ".join(str(r[w]["compress_s"]) for w in WAYS) + " s)", flush=True)
         dims = np.array([np.prod(r["shape"]) for r in rows])
-        mean = {w: float(sum(r[w]["bpd"] * d for r, d in zip(rows, dims)) / dims.sum()) for w in ("offsets", "adapt")}
+        mean = {w: float(sum(r[w]["bpd"] * d for r, d in zip(rows, dims)) / dims.sum()) for w in WAYS}
         results[s] = {"rows": rows, "bpd": {w: round(v, 4) for w, v in mean.items()},
-                      "change": round(mean["adapt"] / mean["offsets"] - 1, 4)}
-        print(f"{s}: offsets {mean['offsets']:.4f} adapt {mean['adapt']:.4f} ({100 * results[s]['change']:+.2f}%)")
+                      "change": {w: round(mean[w] / mean["offsets"] - 1, 4) for w in WAYS if w != "offsets"}}
+        print(f"{s}: " + " ".join(f"{w} {v:.4f}" for w, v in mean.items()) + " ("
+              + ", ".join(f"{w} {100 * c:+.2f}%" for w, c in results[s]["change"].items()) + ")", flush=True)
     if a.out:
         a.out.mkdir(parents=True, exist_ok=True)
         meta = {"model": a.model, "budget": a.budget, "radii": [adapt.OWN_RADIUS, adapt.OTHER_RADIUS],
-                "fit": [adapt.FIT_VARS, adapt.FIT_ITERATIONS],
+                "fit": [adapt.FIT_VARS, adapt.FIT_ITERATIONS], "phase_min_vars": adapt.PHASE_MIN_VARS,
                 "format_version": container.VERSION}
         (a.out / "validation.json").write_text(json.dumps({"meta": meta, "sets": results}, indent=1) + "\n")
         lines = ["# Adapted steps on validation photos", "",
                  f"Model {a.model}, default budget unless given ({a.budget}); bits per subpixel of whole .ardm "
-                 "files (Σ bits / Σ subpixels); every file decoded and compared. Made by "
-                 "`python benchmarks/adapt_validation.py`.", "",
-                 "| set | photos | one offset per step (v2) | adapted (v5) | change | compress s (v2 / v5) | decompress s (v2 / v5) |",
-                 "|---|---|---|---|---|---|---|"]
+                 "files (Σ bits / Σ subpixels), change against one offset per step; every file decoded and "
+                 "compared. Made by `python benchmarks/adapt_validation.py`.", "",
+                 "| set | photos | " + " | ".join(LABELS[w] for w in WAYS) + " | compress s | decompress s |",
+                 "|---|---|" + "---|" * (len(WAYS) + 2)]
         for s, r in results.items():
             rows = r["rows"]
-            cs = [sum(x[w]["compress_s"] for x in rows) / len(rows) for w in ("offsets", "adapt")]
-            ds = [sum(x[w]["decompress_s"] for x in rows) / len(rows) for w in ("offsets", "adapt")]
-            lines.append(f"| {s} | {len(rows)} | {r['bpd']['offsets']:.4f} | {r['bpd']['adapt']:.4f} | "
-                         f"{100 * r['change']:+.2f}% | {cs[0]:.1f} / {cs[1]:.1f} | {ds[0]:.1f} / {ds[1]:.1f} |")
+            cells = [f"{r['bpd']['offsets']:.4f}"] + [f"{r['bpd'][w]:.4f} ({100 * r['change'][w]:+.2f}%)"
+                                                     for w in WAYS if w != "offsets"]
+            cs = " / ".join(f"{sum(x[w]['compress_s'] for x in rows) / len(rows):.1f}" for w in WAYS)
+            ds = " / ".join(f"{sum(x[w]['decompress_s'] for x in rows) / len(rows):.1f}" for w in WAYS)
+            lines.append(f"| {s} | {len(rows)} | " + " | ".join(cells) + f" | {cs} | {ds} |")
         (a.out / "validation.md").write_text("\n".join(lines) + "\n")
 
 

@@ -78,17 +78,18 @@ REPO = BENCH.parent
 sys.path.insert(0, str(REPO))  # benchmark the checkout this script lives in, installed or not
 
 from ardmzip import api, media  # noqa: E402
-from ardmzip.container import FLAG_ADAPT, FLAG_OFFSETS, version_for  # noqa: E402
+from ardmzip.container import FLAG_ADAPT, FLAG_OFFSETS, FLAG_PHASES, version_for  # noqa: E402
 from ardmzip.registry import Model, default_model_id, load_model  # noqa: E402
 
 # the cache key of an ardmzip result: the format version the codec writes images of this size as (a change
 # of the codec that changes image files comes with a new version; versions 3 and 4 only added audio's
-# channel transform and low bytes; version 5's adapted steps change the images api.adapts_by_default)
+# channel transform and low bytes; version 5's adapted steps, and version 6's per phase class, change
+# the images api.adapts_by_default)
 FORMAT_VERSION = version_for(FLAG_OFFSETS)
 
 
 def format_version(dims: int, calls: int) -> int:
-    return version_for(FLAG_ADAPT) if api.adapts_by_default(dims, calls) else FORMAT_VERSION
+    return version_for(FLAG_ADAPT | FLAG_PHASES) if api.adapts_by_default(dims, calls) else FORMAT_VERSION
 IMAGES = ("astronaut.png", "camera.png", "chelsea.png", "coffee.png", "rocket.jpg", "motorcycle_left.png",
           "retina.jpg", "hubble_deep_field.jpg")
 DATASETS = ("crops32", "crops64", "whole")

@@ -1,6 +1,6 @@
 """Adapted steps (adapt.py, format version 5): per network step the encoder may store a linear mean
 correction and scale offsets per bucket, fitted to the image being coded; the decoder computes them in
-integers."""
+integers. Format version 6 (FLAG_PHASES) does that per phase class of each step."""
 from pathlib import Path
 
 import numpy as np
@@ -96,20 +96,56 @@ def test_plane_round_trips_and_adapted_steps_pay_on_an_upscaled_photo(img7):
     assert sizes[Coding.ADAPT] < 0.97 * sizes[Coding.OFFSET]
 
 
+@pytest.mark.parametrize("phases", [False, True])
 @pytest.mark.parametrize("shape", [(1, 1, 3), (2, 7, 3), (13, 6), (19, 21, 3)])
-def test_awkward_sizes_round_trip_with_adapted_steps(img7, shape):
+def test_awkward_sizes_round_trip_with_adapted_steps(img7, shape, phases):
     plane = np.random.default_rng(sum(shape)).integers(0, 256, shape, dtype=np.uint8)
     plane = np.sort(plane, axis=1)                       # some structure, so both modes occur
-    blob = api.compress(plane, model="img7", adapt=True, fallback=False)
-    assert container.read_header(blob).adapt and blob[4] == 5
+    blob = api.compress(plane, model="img7", adapt=True, phases=phases, fallback=False)
+    header = container.read_header(blob)
+    assert header.adapt and header.phases == phases and blob[4] == (6 if phases else 5)
     assert np.array_equal(api.decompress_array(blob), plane)
+
+
+def test_phase_classes_split_large_steps_by_pixel_parity():
+    h, w = 90, 100
+    positions = np.arange(h * w, 3 * h * w)                                   # channels 1 and 2, every pixel
+    classes = adapt.phase_classes(positions, (h, w), False)
+    assert len(classes) == 4 and sorted(np.concatenate(classes).tolist()) == list(range(len(positions)))
+    for p, idx in enumerate(classes):
+        y, x = divmod(positions[idx] % (h * w), w)
+        assert np.all(y % 2 == p // 2) and np.all(x % 2 == p % 2)
+    finest = np.flatnonzero((np.add.outer(np.arange(h), np.arange(w)) % 2).ravel())   # x + y odd: 2 phases
+    assert [len(c) for c in adapt.phase_classes(finest, (h, w), True)] == [h * w // 4] * 2
+    few = positions[:adapt.PHASE_MIN_VARS - 1]
+    assert len(adapt.phase_classes(few, (h, w), False)) == 1
+
+
+def test_phase_classes_pay_where_the_chroma_is_subsampled(img7):
+    """A photo whose colour went through 2×2 chroma subsampling, as a JPEG's does: the finest steps
+    split into two phases that relate to their neighbours differently, and one fit per phase codes it
+    smaller than one fit per step; both decode."""
+    ycc = np.asarray(Image.fromarray(_upscaled(128, 128)).convert("YCbCr")).astype(np.float64)
+    ycc[..., 1:] = np.repeat(np.repeat(ycc[::2, ::2, 1:], 2, 0), 2, 1)
+    plane = np.asarray(Image.fromarray(np.clip(ycc.round(), 0, 255).astype(np.uint8), "YCbCr").convert("RGB"))
+    sizes = {}
+    for phases in (False, True):
+        plan = make_plan(img7, plane.shape, 18, 1, adapt=True, phases=phases)
+        enc = Encoder()
+        encode_plane(img7, plane, plan, enc)
+        words = enc.words()
+        dec = Decoder(words)
+        assert np.array_equal(decode_plane(img7, plan, dec), plane)
+        dec.finish()
+        sizes[phases] = len(words)
+    assert sizes[True] < 0.99 * sizes[False]
 
 
 def test_api_adapts_large_images_by_default_and_keeps_small_ones_as_before():
     big = np.asarray(Image.fromarray(_upscaled()).resize((128, 128), Image.BICUBIC))
     blob = api.compress(big, model="img7")
     header = container.read_header(blob)
-    assert header.adapt and not header.offsets and blob[4] == 5
+    assert header.adapt and header.phases and not header.offsets and blob[4] == 6
     assert np.array_equal(api.decompress_array(blob), big)
     photo = np.asarray(Image.open(PHOTO).convert("RGB"))                      # 64×64: the least that adapts
     assert container.read_header(api.compress(photo, model="img7")).adapt
@@ -127,9 +163,13 @@ def test_the_container_allows_the_flag_for_model_coded_images_only():
                 budget=18, seed=0, shape=(4, 4, 3), meta={}, content_hash=bytes(4))
     blob = container.pack(container.Header(**base, adapt=True), np.zeros(1, np.uint32))
     assert blob[4] == 5 and container.read_header(blob).adapt
+    blob = container.pack(container.Header(**base, adapt=True, phases=True), np.zeros(1, np.uint32))
+    assert blob[4] == 6 and container.read_header(blob).phases
     for bad in (dict(offsets=True), dict(media="audio", shape=(4, 1)), dict(arithmetic="float32")):
         with pytest.raises(ValueError, match="adapt"):
             container.pack(container.Header(**{**base, **bad}, adapt=True), np.zeros(1, np.uint32))
+    with pytest.raises(ValueError, match="FLAG_PHASES needs FLAG_ADAPT"):
+        container.pack(container.Header(**base, phases=True), np.zeros(1, np.uint32))
 
 
 def test_the_golden_file_has_adapted_steps(monkeypatch):

@@ -286,8 +286,8 @@ class TestUnpackErrors:
                 unpack(data.replace(old, new))
 
     def test_newer_version(self) -> None:
-        with pytest.raises(UnsupportedVersionError, match="version 6 .*reads versions 1, 2, 3, 4, 5"):
-            unpack(recrc(with_byte(small_file(), VERSION_AT, 6)))
+        with pytest.raises(UnsupportedVersionError, match="version 7 .*reads versions 1, 2, 3, 4, 5, 6"):
+            unpack(recrc(with_byte(small_file(), VERSION_AT, 7)))
 
     def test_version_2_scale_offsets(self) -> None:
         # FORMAT.md "Flags": bit 0 (scale offsets), only in version 2, which a file without flags never is
@@ -357,6 +357,18 @@ class TestUnpackErrors:
             unpack(recrc(with_byte(data, FLAGS_AT, 0x18)))
         with pytest.raises(CorruptError, match="FLAG_ADAPT excludes FLAG_OFFSETS"):
             unpack(recrc(with_byte(data, FLAGS_AT, 0x09)))
+
+    def test_version_6_phase_classes(self) -> None:
+        # FORMAT.md "Flags": bit 4 (adapted steps per phase class), version 6, only with bit 3
+        h = dataclasses.replace(IMAGE, arithmetic="int-exact", adapt=True, phases=True)
+        data = pack(h, WORDS)
+        assert data[VERSION_AT] == 6 and data[FLAGS_AT] == 0x18 and unpack(data)[0] == h
+        with pytest.raises(CorruptError, match="version-6 file with flags 0x08 .*written as version 5"):
+            unpack(recrc(with_byte(pack(dataclasses.replace(h, phases=False), WORDS), VERSION_AT, 6)))
+        with pytest.raises(CorruptError, match="reserved flags 0x20"):
+            unpack(recrc(with_byte(data, FLAGS_AT, 0x38)))
+        with pytest.raises(CorruptError, match="FLAG_PHASES needs FLAG_ADAPT"):
+            unpack(recrc(with_byte(data, FLAGS_AT, 0x10)))
 
     @pytest.mark.parametrize("changes", [{"arithmetic": "float32"}, {"method": "raw", "model_hash": bytes(4)},
                                          {"method": "deflate", "model_hash": bytes(4)}])
@@ -527,5 +539,5 @@ class TestContentHash:
 
 
 def test_module_constants() -> None:
-    assert container.VERSION == 5 and container.VERSIONS == (1, 2, 3, 4, 5) and MAGIC == b"\x89ARD" and MAX_ELEMENTS == 1 << 31
+    assert container.VERSION == 6 and container.VERSIONS == (1, 2, 3, 4, 5, 6) and MAGIC == b"\x89ARD" and MAX_ELEMENTS == 1 << 31
     assert container.HASH_BYTES == 4
