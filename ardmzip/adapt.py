@@ -49,6 +49,7 @@ CHOICE_VARS = 16384              # the offsets and the mode are chosen on at mos
 RIDGE = 1e-3                     # per variable, on the coefficients (value units)
 MODE_PROBS = np.full((1, 2), 0.5)  # per step: 0 one scale offset, 1 adapted
 PHASE_MIN_VARS = 4096            # (FLAG_PHASES) a step of fewer variables is one class
+SPLIT_PROBS = np.full((1, 2), 0.5)  # (FLAG_PHASES) per step of 2+ classes: 0 adapted whole, 1 per class
 
 
 class Adaptation(NamedTuple):

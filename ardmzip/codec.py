@@ -13,6 +13,7 @@ fewest bits (integer arithmetic, so both sides split alike).
 from __future__ import annotations
 
 import dataclasses
+import math
 from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from enum import IntEnum
@@ -384,23 +385,46 @@ def _coding(model: Model, plan: Plan, use: Coding, params: torch.Tensor, values:
     (symbols, distributions) in push order)."""
     if use == Coding.PLAIN:
         return params, []
-    if use == Coding.PHASES:                 # each class as a step of its own; the decoder pops them last first
-        coded, side = params.clone(), []
-        for idx in adapt.phase_classes(positions, plan.shape, plan.grey):
-            sel = torch.from_numpy(idx)
-            coded[sel], s = _coding(model, plan, Coding.ADAPT, params[sel], values, known, positions[idx])
-            side += s
-        return coded, side
     if use == Coding.ADAPT:
-        feats = adapt.feature_list(known, positions, plan.shape, plan.grey)
-        a, fitted, plain = adapt.fit(params, values, known, positions, plan.shape, plan.grey, feats, OFFSETS,
-                                     model.cfg.mixtures, LOGS_MIN, model.cfg.logs_max)
-        if fitted + adapt.side_bits(a, len(OFFSETS)) < plain:        # (False for a fit gone NaN)
-            return _adapted(model, plan, params, values, known, positions, feats, a), \
-                adapt.symbols(a, len(OFFSETS)) + [(np.array([1]), adapt.MODE_PROBS)]
+        return _adapted_step(model, plan, params, values, known, positions)[:2]
+    if use == Coding.PHASES:
+        return _phased_step(model, plan, params, values, known, positions)
     o = best_offset(model, params, values[positions], plan.stage)
-    side = [(np.array([o]), OFFSET_PROBS)] + ([(np.array([0]), adapt.MODE_PROBS)] if use == Coding.ADAPT else [])
-    return with_offset(model, params, OFFSETS[o]), side
+    return with_offset(model, params, OFFSETS[o]), [(np.array([o]), OFFSET_PROBS)]
+
+
+def _adapted_step(model: Model, plan: Plan, params: torch.Tensor, values: np.ndarray, known: np.ndarray,
+                  positions: np.ndarray) -> tuple[torch.Tensor, list[tuple[np.ndarray, np.ndarray]], float]:
+    """An adapted step (or phase class): its mode and side information as `_coding` returns them, and
+    the bits it is estimated to take (its variables', on the fit's sample, and its side information)."""
+    feats = adapt.feature_list(known, positions, plan.shape, plan.grey)
+    a, fitted, plain = adapt.fit(params, values, known, positions, plan.shape, plan.grey, feats, OFFSETS,
+                                 model.cfg.mixtures, LOGS_MIN, model.cfg.logs_max)
+    side_bits = adapt.side_bits(a, len(OFFSETS))
+    if fitted + side_bits < plain:                                   # (False for a fit gone NaN)
+        return (_adapted(model, plan, params, values, known, positions, feats, a),
+                adapt.symbols(a, len(OFFSETS)) + [(np.array([1]), adapt.MODE_PROBS)], fitted + side_bits + 1)
+    o = best_offset(model, params, values[positions], plan.stage)
+    return (with_offset(model, params, OFFSETS[o]), [(np.array([o]), OFFSET_PROBS), (np.array([0]), adapt.MODE_PROBS)],
+            plain + math.log2(len(OFFSETS)) + 1)
+
+
+def _phased_step(model: Model, plan: Plan, params: torch.Tensor, values: np.ndarray, known: np.ndarray,
+                 positions: np.ndarray) -> tuple[torch.Tensor, list[tuple[np.ndarray, np.ndarray]]]:
+    """An adapted step where it has one phase class; else adapted whole or per class, whichever is
+    estimated smaller, and the split bit (pushed last: the decoder pops it first)."""
+    classes = adapt.phase_classes(positions, plan.shape, plan.grey)
+    whole = _adapted_step(model, plan, params, values, known, positions)
+    if len(classes) == 1:
+        return whole[:2]
+    parts = [_adapted_step(model, plan, params[torch.from_numpy(idx)], values, known, positions[idx]) for idx in classes]
+    if sum(p[2] for p in parts) >= whole[2]:
+        return whole[0], whole[1] + [(np.array([0]), adapt.SPLIT_PROBS)]
+    coded, side = params.clone(), []
+    for idx, (c, s, _) in zip(classes, parts):        # the decoder pops the last class's side first
+        coded[torch.from_numpy(idx)] = c
+        side += s
+    return coded, side + [(np.array([1]), adapt.SPLIT_PROBS)]
 
 
 def _adapted(model: Model, plan: Plan, params: torch.Tensor, values: np.ndarray, known: np.ndarray,
@@ -414,9 +438,10 @@ def _adapted(model: Model, plan: Plan, params: torch.Tensor, values: np.ndarray,
 def _decoded_coding(model: Model, plan: Plan, dec: Decoder, params: torch.Tensor, values: np.ndarray,
                     known: np.ndarray, positions: np.ndarray) -> torch.Tensor:
     """Pop a step's side information (as `_coding` pushed it) and return the head params to decode with."""
-    if plan.phases:
+    classes = adapt.phase_classes(positions, plan.shape, plan.grey) if plan.phases else []
+    if len(classes) > 1 and dec.pop(adapt.SPLIT_PROBS)[0]:
         out = params.clone()
-        for idx in reversed(adapt.phase_classes(positions, plan.shape, plan.grey)):
+        for idx in reversed(classes):
             sel = torch.from_numpy(idx)
             out[sel] = _decoded_step(model, plan, dec, params[sel], values, known, positions[idx])
         return out
