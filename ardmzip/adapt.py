@@ -48,8 +48,12 @@ FIT_ITERATIONS = 60
 CHOICE_VARS = 16384              # the offsets and the mode are chosen on at most this many of those
 RIDGE = 1e-3                     # per variable, on the coefficients (value units)
 MODE_PROBS = np.full((1, 2), 0.5)  # per step: 0 one scale offset, 1 adapted
-PHASE_MIN_VARS = 4096            # (FLAG_PHASES) a step of fewer variables is one class
-SPLIT_PROBS = np.full((1, 2), 0.5)  # (FLAG_PHASES) per step of 2+ classes: 0 adapted whole, 1 per class
+PHASE_MIN_VARS = 4096            # (FLAG_PHASES) a smaller step is adapted whole (no partition symbol)
+PARTITIONS = ("whole", "phase", "phase and block edge")   # (FLAG_PHASES) how a larger step is split
+PARTITION_PROBS = np.full((1, len(PARTITIONS)), 1.0 / len(PARTITIONS))
+BLOCK = 8                        # the block grid of partition 2 (JPEG's 8×8 transform blocks)
+GRID_PROBS = np.full((2, BLOCK), 1.0 / BLOCK)   # partition 2's grid offset (rows, columns)
+CLASS_FIT_VARS = 16384           # a class of a partition is fitted on at least this many (FIT_VARS in all)
 
 
 class Adaptation(NamedTuple):
@@ -89,16 +93,37 @@ def feature_list(known: np.ndarray, positions: np.ndarray, shape: tuple[int, int
     return out
 
 
-def phase_classes(positions: np.ndarray, shape: tuple[int, int], grey: bool) -> list[np.ndarray]:
-    """(FLAG_PHASES) The classes a step's variables are adapted in, each as indices into `positions`:
-    by phase, (y mod 2, x mod 2) in that order, the phases present; one class for a step of fewer
-    than PHASE_MIN_VARS variables. Many photos repeat every 2 pixels (chroma subsampled 2×2 by JPEG,
-    a Bayer mosaic's demosaicing), so one linear correction for all phases fits none of them well."""
-    if len(positions) < PHASE_MIN_VARS:
+def phase_classes(positions: np.ndarray, shape: tuple[int, int], grey: bool, partition: int,
+                  grid: tuple[int, int] = (0, 0)) -> list[np.ndarray]:
+    """(FLAG_PHASES) The classes a step's variables are adapted in under `partition` (PARTITIONS), each
+    as indices into `positions`, the empty ones left out: 0, one class; 1, by phase, (y mod 2, x mod 2);
+    2, by phase and then by whether the row, and the column, is on an edge of the BLOCK×BLOCK grid that
+    starts at `grid` ((y − gy) mod 8 ∈ {0, 7}; the same for x). Many photos repeat every 2 pixels (colour
+    subsampled 2×2 by JPEG, a Bayer mosaic's demosaicing) or have JPEG's 8×8 blocks, so one linear
+    correction for all positions fits none of them well."""
+    if partition == 0:
         return [np.arange(len(positions))]
     _, y, x = _coords(positions, shape, grey)
-    phase = 2 * (y % 2) + x % 2
-    return [idx for p in range(4) if len(idx := np.flatnonzero(phase == p))]
+    key = 2 * (y % 2) + x % 2
+    if partition == 2:
+        ey, ex = ((y - grid[0]) % BLOCK) % (BLOCK - 1) == 0, ((x - grid[1]) % BLOCK) % (BLOCK - 1) == 0
+        key = 4 * key + 2 * ey + ex
+    return [idx for k in range(16) if len(idx := np.flatnonzero(key == k))]
+
+
+def block_grid(values: np.ndarray, shape: tuple[int, int]) -> tuple[int, int]:
+    """The encoder's guess of where a plane's BLOCK×BLOCK grid starts (row, column offsets): where the
+    steps between neighbouring rows (columns), summed over the plane, are largest on average."""
+    h, w = shape
+    v = values.reshape(-1, h, w).astype(np.float64)
+
+    def offset(d: np.ndarray) -> int:          # d[i]: the step between lines i and i + 1
+        if len(d) < 2 * BLOCK:
+            return 0
+        means = [d[k::BLOCK].mean() for k in range(BLOCK)]
+        return (int(np.argmax(means)) + 1) % BLOCK                 # the step before line k + 1
+
+    return (offset(np.abs(np.diff(v, axis=1)).sum((0, 2))), offset(np.abs(np.diff(v, axis=2)).sum((0, 1))))
 
 
 def reference(params: torch.Tensor, k: int) -> torch.Tensor:
@@ -158,11 +183,12 @@ def _nats(head: torch.Tensor, x: torch.Tensor, k: int) -> torch.Tensor:
 
 def fit(params: torch.Tensor, values: np.ndarray, known: np.ndarray, positions: np.ndarray,
         shape: tuple[int, int], grey: bool, feats: list[tuple[int, int, int]], offsets: tuple[int, ...], k: int,
-        logs_min: int, logs_max: int) -> tuple[Adaptation, float, float]:
+        logs_min: int, logs_max: int, fit_vars: int | None = None) -> tuple[Adaptation, float, float]:
     """The encoder's mode-1 choice for a step: (its Adaptation, estimated bits of the step's variables
-    with it, and with the best single offset), both estimated on the sample and scaled to the step."""
+    with it, and with the best single offset), both estimated on the sample (at most `fit_vars`, by
+    default FIT_VARS) and scaled to the step."""
     n = len(positions)
-    sel = np.arange(0, n, max(1, n // FIT_VARS))
+    sel = np.arange(0, n, max(1, n // (fit_vars or FIT_VARS)))
     q = params[torch.from_numpy(sel)].to(torch.int64)
     pos = positions[sel]
     x = torch.from_numpy(values[pos])

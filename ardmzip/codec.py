@@ -394,12 +394,13 @@ def _coding(model: Model, plan: Plan, use: Coding, params: torch.Tensor, values:
 
 
 def _adapted_step(model: Model, plan: Plan, params: torch.Tensor, values: np.ndarray, known: np.ndarray,
-                  positions: np.ndarray) -> tuple[torch.Tensor, list[tuple[np.ndarray, np.ndarray]], float]:
-    """An adapted step (or phase class): its mode and side information as `_coding` returns them, and
-    the bits it is estimated to take (its variables', on the fit's sample, and its side information)."""
+                  positions: np.ndarray, fit_vars: int | None = None
+                  ) -> tuple[torch.Tensor, list[tuple[np.ndarray, np.ndarray]], float]:
+    """An adapted step (or class of a step): its mode and side information as `_coding` returns them,
+    and the bits it is estimated to take (its variables', on the fit's sample, and its side information)."""
     feats = adapt.feature_list(known, positions, plan.shape, plan.grey)
     a, fitted, plain = adapt.fit(params, values, known, positions, plan.shape, plan.grey, feats, OFFSETS,
-                                 model.cfg.mixtures, LOGS_MIN, model.cfg.logs_max)
+                                 model.cfg.mixtures, LOGS_MIN, model.cfg.logs_max, fit_vars)
     side_bits = adapt.side_bits(a, len(OFFSETS))
     if fitted + side_bits < plain:                                   # (False for a fit gone NaN)
         return (_adapted(model, plan, params, values, known, positions, feats, a),
@@ -411,20 +412,32 @@ def _adapted_step(model: Model, plan: Plan, params: torch.Tensor, values: np.nda
 
 def _phased_step(model: Model, plan: Plan, params: torch.Tensor, values: np.ndarray, known: np.ndarray,
                  positions: np.ndarray) -> tuple[torch.Tensor, list[tuple[np.ndarray, np.ndarray]]]:
-    """An adapted step where it has one phase class; else adapted whole or per class, whichever is
-    estimated smaller, and the split bit (pushed last: the decoder pops it first)."""
-    classes = adapt.phase_classes(positions, plan.shape, plan.grey)
-    whole = _adapted_step(model, plan, params, values, known, positions)
-    if len(classes) == 1:
-        return whole[:2]
-    parts = [_adapted_step(model, plan, params[torch.from_numpy(idx)], values, known, positions[idx]) for idx in classes]
-    if sum(p[2] for p in parts) >= whole[2]:
-        return whole[0], whole[1] + [(np.array([0]), adapt.SPLIT_PROBS)]
+    """A step of fewer than PHASE_MIN_VARS variables adapted whole; a larger one under the partition
+    (adapt.PARTITIONS) whose classes, each adapted on its own, are estimated to take the fewest bits, and
+    the partition's index (pushed last: the decoder pops it first) and block grid (partition 2)."""
+    if len(positions) < adapt.PHASE_MIN_VARS:
+        return _adapted_step(model, plan, params, values, known, positions)[:2]
+    grid = adapt.block_grid(values, plan.shape)
+    best, seen = None, set()
+    for partition in range(len(adapt.PARTITIONS)):
+        classes = adapt.phase_classes(positions, plan.shape, plan.grey, partition, grid)
+        if (key := tuple(len(c) for c in classes)) in seen and len(classes) == 1:
+            continue                                  # one class again: the same as partition 0
+        seen.add(key)
+        fit_vars = max(adapt.CLASS_FIT_VARS, adapt.FIT_VARS // len(classes))
+        parts = [_adapted_step(model, plan, params[torch.from_numpy(idx)], values, known, positions[idx], fit_vars)
+                 for idx in classes]
+        bits = sum(p[2] for p in parts) + (2 * math.log2(adapt.BLOCK) if partition == 2 else 0)
+        if best is None or bits < best[0]:
+            best = (bits, partition, classes, parts)
+    _, partition, classes, parts = best
     coded, side = params.clone(), []
     for idx, (c, s, _) in zip(classes, parts):        # the decoder pops the last class's side first
         coded[torch.from_numpy(idx)] = c
         side += s
-    return coded, side + [(np.array([1]), adapt.SPLIT_PROBS)]
+    if partition == 2:
+        side.append((np.array(grid), adapt.GRID_PROBS))
+    return coded, side + [(np.array([partition]), adapt.PARTITION_PROBS)]
 
 
 def _adapted(model: Model, plan: Plan, params: torch.Tensor, values: np.ndarray, known: np.ndarray,
@@ -438,10 +451,11 @@ def _adapted(model: Model, plan: Plan, params: torch.Tensor, values: np.ndarray,
 def _decoded_coding(model: Model, plan: Plan, dec: Decoder, params: torch.Tensor, values: np.ndarray,
                     known: np.ndarray, positions: np.ndarray) -> torch.Tensor:
     """Pop a step's side information (as `_coding` pushed it) and return the head params to decode with."""
-    classes = adapt.phase_classes(positions, plan.shape, plan.grey) if plan.phases else []
-    if len(classes) > 1 and dec.pop(adapt.SPLIT_PROBS)[0]:
+    if plan.phases and len(positions) >= adapt.PHASE_MIN_VARS:
+        partition = int(dec.pop(adapt.PARTITION_PROBS)[0])
+        grid = tuple(int(g) for g in dec.pop(adapt.GRID_PROBS)) if partition == 2 else (0, 0)
         out = params.clone()
-        for idx in reversed(classes):
+        for idx in reversed(adapt.phase_classes(positions, plan.shape, plan.grey, partition, grid)):
             sel = torch.from_numpy(idx)
             out[sel] = _decoded_step(model, plan, dec, params[sel], values, known, positions[idx])
         return out

@@ -107,18 +107,34 @@ def test_awkward_sizes_round_trip_with_adapted_steps(img7, shape, phases):
     assert np.array_equal(api.decompress_array(blob), plane)
 
 
-def test_phase_classes_split_large_steps_by_pixel_parity():
+def test_phase_classes_split_by_pixel_parity_and_block_edges():
     h, w = 90, 100
     positions = np.arange(h * w, 3 * h * w)                                   # channels 1 and 2, every pixel
-    classes = adapt.phase_classes(positions, (h, w), False)
+    assert [len(c) for c in adapt.phase_classes(positions, (h, w), False, 0)] == [len(positions)]
+    classes = adapt.phase_classes(positions, (h, w), False, 1)
     assert len(classes) == 4 and sorted(np.concatenate(classes).tolist()) == list(range(len(positions)))
     for p, idx in enumerate(classes):
         y, x = divmod(positions[idx] % (h * w), w)
         assert np.all(y % 2 == p // 2) and np.all(x % 2 == p % 2)
     finest = np.flatnonzero((np.add.outer(np.arange(h), np.arange(w)) % 2).ravel())   # x + y odd: 2 phases
-    assert [len(c) for c in adapt.phase_classes(finest, (h, w), True)] == [h * w // 4] * 2
-    few = positions[:adapt.PHASE_MIN_VARS - 1]
-    assert len(adapt.phase_classes(few, (h, w), False)) == 1
+    assert [len(c) for c in adapt.phase_classes(finest, (h, w), True, 1)] == [h * w // 4] * 2
+    classes = adapt.phase_classes(positions, (h, w), False, 2, grid=(3, 5))
+    assert len(classes) == 16 and sorted(np.concatenate(classes).tolist()) == list(range(len(positions)))
+    for idx in classes:                       # each class: one phase, rows and columns on an edge or not
+        y, x = divmod(positions[idx] % (h * w), w)
+        ey, ex = np.isin((y - 3) % 8, (0, 7)), np.isin((x - 5) % 8, (0, 7))
+        assert len(set(zip(y % 2, x % 2, ey, ex))) == 1
+
+
+def test_block_grid_finds_where_the_blocks_start():
+    rng = np.random.default_rng(1)
+    h, w = 64, 72
+    blocks = rng.integers(0, 200, (h // 8 + 1, w // 8 + 1))
+    y, x = np.arange(h)[:, None], np.arange(w)[None, :]
+    plane = blocks[(y + 5) // 8, (x + 2) // 8] + rng.integers(0, 3, (h, w))     # blocks start at 3, 6
+    assert adapt.block_grid(np.stack([plane] * 3).ravel(), (h, w)) == (3, 6)
+    assert adapt.block_grid(plane.ravel(), (h, w)) == (3, 6)
+    assert adapt.block_grid(plane[:10, :12].ravel(), (10, 12)) == (0, 0)        # too small to tell
 
 
 def test_phase_classes_pay_where_the_chroma_is_subsampled(img7):
