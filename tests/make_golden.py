@@ -3,6 +3,7 @@ files of it are written by default; never rewrite old ones).
 
     python tests/make_golden.py MODEL_ID
 """
+import io
 import sys
 from pathlib import Path
 
@@ -20,17 +21,26 @@ GOLDEN = HERE / "data" / "golden"
 
 
 def image_cases() -> list[tuple[str, np.ndarray]]:
-    """RGB and grey crops of the test photo, and a crop upscaled 3× (smooth: coded with adapted steps,
-    format version 5, by int-exact one-stage models, where some steps use mode 1)."""
+    """RGB and grey crops of the test photo, a crop upscaled 3× (smooth: coded with adapted steps,
+    format version 5 then, by int-exact one-stage models, where some steps use mode 1), and a crop
+    upscaled 4× and through JPEG at quality 75 (format version 6: steps split by phase and block edge)."""
     photo = np.asarray(Image.open(HERE / "data" / "crop64.png").convert("RGB"))
     grey = np.asarray(Image.fromarray(photo[20:36, 8:24]).convert("L"))
     upscaled = np.asarray(Image.fromarray(photo[8:40, 8:40]).resize((96, 96), Image.BICUBIC))
-    return [("rgb", photo[5:29, 11:31]), ("grey", grey), ("upscaled", upscaled)]
+    return [("rgb", photo[5:29, 11:31]), ("grey", grey), ("upscaled", upscaled),
+            ("jpeg", through_jpeg(Image.fromarray(photo[8:40, 8:40]).resize((128, 128), Image.BICUBIC), 75))]
+
+
+def through_jpeg(img: Image.Image, quality: int) -> np.ndarray:
+    """img's pixels after a JPEG round trip (Pillow's defaults: colour subsampled 2×2, 8×8 blocks)."""
+    buf = io.BytesIO()
+    img.save(buf, "JPEG", quality=quality)
+    return np.asarray(Image.open(buf).convert("RGB"))
 
 
 def image_options(kind: str, model_id: str) -> dict:
     m = load_model(model_id)
-    return {"adapt": True} if kind == "upscaled" and m.exact is not None and m.cfg.stages == 1 else {}
+    return {"adapt": True} if kind in ("upscaled", "jpeg") and m.exact is not None and m.cfg.stages == 1 else {}
 
 
 def audio_cases() -> list[tuple[str, np.ndarray]]:

@@ -188,6 +188,16 @@ def test_the_container_allows_the_flag_for_model_coded_images_only():
         container.pack(container.Header(**base, phases=True), np.zeros(1, np.uint32))
 
 
+def test_the_version_6_golden_file_splits_steps_by_phase_and_block_edge(monkeypatch):
+    golden = Path(__file__).parent / "data" / "golden" / "img7-v6-jpeg.ardm"
+    partitions = []
+    real = adapt.phase_classes
+    monkeypatch.setattr(adapt, "phase_classes", lambda *a: partitions.append(a[3]) or real(*a))
+    expected = np.load(golden.with_suffix(".npy"))
+    assert golden.read_bytes()[4] == 6 and np.array_equal(api.decompress_array(golden.read_bytes()), expected)
+    assert {1, 2} <= set(partitions)                  # steps split by phase, and by phase and block edge
+
+
 def test_the_golden_file_has_adapted_steps(monkeypatch):
     golden = Path(__file__).parent / "data" / "golden" / "img7-v5-upscaled.ardm"
     popped = []
