@@ -199,7 +199,8 @@ def _pack_smallest(header: container.Header, candidates: list[tuple[str, np.ndar
     method, words = min(candidates, key=lambda c: len(c[1]))
     if method != "ardm":
         header = dataclasses.replace(header, method=method, model_id="", model_hash=bytes(4), budget=0, seed=0,
-                                     offsets=False, channel_transform=False, low_modes=False, adapt=False)
+                                     offsets=False, channel_transform=False, low_modes=False, adapt=False,
+                                     phases=False)
     return container.pack(header, words), method, words
 
 

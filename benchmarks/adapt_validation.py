@@ -4,7 +4,8 @@ per step (format version 2) and with adapted steps (version 5), each decoded and
 Sets (validation split only, data/splits/images_val.txt):
 - native: the first photos of the validation split whose sources are at least 320 px each way, at the
   sources' own resolution (not downscaled as for training), centre crops of 320×320;
-- large: the same at 640×640, from the first photos of at least 640 px each way;
+- jpeg: the validation photos whose sources are JPEG files (colour subsampled 2×2, 8×8 blocks): whole
+  if at most 640 px each way, else a 640×640 centre crop, at the sources' own resolution;
 - small: whole validation photos as training sees them (2× downscaled, about 160×110);
 - crops64, crops64-up: the 12 fixed 64×64 validation crops that image models are chosen on
   (export.validation_files), as they are and upscaled 1–3×.
@@ -25,7 +26,6 @@ from ardmzip import adapt, api, container, media
 from ardmzip.data import CACHE, SPLITS, image_sources, load_images
 
 NATIVE = (320, 6)  # crop size, photos
-LARGE = (640, 5)
 
 
 def native_photos(size: int = NATIVE[0], count: int = NATIVE[1]) -> list[tuple[str, np.ndarray]]:
@@ -52,7 +52,18 @@ def crops64(scaled: bool) -> list[tuple[str, np.ndarray]]:
     return [(f"crop-{i}", c.permute(1, 2, 0).numpy().astype(np.uint8)) for i, c in enumerate(crops)]
 
 
-SETS = {"native": native_photos, "large": lambda: native_photos(*LARGE), "small": small_photos, "crops64": lambda: crops64(False),
+def jpeg_photos(size: int = 640) -> list[tuple[str, np.ndarray]]:
+    names = set((SPLITS / "images_val.txt").read_text().split())
+    out = []
+    for name, im in image_sources(CACHE / "x"):
+        if name in names and name.lower().endswith((".jpg", ".jpeg")) and im.mode == "RGB":
+            a = np.asarray(im)
+            y, x = max(0, (a.shape[0] - size) // 2), max(0, (a.shape[1] - size) // 2)
+            out.append((name, a[y:y + size, x:x + size]))
+    return out
+
+
+SETS = {"native": native_photos, "jpeg": jpeg_photos, "small": small_photos, "crops64": lambda: crops64(False),
         "crops64-up": lambda: crops64(True)}
 
 
@@ -81,7 +92,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="img7")
     ap.add_argument("--budget", type=int, default=None, help="network calls (default: the model's)")
-    ap.add_argument("--sets", default="native,large,small,crops64,crops64-up", help=f"comma-separated: {', '.join(SETS)}")
+    ap.add_argument("--sets", default="native,jpeg,small,crops64,crops64-up", help=f"comma-separated: {', '.join(SETS)}")
     ap.add_argument("--radii", default=None, help="experiment: OWN,OTHER feature radii (the format fixes 2,1)")
     ap.add_argument("--fit", default=None, help="experiment: the encoder's FIT_VARS,FIT_ITERATIONS (not the format's)")
     ap.add_argument("--out", type=Path, default=None, help="write validation.json and validation.md here")

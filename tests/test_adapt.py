@@ -169,6 +169,14 @@ def test_api_adapts_large_images_by_default_and_keeps_small_ones_as_before():
         assert container.read_header(api.compress(small, model="img7", budget=budget)).adapt is False
 
 
+def test_noise_that_adapted_steps_cannot_code_is_stored_without_their_flags():
+    noise = np.random.default_rng(5).integers(0, 256, (64, 64, 3), dtype=np.uint8)   # adapts by default
+    blob = api.compress(noise, model="img7")
+    header = container.read_header(blob)
+    assert header.method != "ardm" and not (header.adapt or header.phases or header.offsets)
+    assert np.array_equal(api.decompress_array(blob), noise)
+
+
 def test_adapt_needs_an_int_exact_one_stage_model():
     with pytest.raises(UnsupportedInputError, match="int-exact one-stage"):
         api.compress(np.zeros((8, 8, 3), np.uint8), model="img1", adapt=True)
