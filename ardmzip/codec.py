@@ -54,7 +54,7 @@ class Coding(IntEnum):
     PLAIN = 0    # the head as the net gives it
     OFFSET = 1   # a scale offset per step (FLAG_OFFSETS)
     ADAPT = 2    # per step a mode: one scale offset, or a mean correction and bucket offsets (FLAG_ADAPT, adapt.py)
-    PHASES = 3   # ADAPT for each phase class of a step (FLAG_ADAPT | FLAG_PHASES, adapt.phase_classes)
+    PHASES = 3   # ADAPT per class of a step's partition (FLAG_ADAPT | FLAG_PHASES, adapt.phase_classes)
 
 
 @dataclass
@@ -68,7 +68,7 @@ class Plan:
     first: int = 0         # the first `first` variables of the order (group 0) are coded by lattice.py, not the net
     offsets: bool = False  # each network step starts with its scale offset's index (OFFSETS)
     adapt: bool = False    # each network step starts with its mode (adapt.py); implies offsets
-    phases: bool = False   # with adapt: a mode per phase class of each step (adapt.phase_classes)
+    phases: bool = False   # with adapt: a step of PHASE_MIN_VARS+ variables adapted per class of a partition
     stage: int = 0         # 0: a 256-way model's walk; 1, 2: that digit stage of a depth-upscaling model
 
     @property
@@ -115,7 +115,7 @@ def make_plan(model: Model, shape: tuple[int, ...], budget: int, seed: int, offs
     """The plan of a plane: the model's order family ("uniform": ardm.order over the D variables;
     structured: ardm.grouped_order over the variables' groups, ardm.image_groups) and the schedule of
     `budget` network calls; `offsets`: with a scale offset per step, `adapt`: with a mode per step
-    (adapt.py; int-exact one-stage models only), `phases` (with adapt): a mode per phase class. A
+    (adapt.py; int-exact one-stage models only), `phases` (with adapt): per class of a partition. A
     depth-upscaling model: a StagedPlan, its stages' orders drawn from stage_seed(seed, stage)."""
     if (offsets or model.cfg.stages > 1) and model.exact is None:
         raise ValueError(f"scale offsets and depth upscaling need an int-exact model; {model.id} is {model.arithmetic}")
