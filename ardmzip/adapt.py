@@ -21,10 +21,17 @@ CHOICE_VARS of them, and keeps mode 1 only where its estimated saving there pass
 stores. The decoder reads them and
 computes the correction in integers, so every machine gets the same distributions.
 
+Format version 6 (FLAG_PHASES) adapts a step of PHASE_MIN_VARS or more variables per class of a
+partition the encoder picks (PARTITIONS, `phase_classes`): whole; by phase, (y mod 2, x mod 2); or by
+phase and 8×8-block edge. Many photos were JPEGs or Bayer mosaics once: their colour repeats every 2
+pixels (4:2:0 subsampling, demosaicing) and JPEG's blocks every 8, so the neighbours relate differently
+at each phase, and one fit per class beats one per step. The encoder fits every partition (the classes
+of one on FIT_VARS subpixels in all, CLASS_FIT_VARS each at least) and keeps the one estimated smallest.
+
 Measured (img7 at 18 calls, benchmarks/adapt_validation.py, whole files against one offset per step):
-320×320 crops of validation photos at their source resolution −2.2%, whole validation photos (2×
-downscaled, ~160×110) −1.75%, 64×64 validation crops −0.04% (−1.2% upscaled 1–3×); the evaluation's
-whole photos −3.3%.
+version 5: 320×320 crops of validation photos at their source resolution −2.2%, whole validation
+photos (2× downscaled, ~160×110) −1.75%, 64×64 validation crops −0.04% (−1.2% upscaled 1–3×); the
+evaluation's whole photos −3.3%. Version 6: see benchmarks/results/adapt/.
 """
 from __future__ import annotations
 

@@ -95,7 +95,8 @@ def main() -> None:
     ap.add_argument("--sets", default="native,jpeg,small,crops64,crops64-up", help=f"comma-separated: {', '.join(SETS)}")
     ap.add_argument("--radii", default=None, help="experiment: OWN,OTHER feature radii (the format fixes 2,1)")
     ap.add_argument("--fit", default=None, help="experiment: the encoder's FIT_VARS,FIT_ITERATIONS (not the format's)")
-    ap.add_argument("--out", type=Path, default=None, help="write validation.json and validation.md here")
+    ap.add_argument("--out", type=Path, default=None, help="write NAME.json and NAME.md here")
+    ap.add_argument("--name", default="validation", help="the files' name (default: validation)")
     a = ap.parse_args()
     if a.radii:
         adapt.OWN_RADIUS, adapt.OTHER_RADIUS = map(int, a.radii.split(","))
@@ -120,7 +121,7 @@ def main() -> None:
         meta = {"model": a.model, "budget": a.budget, "radii": [adapt.OWN_RADIUS, adapt.OTHER_RADIUS],
                 "fit": [adapt.FIT_VARS, adapt.FIT_ITERATIONS], "phase_min_vars": adapt.PHASE_MIN_VARS,
                 "format_version": container.VERSION}
-        (a.out / "validation.json").write_text(json.dumps({"meta": meta, "sets": results}, indent=1) + "\n")
+        (a.out / f"{a.name}.json").write_text(json.dumps({"meta": meta, "sets": results}, indent=1) + "\n")
         lines = ["# Adapted steps on validation photos", "",
                  f"Model {a.model}, default budget unless given ({a.budget}); bits per subpixel of whole .ardm "
                  "files (Σ bits / Σ subpixels), change against one offset per step; every file decoded and "
@@ -134,7 +135,7 @@ def main() -> None:
             cs = " / ".join(f"{sum(x[w]['compress_s'] for x in rows) / len(rows):.1f}" for w in WAYS)
             ds = " / ".join(f"{sum(x[w]['decompress_s'] for x in rows) / len(rows):.1f}" for w in WAYS)
             lines.append(f"| {s} | {len(rows)} | " + " | ".join(cells) + f" | {cs} | {ds} |")
-        (a.out / "validation.md").write_text("\n".join(lines) + "\n")
+        (a.out / f"{a.name}.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
