@@ -31,7 +31,9 @@ of one on FIT_VARS subpixels in all, CLASS_FIT_VARS each at least) and keeps the
 Measured (img7 at 18 calls, benchmarks/adapt_validation.py, whole files against one offset per step):
 version 5: 320×320 crops of validation photos at their source resolution −2.2%, whole validation
 photos (2× downscaled, ~160×110) −1.75%, 64×64 validation crops −0.04% (−1.2% upscaled 1–3×); the
-evaluation's whole photos −3.3%. Version 6: see benchmarks/results/adapt/.
+evaluation's whole photos −3.3%. Version 6 against 5 (benchmarks/results/adapt/v6-*.md): validation
+photos from JPEG sources −3.1%, 320×320 crops at source resolution −1.2%, 2×-downscaled photos −0.1%,
+64×64 crops the same files; the evaluation's whole photos −1.5%.
 """
 from __future__ import annotations
 

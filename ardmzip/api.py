@@ -34,7 +34,8 @@ OFFSET_TRY_BITS = 0.002
 # Adapted steps (adapt.py) by default for images of at least ADAPT_MIN_DIMS subpixels where the modes'
 # bits (one per call) stay below OFFSET_TRY_BITS per dimension. On validation files: 64×64 crops −0.04%
 # as they are, −1.2% upscaled; whole photos −1.75%; 320×320 crops at their source resolution −2.2%
-# (benchmarks/results/adapt/). Smaller images keep one scale offset per step (or none).
+# (benchmarks/results/adapt/; per class, version 6: a further −0.1% … −3.1%). Smaller images keep one
+# scale offset per step (or none).
 ADAPT_MIN_DIMS = 3 * 64 * 64
 
 
