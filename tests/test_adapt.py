@@ -141,7 +141,7 @@ def test_phase_classes_pay_where_the_chroma_is_subsampled(img7):
     """A photo whose colour went through 2×2 chroma subsampling, as a JPEG's does: the finest steps
     split into two phases that relate to their neighbours differently, and one fit per phase codes it
     smaller than one fit per step; both decode."""
-    ycc = np.asarray(Image.fromarray(_upscaled(128, 128)).convert("YCbCr")).astype(np.float64)
+    ycc = np.asarray(Image.fromarray(_upscaled(96, 96)).convert("YCbCr")).astype(np.float64)
     ycc[..., 1:] = np.repeat(np.repeat(ycc[::2, ::2, 1:], 2, 0), 2, 1)
     plane = np.asarray(Image.fromarray(np.clip(ycc.round(), 0, 255).astype(np.uint8), "YCbCr").convert("RGB"))
     sizes = {}
