@@ -55,9 +55,25 @@ class _Cli(click.Group):
             e.show()
             sys.exit(e.exit_code)
         except click.Abort:
-            click.echo(f"{prog_name}: interrupted", err=True)
-            sys.exit(130)
+            _exit_interrupted(f"{prog_name}: interrupted")
         sys.exit(code if isinstance(code, int) else 0)
+
+
+def _exit_interrupted(message: str) -> None:
+    """Exit 130 after an interrupt, once the temporary files are gone.
+
+    Not `sys.exit(130)`: run as `python -m ardmzip`, CPython (3.11) ends the process by SIGINT
+    (status -2) whatever exit code was asked for when the interrupt landed inside code run from a
+    source string (`exec("...")`, as some libraries do); a CI run caught it once. Output is flushed
+    first; there is nothing else to finalise: the interrupted work has already removed what it wrote.
+    """
+    click.echo(message, err=True)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # a closed or broken stream: nothing more can be said on it
+            pass
+    os._exit(130)
 
 
 def _shown(name: str) -> str:
@@ -207,8 +223,7 @@ def _run_each(files: tuple[str, ...], work: Callable[[str], str], quiet: bool) -
             if not quiet and msg:
                 click.echo(msg, err=True)
         except KeyboardInterrupt:
-            click.echo("ardmzip: interrupted; no partial output left", err=True)
-            sys.exit(130)
+            _exit_interrupted("ardmzip: interrupted; no partial output left")
         except BrokenPipeError:
             raise  # the reader of stdout went away: click exits quietly with status 1
         except Exception as e:  # one line per failed file, never a traceback; the other files go on
