@@ -174,12 +174,26 @@ def net_stages(model: AudioModel, bits: int) -> int:
 
 
 def _step_params(model: AudioModel, stage: int, hi: np.ndarray, lo: np.ndarray, known: np.ndarray, start: int,
-                 positions: np.ndarray, side: interp.Side | None) -> torch.Tensor:
+                 positions: np.ndarray, side: interp.Side | None, memo: dict | None = None) -> torch.Tensor:
     """(n, 3K) head outputs of the variables at `positions` given the stage's digits known at `start`.
 
     hi, lo: (C, F) digits (read only where known); known: (C, F) bool, this stage's known digits (stage 1:
     high bytes; stage 2: low bytes, every high byte being known; a joint model: whole values); side: the
-    segment's (interp.py), or None."""
+    segment's (interp.py), or None. memo (the encoder's, one per segment and side information): the net's
+    whole output by (stage, start, known), so a call that _choose_split already made is not made again."""
+    key = (stage, start, known.tobytes()) if memo is not None else None
+    out = memo.get(key) if memo is not None else None
+    if out is None:
+        out = _net_outputs(model, stage, hi, lo, known, start, side)
+        if memo is not None:
+            memo[key] = out
+    c, n = np.divmod(positions, hi.shape[1])
+    return out[torch.from_numpy(c), :, torch.from_numpy(n)]
+
+
+def _net_outputs(model: AudioModel, stage: int, hi: np.ndarray, lo: np.ndarray, known: np.ndarray, start: int,
+                 side: interp.Side | None) -> torch.Tensor:
+    """The net's (C, 3K, Lp) head outputs for every frame given the stage's digits known at `start`."""
     C, f = hi.shape
     everything, nothing = torch.ones(1, C, f, dtype=torch.bool), torch.zeros(1, C, f, dtype=torch.bool)
     k = torch.from_numpy(known)[None]
@@ -190,9 +204,7 @@ def _step_params(model: AudioModel, stage: int, hi: np.ndarray, lo: np.ndarray, 
     inp = features(torch.from_numpy(hi)[None], mh, torch.from_numpy(lo)[None], ml,
                    torch.tensor([(255 * start) // (C * f)]), torch.tensor([stage]), model.cfg,
                    None if side is None else interp.Side(*(torch.from_numpy(a)[None] for a in side)))
-    out = model.params(inp)                                                  # (C, 3K, Lp)
-    c, n = np.divmod(positions, f)
-    return out[torch.from_numpy(c), :, torch.from_numpy(n)]
+    return model.params(inp)                                                 # (C, 3K, Lp)
 
 
 def _chunks(n: int) -> list[slice]:
@@ -261,16 +273,17 @@ def _side(model: AudioModel, digits: list[np.ndarray], split: int = 0) -> interp
 
 
 def _choose_split(model: AudioModel, bits: int, hi: np.ndarray, lo: np.ndarray, digits: list[np.ndarray]
-                  ) -> tuple[int, interp.Side | None]:
-    """The encoder's (halved levels, side information) of a segment: the model's split or 0, whichever
-    codes the levels it halves in fewer bits under the net (module docstring, "Halved levels")."""
+                  ) -> tuple[int, interp.Side | None, dict]:
+    """The encoder's (halved levels, side information, memo) of a segment: the model's split or 0, whichever
+    codes the levels it halves in fewer bits under the net (module docstring, "Halved levels"); memo holds
+    the net calls made for the chosen way (_step_params), which coding it at one call per group makes again."""
     if not model.cfg.split:
-        return 0, _side(model, digits)
+        return 0, _side(model, digits), {}
     C, f = hi.shape
     first = interp.GROUPS - model.cfg.split         # the first halved level: the same group number either way
     cost = {}
     for split in (0, model.cfg.split):
-        side = _side(model, digits, split)
+        side, memo = _side(model, digits, split), {}
         total = 0.0
 
         def count(symbols: np.ndarray, probs: np.ndarray) -> None:
@@ -284,13 +297,13 @@ def _choose_split(model: AudioModel, bits: int, hi: np.ndarray, lo: np.ndarray, 
             for k in range(first, int(groups.max()) + 1):
                 positions = np.flatnonzero(groups == k)
                 params = _step_params(model, stage, hi, lo, (groups < k).reshape(C, f), int((groups < k).sum()),
-                                      positions, side)
+                                      positions, side, memo)
                 for d in range(len(coded)):
                     for c in _chunks(len(positions)):
                         count(coded[d][positions[c]], model.probabilities(params[c], stage + d, coded[0][positions[c]]))
-        cost[split] = (total, side)
+        cost[split] = (total, side, memo)
     split = min(cost, key=lambda s: cost[s][0])
-    return split, cost[split][1]
+    return split, cost[split][1], cost[split][2]
 
 
 def _push_side(model: AudioModel, side: interp.Side, push: Callable) -> None:
@@ -384,7 +397,7 @@ def encode_audio_ways(model: AudioModel, samples: np.ndarray, bits: int, budget:
             digits = to_digits(mixed, bits)
             C, f = digits[0].shape
             hi, lo = digits[0], digits[1] if bits > 8 else _low_of_8bit(model, digits[0])
-            split, side = _choose_split(model, bits, hi, lo, digits[:2])
+            split, side, memo = _choose_split(model, bits, hi, lo, digits[:2])
             if bits == 24:  # stage 3 is decoded last: pushed first
                 _push_low(np.ascontiguousarray(mixed.T, dtype=np.int64), side, low_modes,
                           lambda sym, probs: push(sym, probs, list(ways)))
@@ -395,7 +408,7 @@ def encode_audio_ways(model: AudioModel, samples: np.ndarray, bits: int, budget:
                 rank[np.concatenate([p for _, p in steps])] = np.arange(C * f)
                 for start, positions in reversed(steps):
                     known = (rank < start).reshape(C, f)
-                    params = _step_params(model, stage, hi, lo, known, start, positions, side)
+                    params = _step_params(model, stage, hi, lo, known, start, positions, side, memo)
                     step_digits = [d[positions] for d in coded]
                     for use in ways:
                         if use:

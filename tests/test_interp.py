@@ -370,7 +370,7 @@ def test_split_models_round_trip(bits, channels, frames, budget, order, monkeypa
     # each segment halves its levels or not, whichever the net codes shorter: both ways round-trip
     model = _models(cfg)[0]
     for forced in (0, cfg.split):
-        monkeypatch.setattr(audio_codec, "_choose_split", lambda m, b, hi, lo, d, s=forced: (s, audio_codec._side(m, d, s)))
+        monkeypatch.setattr(audio_codec, "_choose_split", lambda m, b, hi, lo, d, s=forced: (s, audio_codec._side(m, d, s), {}))
         words, _ = audio_codec.compress_samples(model, x, bits, budget, seed=5, offsets=True,
                                                 channel_transform=channels > 1, low_modes=bits == 24)
         out = audio_codec.decompress_samples(model, words, frames, channels, bits, budget, seed=5, offsets=True,
@@ -386,7 +386,30 @@ def test_the_encoder_halves_the_finest_level_where_the_net_codes_it_shorter(monk
         x = x[:, None].astype(np.int16)
         sizes = {}
         for way in (0, 1, None):
-            choose = real if way is None else (lambda m, b, hi, lo, d, s=way: (s, audio_codec._side(m, d, s)))
+            choose = real if way is None else (lambda m, b, hi, lo, d, s=way: (s, audio_codec._side(m, d, s), {}))
             monkeypatch.setattr(audio_codec, "_choose_split", choose)
             sizes[way] = len(audio_codec.compress_samples(model, x, 16, 8, offsets=True)[0])
         assert sizes[None] <= 1.002 * min(sizes[0], sizes[1]), sizes
+
+
+def test_the_encoder_reuses_the_split_choices_net_calls_without_changing_the_file(monkeypatch):
+    """The net calls _choose_split made for the way it keeps are not made again (its memo), and the
+    words are exactly those of an encoder that makes every call afresh."""
+    model = _models(SPLIT)[0]
+    real = audio_codec._choose_split
+    x = _high_band(4096, seed=3)[:, None].astype(np.int16)
+    calls, words = {}, {}
+    for reuse in (True, False):
+        count = [0]
+        params = model.params
+
+        def counted(inp, params=params, count=count):
+            count[0] += 1
+            return params(inp)
+        monkeypatch.setattr(model, "params", counted)
+        monkeypatch.setattr(audio_codec, "_choose_split", real if reuse else (lambda *a: real(*a)[:2] + ({},)))
+        words[reuse] = audio_codec.compress_samples(model, x, 16, 8, offsets=True)[0]
+        calls[reuse] = count[0]
+        monkeypatch.undo()
+    assert np.array_equal(words[True], words[False])
+    assert calls[True] < calls[False], calls
