@@ -174,15 +174,17 @@ def net_stages(model: AudioModel, bits: int) -> int:
 
 
 def _step_params(model: AudioModel, stage: int, hi: np.ndarray, lo: np.ndarray, known: np.ndarray, start: int,
-                 positions: np.ndarray, side: interp.Side | None, memo: dict | None = None) -> torch.Tensor:
+                 positions: np.ndarray, side: interp.Side | None, memo: dict | None = None,
+                 reuse: dict | None = None) -> torch.Tensor:
     """(n, 3K) head outputs of the variables at `positions` given the stage's digits known at `start`.
 
     hi, lo: (C, F) digits (read only where known); known: (C, F) bool, this stage's known digits (stage 1:
     high bytes; stage 2: low bytes, every high byte being known; a joint model: whole values); side: the
-    segment's (interp.py), or None. memo (the encoder's, one per segment and side information): the net's
-    whole output by (stage, start, known), so a call that _choose_split already made is not made again."""
-    key = (stage, start, known.tobytes()) if memo is not None else None
-    out = memo.get(key) if memo is not None else None
+    segment's (interp.py), or None. The encoder's memo of a segment and its side information: `memo`
+    keeps the net's whole output by (stage, start, known), `reuse` hands such an output over (and drops
+    it) instead of calling the net again; so a call that _choose_split made is not made twice."""
+    key = (stage, start, known.tobytes()) if memo is not None or reuse is not None else None
+    out = reuse.pop(key, None) if reuse is not None else None
     if out is None:
         out = _net_outputs(model, stage, hi, lo, known, start, side)
         if memo is not None:
@@ -408,7 +410,7 @@ def encode_audio_ways(model: AudioModel, samples: np.ndarray, bits: int, budget:
                 rank[np.concatenate([p for _, p in steps])] = np.arange(C * f)
                 for start, positions in reversed(steps):
                     known = (rank < start).reshape(C, f)
-                    params = _step_params(model, stage, hi, lo, known, start, positions, side, memo)
+                    params = _step_params(model, stage, hi, lo, known, start, positions, side, reuse=memo)
                     step_digits = [d[positions] for d in coded]
                     for use in ways:
                         if use:
