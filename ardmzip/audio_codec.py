@@ -34,7 +34,9 @@ on it). The encoder decides per segment: it runs the net on those levels both wa
 call per group, every coarser frame known) and keeps the way whose bits, side information included,
 are fewer. Halving reads the residual left above a quarter of the sample rate (most of 44.1 kHz audio
 gains); on 8 kHz speech it can cost, the scale blocks spanning twice the frames. A segment that keeps
-its levels whole takes as many network calls fewer as it has groups fewer (the schedule's budget).
+its levels whole takes as many network calls fewer as it has groups fewer (the schedule's budget). The
+calls made for the way kept are not made again (`_step_params`' memo): per net-coded stage, encoding
+takes one call more than decoding where a segment halves its finest level, two where it keeps it whole.
 
 Each net-coded stage has its own random order (with a seed derived from (seed, segment, stage)) of the
 model's order family (`AudioNetConfig.order`: "uniform", ardm.order over all variables; or "dyadic"

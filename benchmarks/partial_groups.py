@@ -6,7 +6,7 @@ With img7's order (quincunx-grb) one call per group is the smallest file; extra 
 and the half revealed second is predicted from the first half too. This measures, on whole validation
 photos (the validation split, never the evaluation set), what that second half costs, in bits per
 subpixel, on the finest level's edge group (half of all pixels, G then R then B, each a part of its
-own; about 44% of a photo's bits at 18 calls):
+own; about 45% of the net's bits at 18 calls, the group-0 lattice left out):
 
 - **structured halves**, as the audio model's halved levels: A = (y even, x odd) first, then
   B = (y odd, x even), which then knows its 4 diagonal neighbours (all in A) besides its 4 axis ones;

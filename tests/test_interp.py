@@ -392,13 +392,24 @@ def test_the_encoder_halves_the_finest_level_where_the_net_codes_it_shorter(monk
         assert sizes[None] <= 1.002 * min(sizes[0], sizes[1]), sizes
 
 
-def test_the_encoder_reuses_the_split_choices_net_calls_without_changing_the_file(monkeypatch):
-    """The net calls _choose_split made for the way it keeps are not made again (its memo), and the
-    words are exactly those of an encoder that makes every call afresh."""
+@pytest.mark.parametrize("keep", ["chosen", "halved"])
+def test_the_encoder_reuses_the_split_choices_net_calls_without_changing_the_file(monkeypatch, keep):
+    """The net calls _choose_split made for the way it keeps are not made again (its memo): one per
+    stage and group from the first halved level on, and the words are exactly those of an encoder that
+    makes every call afresh. "halved" makes _choose_split keep the halved way (its bits negated)."""
     model = _models(SPLIT)[0]
     real = audio_codec._choose_split
+
+    def halving(*a):
+        bits = audio_codec._bits
+        monkeypatch.setattr(audio_codec, "_bits", lambda probs, symbols: -bits(probs, symbols))
+        try:
+            return real(*a)
+        finally:
+            monkeypatch.setattr(audio_codec, "_bits", bits)
+    choose = real if keep == "chosen" else halving
     x = _high_band(4096, seed=3)[:, None].astype(np.int16)
-    calls, words = {}, {}
+    calls, words, kept = {}, {}, []
     for reuse in (True, False):
         count = [0]
         params = model.params
@@ -406,10 +417,19 @@ def test_the_encoder_reuses_the_split_choices_net_calls_without_changing_the_fil
         def counted(inp, params=params, count=count):
             count[0] += 1
             return params(inp)
+
+        def spy(*a, reuse=reuse):
+            split, side, memo = choose(*a)
+            kept.append(split)
+            return (split, side, memo) if reuse else (split, side, {})
         monkeypatch.setattr(model, "params", counted)
-        monkeypatch.setattr(audio_codec, "_choose_split", real if reuse else (lambda *a: real(*a)[:2] + ({},)))
+        monkeypatch.setattr(audio_codec, "_choose_split", spy)
         words[reuse] = audio_codec.compress_samples(model, x, 16, 8, offsets=True)[0]
         calls[reuse] = count[0]
         monkeypatch.undo()
+    assert len(set(kept)) == 1 and (kept[0] > 0) == (keep == "halved"), kept
     assert np.array_equal(words[True], words[False])
-    assert calls[True] < calls[False], calls
+    out = audio_codec.decompress_samples(model, words[True], len(x), 1, 16, 8, offsets=True)
+    assert np.array_equal(out, x)
+    groups = SPLIT.split * (2 if kept[0] else 1)       # the kept way's groups from the first halved level on
+    assert calls[False] - calls[True] == audio_codec.net_stages(model, 16) * groups, calls
