@@ -183,14 +183,15 @@ def _step_params(model: AudioModel, stage: int, hi: np.ndarray, lo: np.ndarray, 
     hi, lo: (C, F) digits (read only where known); known: (C, F) bool, this stage's known digits (stage 1:
     high bytes; stage 2: low bytes, every high byte being known; a joint model: whole values); side: the
     segment's (interp.py), or None. The encoder's memo of a segment and its side information: `memo`
-    keeps the net's whole output by (stage, start, known), `reuse` hands such an output over (and drops
-    it) instead of calling the net again; so a call that _choose_split made is not made twice."""
-    key = (stage, start, known.tobytes()) if memo is not None or reuse is not None else None
-    out = reuse.pop(key, None) if reuse is not None else None
+    keeps the net's whole output by (stage, start), `reuse` hands such an output over (and drops it)
+    instead of calling the net again; so a call that _choose_split made is not made twice. (stage, start)
+    suffices as the key: within a segment's stage, `start` fixes what is known (the first `start`
+    variables of the order; at a group's first step the groups before it, which _choose_split computes)."""
+    out = reuse.pop((stage, start), None) if reuse is not None else None
     if out is None:
         out = _net_outputs(model, stage, hi, lo, known, start, side)
         if memo is not None:
-            memo[key] = out
+            memo[stage, start] = out
     c, n = np.divmod(positions, hi.shape[1])
     return out[torch.from_numpy(c), :, torch.from_numpy(n)]
 

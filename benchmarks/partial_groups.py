@@ -31,7 +31,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ardmzip import codec  # noqa: E402
-from ardmzip.ardm import CHANNEL_RANK, image_groups  # noqa: E402
+from ardmzip.ardm import CHANNEL_RANK, image_groups, probabilities  # noqa: E402
 from ardmzip.data import CACHE  # noqa: E402
 from ardmzip.prior import prior  # noqa: E402
 from ardmzip.registry import load_model  # noqa: E402
@@ -40,15 +40,12 @@ from ardmzip.train import load_images  # noqa: E402
 MODEL = "img7"
 
 
-def _sigmoid(z: np.ndarray) -> np.ndarray:
-    return 1 / (1 + np.exp(-z))
-
-
 def logistic_bits(x: np.ndarray, mu: np.ndarray, s: np.ndarray) -> np.ndarray:
-    """−log2 of a discretised logistic (mean mu, scale s in values; open outer bins) at values x."""
-    hi = np.where(x >= 255, 1.0, _sigmoid((x + 0.5 - mu) / s))
-    lo = np.where(x <= 0, 0.0, _sigmoid((x - 0.5 - mu) / s))
-    return -np.log2(np.maximum(hi - lo, 1e-12))
+    """−log2 p of values x under one discretised logistic (mean mu, scale s in values): the codec's own
+    distributions (ardm.probabilities of a one-component mixture, open outer bins)."""
+    params = torch.from_numpy(np.stack([np.zeros_like(mu), mu / 127.5 - 1, np.log(s / 127.5)], 1)).float()
+    probs = probabilities(params, 1)
+    return -np.log2(np.maximum(probs[np.arange(len(x)), x.astype(np.int64)], 2.0 ** -24))
 
 
 class Photo:
